@@ -1,0 +1,49 @@
+# bertserve: `make run` serves the default models, `make test` runs every test.
+# Everything is installed here (Python packages into .venv, Debian packages via apt-get).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install models run test test-unit lint clean system-deps
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	@# torch first, pinned: the CPU wheel is on disk, an open range would pull a CUDA build
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -c requirements/constraints.txt -e '.[export,test]'
+	@touch $@
+
+install: $(STAMP)
+
+## models: build the default models into models/ (kept when present; FORCE=1 rebuilds)
+models: $(STAMP)
+	$(BIN)/python models/build.py $(if $(FORCE),--force)
+
+## run: serve the default models on http://127.0.0.1:8000
+run: models
+	$(BIN)/bertserve serve
+
+## system-deps: Debian packages the end-to-end tests drive (nginx)
+system-deps:
+	@command -v nginx >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }
+
+## test: every test (unit, integration on tiny models, end to end on the default models)
+test: $(STAMP) models system-deps
+	$(BIN)/python -m pytest -q -ra
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit
+
+## lint: ruff, mypy --strict, hadolint, kubernetes manifests
+lint: $(STAMP)
+	$(BIN)/ruff check service tests models loadtest
+	$(BIN)/ruff format --check service tests models loadtest
+	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/kubernetes-validate --strict deploy/k8s/
+
+clean:
+	rm -rf $(VENV) .build models/*/ .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,119 @@
+"""Wire models. Bounds that depend on settings (inputs per request, characters per input)
+are checked in `limits.py`, since pydantic bounds are fixed at import time."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Usage(BaseModel):
+    input_tokens: int
+
+
+class ClassifyRequest(_Request):
+    inputs: str | list[str] = Field(description="one text or a list of texts")
+    model: str | None = Field(None, description="model name; optional when one classifier is served")
+    top_k: int | None = Field(None, ge=1, description="keep the k best labels per input")
+    function: Literal["softmax", "sigmoid", "none"] | None = Field(
+        None, description="score function; default softmax (single-label) or sigmoid (multi-label)"
+    )
+    truncate: bool = Field(True, description="cut inputs to the model's max length; false: 422 instead")
+
+
+class LabelScore(BaseModel):
+    label: str
+    score: float
+
+
+class ClassifyResponse(BaseModel):
+    model: str
+    predictions: list[list[LabelScore]]
+    usage: Usage
+
+
+class EmbedRequest(_Request):
+    inputs: str | list[str] = Field(description="one text or a list of texts")
+    model: str | None = Field(None, description="model name; optional when one embedding model is served")
+    normalize: bool = Field(True, description="L2-normalise each vector")
+    dimensions: int | None = Field(None, ge=1, description="keep the first N components (re-normalised)")
+    truncate: bool = Field(True, description="cut inputs to the model's max length; false: 422 instead")
+    encoding_format: Literal["float", "base64"] = Field("float", description="base64: little-endian float32")
+
+
+class EmbedResponse(BaseModel):
+    model: str
+    embeddings: list[list[float]] | list[str]
+    dimensions: int
+    usage: Usage
+
+
+class OpenAIEmbeddingRequest(_Request):
+    input: str | list[str] | list[int] | list[list[int]] = Field(description="text or list of texts")
+    model: str = Field(description="model name as listed by GET /models")
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1)
+    user: str | None = Field(None, description="accepted and ignored")
+
+
+class OpenAIEmbedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class OpenAIUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class OpenAIEmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[OpenAIEmbedding]
+    model: str
+    usage: OpenAIUsage
+
+
+class ModelInfo(BaseModel):
+    name: str
+    task: Literal["classify", "embed"]
+    labels: list[str] | None
+    dimension: int | None
+    max_length: int
+    variant: str
+    provider: str
+    queued: int
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelInfo]
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    message: str
+    param: str | None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": text}
+    for status, text in {
+        401: "missing or bad API key",
+        404: "unknown model",
+        413: "body too large",
+        422: "invalid request",
+        429: "queue full (Retry-After)",
+        500: "internal error",
+        503: "not ready or draining",
+        504: "deadline passed",
+    }.items()
+}

@@ -1,0 +1,206 @@
+"""The per-model batch loop.
+
+Requests tokenized elsewhere are queued as items with a future and a deadline. Whenever the
+runtime is free the loop forms a batch (see `select_batch`) and awaits the runner, which does
+the work off the event loop, so new requests keep arriving and queueing meanwhile.
+
+Invariant: every future handed out by `submit` is resolved, whatever happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, Protocol, TypeVar
+
+from service.batching.policy import Item, select_batch
+from service.errors import DeadlineExceeded, InferenceFailed, Overloaded, ServiceError, Unavailable
+
+P = TypeVar("P")
+R = TypeVar("R")
+Runner = Callable[[list[P]], Awaitable[Sequence[R]]]
+
+log = logging.getLogger("bertserve.batcher")
+
+
+class BatchObserver(Protocol):
+    def queue_depth(self, items: int) -> None: ...
+    def rejected(self, reason: str, items: int) -> None: ...
+    def batch(self, items: int, padded_tokens: int, queue_waits: list[float], seconds: float) -> None: ...
+
+
+class NullObserver:
+    def queue_depth(self, items: int) -> None:
+        pass
+
+    def rejected(self, reason: str, items: int) -> None:
+        pass
+
+    def batch(self, items: int, padded_tokens: int, queue_waits: list[float], seconds: float) -> None:
+        pass
+
+
+class Batcher(Generic[P, R]):
+    def __init__(
+        self,
+        runner: Runner[P, R],
+        *,
+        max_batch_size: int,
+        max_batch_tokens: int,
+        max_queue_items: int,
+        max_wait_s: float = 0.0,
+        observer: BatchObserver | None = None,
+        name: str = "model",
+    ) -> None:
+        self._runner = runner
+        self.max_batch_size = max_batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self.max_queue_items = max_queue_items
+        self.max_wait_s = max_wait_s
+        self._observer = observer or NullObserver()
+        self._name = name
+        self._pending: list[Item[P]] = []
+        self._running: list[Item[P]] = []  # the batch in the runtime now; resolved on stop too
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.busy_since: float | None = None  # monotonic start of the running batch, for stall checks
+
+    @property
+    def queued(self) -> int:
+        return len(self._pending)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"batcher-{self._name}")
+
+    async def stop(self) -> None:
+        """Stop the loop; whatever is still queued is answered 503."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._fail_all(Unavailable("the service is shutting down"))
+
+    def submit(self, payloads: Sequence[tuple[P, int]], deadline: float) -> list[asyncio.Future[R]]:
+        """Queue (payload, tokens) pairs as one request: all of them or none (429)."""
+        if self._task is None:
+            raise Unavailable("the model is not serving")
+        if len(self._pending) + len(payloads) > self.max_queue_items:
+            self._observer.rejected("overloaded", len(payloads))
+            raise Overloaded(f"queue full ({self.max_queue_items} items): retry later")
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        futures: list[asyncio.Future[R]] = []
+        for payload, tokens in payloads:
+            future: asyncio.Future[R] = loop.create_future()
+            self._pending.append(Item(payload, tokens, deadline, now, future))
+            futures.append(future)
+        self._observer.queue_depth(len(self._pending))
+        self._wakeup.set()
+        return futures
+
+    async def _loop(self) -> None:
+        try:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                while self._drop_dead():
+                    if await self._should_wait():
+                        continue
+                    batch = select_batch(self._pending, self.max_batch_size, self.max_batch_tokens)
+                    chosen = set(map(id, batch))
+                    self._pending = [it for it in self._pending if id(it) not in chosen]
+                    self._observer.queue_depth(len(self._pending))
+                    self._running = batch
+                    await self._execute(batch)
+                    self._running = []
+        finally:
+            self._fail_all(Unavailable("the batch loop stopped"))
+
+    async def _should_wait(self) -> bool:
+        """With max_wait > 0 and a batch not yet full, wait for more items, up to the oldest
+        item's age limit. Returns True when it waited (the queue may have changed)."""
+        if self.max_wait_s <= 0 or len(self._pending) >= self.max_batch_size:
+            return False
+        remaining = self._pending[0].enqueued + self.max_wait_s - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            return False
+        self._wakeup.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), remaining)
+        return True
+
+    def _drop_dead(self) -> bool:
+        """Drop expired and cancelled items before they cost compute; True if any remain."""
+        now = asyncio.get_running_loop().time()
+        alive = []
+        for item in self._pending:
+            if item.deadline <= now:
+                self._observer.rejected("timeout", 1)
+                _resolve_error(item, DeadlineExceeded("the request deadline passed before it ran"))
+            elif item.future.done():
+                self._observer.rejected("cancelled", 1)
+            else:
+                alive.append(item)
+        if len(alive) != len(self._pending):
+            self._pending = alive
+            self._observer.queue_depth(len(alive))
+        return bool(alive)
+
+    async def _execute(self, batch: list[Item[P]]) -> None:
+        now = asyncio.get_running_loop().time()
+        waits = [now - it.enqueued for it in batch]
+        started = time.perf_counter()
+        self.busy_since = time.monotonic()
+        try:
+            results = await self._runner([it.payload for it in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"runner returned {len(results)} results for {len(batch)} items")
+        except Exception:
+            log.exception("batch of %d failed on %s", len(batch), self._name)
+            if len(batch) == 1:
+                _resolve_error(batch[0], InferenceFailed("inference failed for this input"))
+            else:
+                await self._isolate(batch)
+            return
+        finally:
+            self.busy_since = None
+        padded = len(batch) * max(it.tokens for it in batch)
+        self._observer.batch(len(batch), padded, waits, time.perf_counter() - started)
+        for item, result in zip(batch, results, strict=True):
+            if not item.future.done():
+                item.future.set_result(result)
+
+    async def _isolate(self, batch: list[Item[P]]) -> None:
+        """Run each item of a failed batch alone, so one poison input fails alone."""
+        for item in batch:
+            if item.future.done():
+                continue
+            self.busy_since = time.monotonic()
+            try:
+                (result,) = await self._runner([item.payload])
+            except Exception:
+                log.exception("item failed alone on %s", self._name)
+                _resolve_error(item, InferenceFailed("inference failed for this input"))
+            else:
+                if not item.future.done():
+                    item.future.set_result(result)
+            finally:
+                self.busy_since = None
+
+    def _fail_all(self, error: ServiceError) -> None:
+        for item in [*self._running, *self._pending]:
+            _resolve_error(item, error)
+        self._running = []
+        self._pending = []
+
+
+def _resolve_error(item: Item[P], error: Exception) -> None:
+    if not item.future.done():
+        item.future.set_exception(error)
+        # Mark retrieved: a waiter that already gave up must not log "never retrieved".
+        item.future.exception()

@@ -1,0 +1,98 @@
+"""Inspect and load a local Hugging Face checkpoint of the BERT family."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from service.export.errors import ExportError
+
+SUPPORTED = ("bert", "distilbert", "roberta", "xlm-roberta")
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    config: dict[str, Any]
+    model_type: str
+
+    @property
+    def input_names(self) -> list[str]:
+        """DistilBERT takes no segment ids; RoBERTa's single segment makes them a constant."""
+        names = ["input_ids", "attention_mask"]
+        if self.model_type == "bert" and int(self.config.get("type_vocab_size", 2)) > 1:
+            names.append("token_type_ids")
+        return names
+
+    @property
+    def has_classification_head(self) -> bool:
+        archs = self.config.get("architectures") or []
+        return any(a.endswith("ForSequenceClassification") for a in archs)
+
+    def max_length(self, requested: int | None) -> int:
+        limit = int(self.config.get("max_position_embeddings", 512))
+        if self.model_type in ("roberta", "xlm-roberta"):
+            limit -= 2  # positions start after the padding index
+        st_config = self.path / "sentence_bert_config.json"
+        default = limit
+        if st_config.is_file():
+            default = int(json.loads(st_config.read_text()).get("max_seq_length", limit))
+        value = requested or default
+        if value > limit:
+            raise ExportError(f"--max-length {value} exceeds the model's {limit} positions")
+        return value
+
+    def sentence_transformers_pooling(self) -> str | None:
+        pooling_config = self.path / "1_Pooling" / "config.json"
+        if not pooling_config.is_file():
+            return None
+        cfg = json.loads(pooling_config.read_text())
+        if cfg.get("pooling_mode_mean_tokens"):
+            return "mean"
+        if cfg.get("pooling_mode_cls_token"):
+            return "cls"
+        raise ExportError(f"unsupported pooling in {pooling_config}: only mean and cls are served")
+
+
+def inspect_checkpoint(path: Path) -> Checkpoint:
+    if not path.is_dir():
+        raise ExportError(f"{path} is not a directory")
+    config_file = path / "config.json"
+    if not config_file.is_file() or not any((path / w).is_file() for w in WEIGHT_FILES):
+        raise ExportError(f"{path} is not a Hugging Face checkpoint (needs config.json and model weights)")
+    try:
+        config = json.loads(config_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise ExportError(f"{config_file} is not valid JSON: {exc}") from exc
+    model_type = str(config.get("model_type", ""))
+    if model_type not in SUPPORTED:
+        raise ExportError(f"unsupported architecture {model_type or 'unknown'!r}: supported are {', '.join(SUPPORTED)}")
+    if not (path / "tokenizer.json").is_file() and not (path / "vocab.txt").is_file():
+        raise ExportError(f"{path} has no tokenizer (tokenizer.json or vocab.txt)")
+    return Checkpoint(path=path, config=config, model_type=model_type)
+
+
+def load_model(ckpt: Checkpoint, task: str) -> Any:
+    """Load the PyTorch model in eval mode with the eager attention, which exports cleanly."""
+    from transformers import AutoModel, AutoModelForSequenceClassification
+
+    if task == "classify" and not ckpt.has_classification_head:
+        raise ExportError(f"{ckpt.path} has no sequence-classification head: export it with --task embed")
+    cls = AutoModelForSequenceClassification if task == "classify" else AutoModel
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = cls.from_pretrained(str(ckpt.path), attn_implementation="eager")
+    return model.eval()
+
+
+def load_tokenizer(ckpt: Checkpoint) -> Any:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(ckpt.path), use_fast=True)
+    if not tok.is_fast:
+        raise ExportError(f"{ckpt.path}: no fast tokenizer could be built")
+    return tok

@@ -1,0 +1,108 @@
+"""Wrap the HF model so the graph returns exactly what the service serves, and export it."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from service.export.errors import ExportError
+
+
+class ClassifierGraph(torch.nn.Module):
+    """Returns raw logits; softmax/sigmoid are request options, applied by the service."""
+
+    def __init__(self, model: torch.nn.Module, input_names: list[str]) -> None:
+        super().__init__()
+        self.model = model
+        self.input_names = input_names
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        out = self.model(**_feeds(self.input_names, input_ids, attention_mask, token_type_ids))
+        return out.logits  # type: ignore[no-any-return]
+
+
+class EmbeddingGraph(torch.nn.Module):
+    """Pools inside the graph: the output is one unnormalised vector per row."""
+
+    def __init__(self, model: torch.nn.Module, input_names: list[str], pooling: str) -> None:
+        super().__init__()
+        self.model = model
+        self.input_names = input_names
+        self.pooling = pooling
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        feeds = _feeds(self.input_names, input_ids, attention_mask, token_type_ids)
+        hidden = self.model(**feeds).last_hidden_state
+        if self.pooling == "cls":
+            return torch.as_tensor(hidden[:, 0])
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return torch.as_tensor((hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9))
+
+
+def _feeds(
+    names: list[str], input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None
+) -> dict[str, torch.Tensor]:
+    feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if "token_type_ids" in names and token_type_ids is not None:
+        feeds["token_type_ids"] = token_type_ids
+    return feeds
+
+
+def build_graph(model: torch.nn.Module, task: str, input_names: list[str], pooling: str | None) -> torch.nn.Module:
+    if task == "classify":
+        return ClassifierGraph(model, input_names).eval()
+    return EmbeddingGraph(model, input_names, pooling or "mean").eval()
+
+
+def export_onnx(graph: torch.nn.Module, example: dict[str, Any], output_name: str, path: Path, max_length: int) -> None:
+    """Export with the dynamo exporter: the TorchScript tracer bakes the attention-mask shape
+    of recent transformers releases into the graph and gives wrong numbers on other shapes.
+    The example must have batch >= 2 and sequence >= 2, or the exporter specialises them."""
+    names = list(example)
+    args = tuple(torch.as_tensor(example[n]) for n in names)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    seq = torch.export.Dim("sequence", min=1, max=max_length)
+    shapes = {n: {0: batch, 1: seq} for n in names}
+    sink = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sink), _quiet_loggers():
+        warnings.simplefilter("ignore")
+        try:
+            program = torch.onnx.export(
+                graph,
+                args,
+                input_names=names,
+                output_names=[output_name],
+                dynamic_shapes=shapes,
+                opset_version=18,
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+            )
+        except Exception as exc:  # the exporter raises many types; all mean the same to a user
+            raise ExportError(f"ONNX export failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+    if program is None:
+        raise ExportError("ONNX export returned no program")
+    program.save(str(path), external_data=False)
+
+
+@contextlib.contextmanager
+def _quiet_loggers() -> Any:
+    loggers = [logging.getLogger(n) for n in ("torch", "onnxscript", "torch.onnx")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)

@@ -1,0 +1,71 @@
+"""The model directory format, shared by the exporter (writer) and the runtime (reader).
+
+A model directory holds `manifest.json`, the ONNX graph of every variant, `tokenizer.json`
+and the HF `config.json`. The manifest is the contract: the runtime trusts nothing that is
+not described here, and checks every file against its recorded sha256 before loading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MANIFEST_FILE = "manifest.json"
+FORMAT_VERSION = 1
+
+Task = Literal["classify", "embed"]
+Precision = Literal["fp32", "int8", "fp16"]
+Pooling = Literal["mean", "cls"]
+
+
+class VariantInfo(BaseModel):
+    """One ONNX graph of the model and the parity figures it passed at export time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str
+    precision: Precision
+    recipe: str = ""
+    verification: dict[str, float] = Field(default_factory=dict)
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format_version: int = FORMAT_VERSION
+    name: str
+    task: Task
+    architecture: str
+    max_length: int
+    inputs: list[str]
+    output: str
+    pad_token_id: int = 0
+    labels: list[str] | None = None
+    multi_label: bool = False
+    dimension: int | None = None
+    pooling: Pooling | None = None
+    # Pooling runs inside the graph, so the runtime only normalises and truncates.
+    pooling_in_graph: bool = True
+    variants: dict[str, VariantInfo]
+    files: dict[str, str] = Field(default_factory=dict)
+    versions: dict[str, str] = Field(default_factory=dict)
+    evaluation: dict[str, float | int | str] = Field(default_factory=dict)
+    created_at: str = ""
+
+    def write(self, directory: Path) -> None:
+        (directory / MANIFEST_FILE).write_text(self.model_dump_json(indent=2) + "\n")
+
+    @classmethod
+    def read(cls, directory: Path) -> Manifest:
+        return cls.model_validate_json((directory / MANIFEST_FILE).read_bytes())
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,75 @@
+"""One served model: tokenize (off the loop) -> batcher -> runtime (own thread) -> rows.
+
+Post-processing is left to the route's task module, vectorised over the request's rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from service.batching import Batcher
+from service.errors import DeadlineExceeded
+from service.metrics import Metrics
+from service.runtime.loader import LoadedModel
+from service.settings import Settings
+
+
+class ModelPipeline:
+    def __init__(
+        self, model: LoadedModel, settings: Settings, metrics: Metrics, tokenize_pool: ThreadPoolExecutor
+    ) -> None:
+        self.model = model
+        self.manifest = model.manifest
+        self.name = model.name
+        self._settings = settings
+        self._tokenize_pool = tokenize_pool
+        # One thread per session: onnxruntime parallelises inside a run (intra-op threads);
+        # running two batches at once would only split the same cores.
+        self._runtime_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ort-{self.name}")
+        self._tokenize_seconds = metrics.tokenize.labels(self.name)
+        self.batcher: Batcher[np.ndarray, np.ndarray] = Batcher(
+            self._run,
+            max_batch_size=settings.max_batch_size,
+            max_batch_tokens=settings.max_batch_tokens,
+            max_queue_items=settings.max_queue_items,
+            max_wait_s=settings.max_wait_ms / 1000,
+            observer=metrics.observer(self.name),
+            name=self.name,
+        )
+
+    async def _run(self, rows: list[np.ndarray]) -> Sequence[np.ndarray]:
+        out = await asyncio.get_running_loop().run_in_executor(self._runtime_pool, self.model.session.run, rows)
+        return list(out)
+
+    def warm_up(self) -> None:
+        """Run the largest batch shape once, so the first user does not pay for allocation."""
+        width = min(self.manifest.max_length, max(1, self._settings.max_batch_tokens // self._settings.max_batch_size))
+        rows = [np.full(width, self.manifest.pad_token_id + 1, dtype=np.int64)] * self._settings.max_batch_size
+        self.model.session.run(rows)
+        self.model.session.run([np.full(self.manifest.max_length, self.manifest.pad_token_id + 1, dtype=np.int64)])
+
+    async def infer(self, texts: Sequence[str], truncate: bool, deadline: float) -> tuple[np.ndarray, int]:
+        """Rows of model output (one per text) and the number of input tokens."""
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        ids = await loop.run_in_executor(self._tokenize_pool, self.model.encoder.encode, texts, truncate)
+        self._tokenize_seconds.observe(time.perf_counter() - started)
+        futures = self.batcher.submit([(row, len(row)) for row in ids], deadline)
+        remaining = deadline - loop.time()
+        try:
+            rows = await asyncio.wait_for(asyncio.gather(*futures), timeout=max(remaining, 0.0))
+        except TimeoutError as exc:
+            raise DeadlineExceeded("the request deadline passed before it finished") from exc
+        return np.stack(rows), sum(len(r) for r in ids)
+
+    async def start(self) -> None:
+        self.batcher.start()
+
+    async def stop(self) -> None:
+        await self.batcher.stop()
+        self._runtime_pool.shutdown(wait=False, cancel_futures=True)

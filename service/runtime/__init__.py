@@ -1,0 +1,1 @@
+"""onnxruntime sessions, providers and threads, and the tokenizer. Never imports torch."""

@@ -1,0 +1,125 @@
+"""Load and check model directories. Every failure is one line naming what is wrong."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from service.manifest import FORMAT_VERSION, MANIFEST_FILE, Manifest, sha256_file
+from service.runtime.cpus import available_cpus
+from service.runtime.session import CUDA, OnnxSession, SessionError, resolve_providers
+from service.runtime.tokenizer import TextEncoder
+from service.settings import Settings
+
+
+class ModelLoadError(Exception):
+    pass
+
+
+@dataclass
+class LoadedModel:
+    directory: Path
+    manifest: Manifest
+    encoder: TextEncoder
+    session: OnnxSession
+    variant: str
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+
+def discover(models_dir: Path) -> list[Path]:
+    """The model directories of a repository (or the directory itself if it is one)."""
+    if not models_dir.is_dir():
+        raise ModelLoadError(f"model repository {models_dir} does not exist (run `make models`)")
+    if (models_dir / MANIFEST_FILE).is_file():
+        return [models_dir]
+    found = sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    if not found:
+        raise ModelLoadError(f"no model directory in {models_dir} (run `make models`)")
+    return found
+
+
+def load_all(settings: Settings) -> list[LoadedModel]:
+    models = [load_model(d, settings) for d in discover(settings.models)]
+    names = [m.name for m in models]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ModelLoadError(f"model name(s) served twice: {', '.join(duplicates)}")
+    return models
+
+
+def load_model(directory: Path, settings: Settings) -> LoadedModel:
+    manifest = _read_manifest(directory)
+    if settings.verify_checksums:
+        _check_files(directory, manifest)
+    try:
+        providers = resolve_providers(settings.provider)
+    except SessionError as exc:
+        raise ModelLoadError(str(exc)) from exc
+    variant = _pick_variant(manifest, settings.variant, providers[0] == CUDA, directory)
+    threads = settings.intra_op_threads or available_cpus()
+    try:
+        session = OnnxSession(
+            directory / manifest.variants[variant].file,
+            output=manifest.output,
+            pad_token_id=manifest.pad_token_id,
+            providers=providers,
+            threads=threads,
+            io_binding=settings.io_binding,
+        )
+        encoder = TextEncoder(directory / "tokenizer.json", manifest.max_length)
+    except (SessionError, Exception) as exc:
+        raise ModelLoadError(f"{directory}: {exc}") from exc
+    _check_fit(directory, manifest, session)
+    return LoadedModel(directory, manifest, encoder, session, variant)
+
+
+def _read_manifest(directory: Path) -> Manifest:
+    path = directory / MANIFEST_FILE
+    if not path.is_file():
+        raise ModelLoadError(f"{directory} has no {MANIFEST_FILE}: not a model directory")
+    try:
+        manifest = Manifest.read(directory)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ModelLoadError(f"{path}: invalid manifest ({where}: {first['msg']})") from exc
+    if manifest.format_version != FORMAT_VERSION:
+        raise ModelLoadError(f"{path}: format_version {manifest.format_version}, expected {FORMAT_VERSION}")
+    return manifest
+
+
+def _check_files(directory: Path, manifest: Manifest) -> None:
+    for name, digest in manifest.files.items():
+        path = directory / name
+        if not path.is_file():
+            raise ModelLoadError(f"{directory}: {name} is listed in the manifest but missing")
+        if sha256_file(path) != digest:
+            raise ModelLoadError(f"{directory}: {name} does not match its manifest checksum (corrupt or replaced)")
+
+
+def _pick_variant(manifest: Manifest, wanted: str, on_cuda: bool, directory: Path) -> str:
+    if wanted != "auto":
+        if wanted not in manifest.variants:
+            raise ModelLoadError(
+                f"{directory}: variant {wanted} requested but not exported (has {sorted(manifest.variants)})"
+            )
+        return wanted
+    preferred = "fp16" if on_cuda else "int8"
+    return preferred if preferred in manifest.variants else "fp32"
+
+
+def _check_fit(directory: Path, manifest: Manifest, session: OnnxSession) -> None:
+    """The graph must take what the manifest says and give the width the task expects."""
+    if sorted(session.input_names) != sorted(manifest.inputs):
+        raise ModelLoadError(
+            f"{directory}: graph inputs {session.input_names} do not match the manifest's {manifest.inputs}"
+        )
+    width = session.output_shape[-1] if session.output_shape else None
+    expected = len(manifest.labels or []) if manifest.task == "classify" else manifest.dimension
+    if isinstance(width, int) and width != expected:
+        raise ModelLoadError(f"{directory}: graph output width {width} does not match the manifest ({expected})")

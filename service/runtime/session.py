@@ -1,0 +1,88 @@
+"""One onnxruntime session: provider and thread choice, padding, and the run itself."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+
+
+class SessionError(Exception):
+    pass
+
+
+def resolve_providers(setting: str) -> list[str]:
+    available = ort.get_available_providers()
+    if setting == "cpu":
+        return [CPU]
+    if setting == "cuda":
+        if CUDA not in available:
+            raise SessionError("provider=cuda but onnxruntime has no CUDA provider here (install onnxruntime-gpu)")
+        return [CUDA, CPU]
+    return [CUDA, CPU] if CUDA in available else [CPU]
+
+
+class OnnxSession:
+    """Runs padded batches of token-id rows. Not async: the caller owns the thread."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        output: str,
+        pad_token_id: int,
+        providers: list[str],
+        threads: int,
+        io_binding: bool | None = None,
+    ) -> None:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own, unexported exception types
+            raise SessionError(f"{path.name} does not load: {str(exc).splitlines()[0]}") from exc
+        self.provider = self._session.get_providers()[0]
+        self.input_names = [i.name for i in self._session.get_inputs()]
+        outputs = [o.name for o in self._session.get_outputs()]
+        if output not in outputs:
+            raise SessionError(f"{path.name} has no output {output!r} (it has {outputs})")
+        self.output = output
+        self.output_shape = next(o.shape for o in self._session.get_outputs() if o.name == output)
+        self.pad_token_id = pad_token_id
+        self.io_binding = self.provider == CUDA if io_binding is None else io_binding
+
+    def pad(self, rows: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        """Pad to the batch's longest row only; mask out the padding."""
+        longest = max(len(r) for r in rows)
+        ids = np.full((len(rows), longest), self.pad_token_id, dtype=np.int64)
+        mask = np.zeros((len(rows), longest), dtype=np.int64)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = row
+            mask[i, : len(row)] = 1
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self.input_names:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        return feeds
+
+    def run(self, rows: Sequence[np.ndarray]) -> np.ndarray:
+        feeds = self.pad(rows)
+        if not self.io_binding:
+            return np.asarray(self._session.run([self.output], feeds)[0], dtype=np.float32)
+        # IO binding: inputs copied to the device once, output kept where the provider
+        # wrote it until the single copy back; avoids per-run allocations on CUDA.
+        device = "cuda" if self.provider == CUDA else "cpu"
+        binding = self._session.io_binding()
+        for name, value in feeds.items():
+            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(value, device, 0))
+        binding.bind_output(self.output, device)
+        self._session.run_with_iobinding(binding)
+        return np.asarray(binding.copy_outputs_to_cpu()[0], dtype=np.float32)

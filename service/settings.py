@@ -1,0 +1,57 @@
+"""Every setting in one place; each is also an environment variable BERTSERVE_<NAME>."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Provider = Literal["auto", "cpu", "cuda"]
+Variant = Literal["auto", "fp32", "int8", "fp16"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BERTSERVE_", extra="ignore")
+
+    # where and what to serve
+    models: Path = Field(Path("models"), description="model repository: one model directory per subfolder")
+    host: str = Field("127.0.0.1", description="bind address")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port")
+
+    # runtime
+    provider: Provider = Field("auto", description="execution provider: auto (CUDA if available), cpu or cuda")
+    variant: Variant = Field("auto", description="graph variant: auto = fp16 on CUDA, int8 on CPU, when present")
+    intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads per session; 0 = CPUs this process may use")
+    io_binding: bool | None = Field(None, description="use IO binding; default on for CUDA only")
+    verify_checksums: bool = Field(True, description="check every model file against its manifest sha256 at start-up")
+    warmup: bool = Field(True, description="run the largest batch shape once before reporting ready")
+
+    # batching
+    max_batch_size: int = Field(32, ge=1, description="items per batch")
+    max_batch_tokens: int = Field(8192, ge=1, description="padded tokens per batch (rows x longest)")
+    max_wait_ms: float = Field(0.0, ge=0, description="wait up to this long from the oldest item to fill a batch")
+    max_queue_items: int = Field(1024, ge=1, description="queued items per model; beyond it requests get 429")
+    request_timeout_s: float = Field(
+        30.0, gt=0, description="per-request deadline (a header can lower it): 504 after it"
+    )
+
+    # request limits
+    max_inputs: int = Field(64, ge=1, description="inputs per request")
+    max_input_chars: int = Field(20_000, ge=1, description="characters per input")
+    max_body_bytes: int = Field(1 << 20, ge=1, description="request body size; 413 beyond it")
+
+    # operations
+    drain_timeout_s: float = Field(25.0, ge=0, description="on SIGTERM, wait this long for accepted requests")
+    log_level: str = Field("info", description="log level")
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="comma-separated API keys; empty = no authentication"
+    )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value

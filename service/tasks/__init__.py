@@ -1,0 +1,1 @@
+"""Per-task post-processing, vectorised over the batch in numpy."""

@@ -1,0 +1,223 @@
+"""Every route and option through the ASGI app, on real onnxruntime sessions of tiny models."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.integration.conftest import Client
+
+
+async def test_classify_single_and_batch(client: httpx.AsyncClient) -> None:
+    r = await client.post("/classify", json={"inputs": "a fine film"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == "tiny-clf"
+    (preds,) = body["predictions"]
+    assert sorted(p["label"] for p in preds) == ["label_0", "label_1", "label_2"]
+    scores = [p["score"] for p in preds]
+    assert scores == sorted(scores, reverse=True)
+    assert sum(scores) == pytest.approx(1.0, abs=1e-5)
+    assert body["usage"]["input_tokens"] == 5  # [CLS] a fine film [SEP]
+
+    r = await client.post("/classify", json={"inputs": ["one", "two words", "three words here"], "top_k": 1})
+    assert [len(p) for p in r.json()["predictions"]] == [1, 1, 1]
+
+
+async def test_classify_functions(client: httpx.AsyncClient) -> None:
+    raw = (await client.post("/classify", json={"inputs": "x y", "function": "none"})).json()["predictions"][0]
+    sig = (await client.post("/classify", json={"inputs": "x y", "function": "sigmoid"})).json()["predictions"][0]
+    soft = (await client.post("/classify", json={"inputs": "x y"})).json()["predictions"][0]
+    logits = {p["label"]: p["score"] for p in raw}
+    for p in sig:
+        assert p["score"] == pytest.approx(1 / (1 + np.exp(-logits[p["label"]])), rel=1e-5)
+    z = np.exp(np.array(list(logits.values())) - max(logits.values()))
+    expected = dict(zip(logits, z / z.sum(), strict=True))
+    for p in soft:
+        assert p["score"] == pytest.approx(expected[p["label"]], rel=1e-5)
+
+
+async def test_same_text_same_answer_alone_or_in_a_padded_batch(client: httpx.AsyncClient) -> None:
+    alone = (await client.post("/embed", json={"inputs": "short"})).json()["embeddings"][0]
+    batch = (await client.post("/embed", json={"inputs": ["short", "a much longer input " * 5]})).json()
+    assert np.allclose(alone, batch["embeddings"][0], atol=1e-5)
+
+
+async def test_truncate_false_names_the_input_and_its_length(client: httpx.AsyncClient) -> None:
+    long_text = "word " * 300
+    assert (await client.post("/classify", json={"inputs": ["ok", long_text]})).status_code == 200
+    r = await client.post("/classify", json={"inputs": ["ok", long_text], "truncate": False})
+    assert r.status_code == 422
+    err = r.json()["error"]
+    assert err["param"] == "inputs[1]"
+    assert "302 tokens" in err["message"] and "128" in err["message"]
+
+
+async def test_embed_options(client: httpx.AsyncClient) -> None:
+    r = await client.post("/embed", json={"inputs": ["hello", "world"]})
+    body = r.json()
+    vecs = np.array(body["embeddings"])
+    assert body["dimensions"] == 32 and vecs.shape == (2, 32)
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+
+    raw = np.array((await client.post("/embed", json={"inputs": ["hello"], "normalize": False})).json()["embeddings"])
+    assert np.allclose(raw[0] / np.linalg.norm(raw[0]), vecs[0], atol=1e-5)
+
+    cut = (await client.post("/embed", json={"inputs": "hello", "dimensions": 8})).json()
+    assert cut["dimensions"] == 8
+    assert np.allclose(np.array(cut["embeddings"][0]), raw[0][:8] / np.linalg.norm(raw[0][:8]), atol=1e-5)
+
+    b64 = (await client.post("/embed", json={"inputs": ["hello", "world"], "encoding_format": "base64"})).json()
+    decoded = np.stack([np.frombuffer(base64.b64decode(s), dtype="<f4") for s in b64["embeddings"]])
+    assert np.allclose(decoded, vecs, atol=1e-6)
+
+    r = await client.post("/embed", json={"inputs": "hello", "dimensions": 33})
+    assert r.status_code == 422 and r.json()["error"]["param"] == "dimensions"
+
+
+async def test_openai_route(client: httpx.AsyncClient) -> None:
+    r = await client.post("/v1/embeddings", json={"input": ["a", "b"], "model": "tiny-emb"})
+    body = r.json()
+    assert body["object"] == "list" and body["model"] == "tiny-emb"
+    assert [d["index"] for d in body["data"]] == [0, 1]
+    assert body["usage"] == {"prompt_tokens": 6, "total_tokens": 6}
+    r = await client.post("/v1/embeddings", json={"input": [[1, 2, 3]], "model": "tiny-emb"})
+    assert r.status_code == 422 and r.json()["error"]["param"] == "input"
+    r = await client.post("/v1/embeddings", json={"input": "a", "model": "text-embedding-3-small"})
+    assert r.status_code == 404 and r.json()["error"]["type"] == "model_not_found"
+
+
+async def test_models_health_metrics(client: httpx.AsyncClient) -> None:
+    models = {m["name"]: m for m in (await client.get("/models")).json()["models"]}
+    assert models["tiny-clf"]["variant"] == "int8"  # CPU prefers the verified int8 graph
+    assert models["tiny-emb"]["variant"] == "fp32"
+    assert models["tiny-emb"]["provider"] == "CPUExecutionProvider"
+    assert models["tiny-clf"]["labels"] == ["label_0", "label_1", "label_2"]
+    assert (await client.get("/health/live")).json() == {"status": "ok"}
+    assert (await client.get("/health/ready")).status_code == 200
+    await client.post("/classify", json={"inputs": "x"})
+    text = (await client.get("/metrics")).text
+    for name in (
+        "bertserve_requests_total",
+        "bertserve_request_duration_seconds",
+        "bertserve_queue_wait_seconds",
+        "bertserve_tokenize_seconds",
+        "bertserve_inference_seconds",
+        "bertserve_batch_size",
+        "bertserve_batch_tokens",
+        "bertserve_queue_depth",
+        "bertserve_model_info",
+    ):
+        assert name in text
+    assert 'bertserve_requests_total{model="tiny-clf",route="/classify",status="200"} 1.0' in text
+
+
+async def test_request_id_is_echoed_or_made(client: httpx.AsyncClient) -> None:
+    r = await client.get("/health/live", headers={"X-Request-ID": "abc-123"})
+    assert r.headers["x-request-id"] == "abc-123"
+    r = await client.get("/health/live", headers={"X-Request-ID": "bad id with spaces"})
+    assert re.fullmatch(r"[0-9a-f]{32}", r.headers["x-request-id"])
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param"),
+    [
+        ({"inputs": []}, 422, "inputs"),
+        ({"inputs": 5}, 422, "inputs"),
+        ({"inputs": ["a", 3]}, 422, "inputs[1]"),
+        ({"inputs": "a", "colour": "red"}, 422, "colour"),
+        ({"inputs": "a", "top_k": 0}, 422, "top_k"),
+        ({"inputs": "a", "function": "relu"}, 422, "function"),
+        ({"inputs": ["a"] * 65}, 422, "inputs"),
+        ({"inputs": "a" * 20_001}, 422, "inputs"),
+        ({"inputs": "a", "model": "nope"}, 404, "model"),
+        ({"inputs": "a", "model": "tiny-emb"}, 404, "model"),
+    ],
+)
+async def test_bad_requests_get_the_envelope(
+    client: httpx.AsyncClient, body: dict[str, object], status: int, param: str
+) -> None:
+    r = await client.post("/classify", json=body)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert set(err) == {"type", "message", "param"}
+    assert err["param"] == param
+    assert err["message"]
+
+
+async def test_malformed_json_and_wrong_content_type(client: httpx.AsyncClient) -> None:
+    r = await client.post("/classify", content=b'{"inputs": "x"', headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["error"]["message"] == "body is not valid JSON"
+    r = await client.post("/classify", content=b'{"inputs": "x"}', headers={"content-type": "text/plain"})
+    assert r.status_code == 422 and "Content-Type: application/json" in r.json()["error"]["message"]
+
+
+async def test_unknown_route_and_method(client: httpx.AsyncClient) -> None:
+    r = await client.get("/nope")
+    assert r.status_code == 404 and r.json()["error"]["type"] == "not_found"
+    r = await client.get("/classify")
+    assert r.status_code == 405 and r.json()["error"]["type"] == "method_not_allowed"
+
+
+async def test_body_over_the_limit_is_413(make_client: Client) -> None:
+    async with make_client(max_body_bytes=1000) as c:
+        r = await c.post("/classify", json={"inputs": "a" * 2000})
+        assert r.status_code == 413 and r.json()["error"]["type"] == "request_too_large"
+
+        async def chunks():  # no content-length: counted while reading
+            for _ in range(10):
+                yield b"a" * 200
+
+        r = await c.post("/classify", content=chunks(), headers={"content-type": "application/json"})
+        assert r.status_code == 413
+
+
+async def test_queue_full_is_429_with_retry_after(make_client: Client) -> None:
+    async with make_client(max_queue_items=2) as c:
+        r = await c.post("/classify", json={"inputs": ["a", "b", "c"]})
+        assert r.status_code == 429
+        assert r.headers["retry-after"] == "1"
+        assert r.json()["error"]["type"] == "overloaded"
+        assert 'bertserve_rejections_total{model="tiny-clf",reason="overloaded"} 3.0' in (await c.get("/metrics")).text
+
+
+async def test_deadline_is_504_and_header_validated(client: httpx.AsyncClient) -> None:
+    r = await client.post("/classify", json={"inputs": "a"}, headers={"X-Request-Timeout": "0.000001"})
+    assert r.status_code == 504 and r.json()["error"]["type"] == "timeout"
+    r = await client.post("/classify", json={"inputs": "a"}, headers={"X-Request-Timeout": "nan"})
+    assert r.status_code == 422 and r.json()["error"]["param"] == "x-request-timeout"
+
+
+async def test_draining_is_503(client: httpx.AsyncClient) -> None:
+    client.app.state.bertserve.draining = True  # type: ignore[attr-defined]
+    r = await client.post("/classify", json={"inputs": "a"})
+    assert r.status_code == 503 and r.json()["error"]["type"] == "unavailable"
+    assert (await client.get("/health/ready")).status_code == 503
+    assert (await client.get("/health/live")).status_code == 200
+
+
+async def test_api_keys(make_client: Client) -> None:
+    async with make_client(api_keys="k1,k2") as c:
+        assert (await c.post("/classify", json={"inputs": "a"})).status_code == 401
+        r = await c.post("/classify", json={"inputs": "a"}, headers={"Authorization": "Bearer nope"})
+        assert r.status_code == 401 and r.json()["error"]["type"] == "unauthorized"
+        r = await c.post("/classify", json={"inputs": "a"}, headers={"Authorization": "Bearer k2"})
+        assert r.status_code == 200
+        assert (await c.get("/health/ready")).status_code == 200
+        assert (await c.get("/metrics")).status_code == 200
+
+
+async def test_concurrent_requests_share_batches(client: httpx.AsyncClient) -> None:
+    texts = [f"request number {i} " * (1 + i % 4) for i in range(48)]
+    results = await asyncio.gather(*(client.post("/classify", json={"inputs": t}) for t in texts))
+    assert all(r.status_code == 200 for r in results)
+    metrics = (await client.get("/metrics")).text
+    count = float(re.search(r'bertserve_batch_size_count\{model="tiny-clf"\} (\S+)', metrics).group(1))
+    singles = float(re.search(r'bertserve_batch_size_bucket\{le="1.0",model="tiny-clf"\} (\S+)', metrics).group(1))
+    assert count < 48, "48 concurrent requests should have run in fewer than 48 batches"
+    assert singles < count, "at least one batch should hold more than one request"

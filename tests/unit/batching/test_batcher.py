@@ -1,0 +1,197 @@
+"""The batcher with a fake runner: no HTTP, no onnxruntime."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from service.batching import Batcher
+from service.errors import DeadlineExceeded, InferenceFailed, Overloaded, Unavailable
+
+
+class Recorder:
+    """Counts what the batcher reports, like the metrics would."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+        self.rejections: dict[str, int] = {}
+        self.depth = 0
+
+    def queue_depth(self, items: int) -> None:
+        self.depth = items
+
+    def rejected(self, reason: str, items: int) -> None:
+        self.rejections[reason] = self.rejections.get(reason, 0) + items
+
+    def batch(self, items: int, padded_tokens: int, queue_waits: list[float], seconds: float) -> None:
+        self.batches.append(items)
+
+
+class FakeRunner:
+    """Doubles each payload; blocks on a gate when asked; fails on 'poison'."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self.gate: asyncio.Event | None = None
+
+    async def __call__(self, payloads: list[str]) -> Sequence[str]:
+        self.calls.append(list(payloads))
+        if self.gate is not None:
+            await self.gate.wait()
+        if "poison" in payloads:
+            raise ValueError("bad input")
+        return [p * 2 for p in payloads]
+
+
+def make(runner: FakeRunner, **kw: float) -> tuple[Batcher[str, str], Recorder]:
+    rec = Recorder()
+    opts = {"max_batch_size": 4, "max_batch_tokens": 1000, "max_queue_items": 8, **kw}
+    batcher: Batcher[str, str] = Batcher(runner, observer=rec, **opts)  # type: ignore[arg-type]
+    batcher.start()
+    return batcher, rec
+
+
+def far() -> float:
+    return asyncio.get_running_loop().time() + 60
+
+
+async def test_single_request_runs_at_once() -> None:
+    runner = FakeRunner()
+    batcher, rec = make(runner)
+    (fut,) = batcher.submit([("a", 1)], far())
+    assert await asyncio.wait_for(fut, 1) == "aa"
+    assert rec.batches == [1]
+    await batcher.stop()
+
+
+async def test_requests_queued_while_busy_share_the_next_batch() -> None:
+    runner = FakeRunner()
+    runner.gate = asyncio.Event()
+    batcher, rec = make(runner)
+    first = batcher.submit([("a", 1)], far())
+    await asyncio.sleep(0)  # the loop takes 'a' and blocks in the runner
+    others = [batcher.submit([(p, 1)], far())[0] for p in "bcde"]
+    runner.gate.set()
+    assert await asyncio.gather(*first, *others) == ["aa", "bb", "cc", "dd", "ee"]
+    assert runner.calls == [["a"], ["b", "c", "d", "e"]]
+    assert rec.batches == [1, 4]
+    await batcher.stop()
+
+
+async def test_full_queue_refuses_whole_request_with_429() -> None:
+    runner = FakeRunner()
+    runner.gate = asyncio.Event()
+    batcher, rec = make(runner, max_queue_items=3)
+    running = batcher.submit([("a", 1)], far())
+    await asyncio.sleep(0)
+    queued = batcher.submit([("b", 1), ("c", 1)], far())
+    with pytest.raises(Overloaded):
+        batcher.submit([("d", 1), ("e", 1)], far())  # 2 + 2 > 3: all or nothing
+    assert batcher.queued == 2
+    assert rec.rejections == {"overloaded": 2}
+    runner.gate.set()
+    assert await asyncio.gather(*running, *queued) == ["aa", "bb", "cc"]
+    await batcher.stop()
+
+
+async def test_expired_items_are_dropped_before_running() -> None:
+    runner = FakeRunner()
+    runner.gate = asyncio.Event()
+    batcher, rec = make(runner)
+    loop = asyncio.get_running_loop()
+    busy = batcher.submit([("a", 1)], far())
+    await asyncio.sleep(0)
+    (late,) = batcher.submit([("late", 1)], loop.time() + 0.01)
+    await asyncio.sleep(0.03)
+    runner.gate.set()
+    with pytest.raises(DeadlineExceeded):
+        await late
+    await asyncio.gather(*busy)
+    assert ["late"] not in runner.calls
+    assert all("late" not in call for call in runner.calls)
+    assert rec.rejections == {"timeout": 1}
+    await batcher.stop()
+
+
+async def test_cancelled_items_are_dropped_and_counted() -> None:
+    runner = FakeRunner()
+    runner.gate = asyncio.Event()
+    batcher, rec = make(runner)
+    busy = batcher.submit([("a", 1)], far())
+    await asyncio.sleep(0)
+    (gone,) = batcher.submit([("gone", 1)], far())
+    (kept,) = batcher.submit([("kept", 1)], far())
+    gone.cancel()
+    runner.gate.set()
+    assert await kept == "keptkept"
+    await asyncio.gather(*busy)
+    assert all("gone" not in call for call in runner.calls)
+    assert rec.rejections == {"cancelled": 1}
+    await batcher.stop()
+
+
+async def test_failed_batch_is_retried_item_by_item_so_only_the_poison_fails() -> None:
+    runner = FakeRunner()
+    runner.gate = asyncio.Event()
+    batcher, _ = make(runner)
+    busy = batcher.submit([("a", 1)], far())
+    await asyncio.sleep(0)
+    futs = batcher.submit([("b", 1), ("poison", 1), ("c", 1)], far())
+    runner.gate.set()
+    await asyncio.gather(*busy)
+    results = await asyncio.gather(*futs, return_exceptions=True)
+    assert results[0] == "bb" and results[2] == "cc"
+    assert isinstance(results[1], InferenceFailed)
+    assert runner.calls[1] == ["b", "poison", "c"]
+    assert runner.calls[2:] == [["b"], ["poison"], ["c"]]
+    await batcher.stop()
+
+
+async def test_max_wait_holds_a_small_batch_for_company() -> None:
+    runner = FakeRunner()
+    batcher, rec = make(runner, max_wait_s=0.05)
+    (a,) = batcher.submit([("a", 1)], far())
+    await asyncio.sleep(0.01)
+    (b,) = batcher.submit([("b", 1)], far())
+    assert await asyncio.gather(a, b) == ["aa", "bb"]
+    assert rec.batches == [2]
+    await batcher.stop()
+
+
+async def test_stop_resolves_every_waiter() -> None:
+    runner = FakeRunner()
+    runner.gate = asyncio.Event()
+    batcher, _ = make(runner)
+    running = batcher.submit([("a", 1)], far())
+    await asyncio.sleep(0)
+    queued = batcher.submit([("b", 1), ("c", 1)], far())
+    await batcher.stop()
+    for fut in [*running, *queued]:
+        assert fut.done()
+    assert all(isinstance(f.exception(), Unavailable) for f in queued)
+    with pytest.raises(Unavailable):
+        batcher.submit([("d", 1)], far())
+
+
+async def test_no_waiter_left_unresolved_under_mixed_load() -> None:
+    runner = FakeRunner()
+    batcher, _ = make(runner, max_queue_items=1000, max_batch_size=7)
+    loop = asyncio.get_running_loop()
+    futs = []
+    for i in range(200):
+        payload = "poison" if i % 37 == 0 else f"x{i}"
+        deadline = loop.time() + (0.0005 if i % 11 == 0 else 60)
+        futs += batcher.submit([(payload, i % 13 + 1)], deadline)
+        if i % 5 == 0:
+            await asyncio.sleep(0)
+    for i, f in enumerate(futs):
+        if i % 17 == 0:
+            f.cancel()
+    results = await asyncio.wait_for(asyncio.gather(*futs, return_exceptions=True), 5)
+    assert len(results) == 200
+    assert all(f.done() for f in futs)
+    ok = [r for r in results if isinstance(r, str)]
+    assert ok and all(r.startswith("x") and r.count("x") == 2 for r in ok)
+    await batcher.stop()

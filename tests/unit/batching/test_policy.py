@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import asyncio
+
+from service.batching.policy import Item, select_batch
+
+
+def items(*tokens: int) -> list[Item[str]]:
+    loop = asyncio.new_event_loop()
+    try:
+        return [Item(f"p{i}", t, 1e9, float(i), loop.create_future()) for i, t in enumerate(tokens)]
+    finally:
+        loop.close()
+
+
+def test_empty_queue_gives_empty_batch() -> None:
+    assert select_batch([], 8, 100) == []
+
+
+def test_oldest_always_rides_even_over_budget() -> None:
+    pending = items(500, 10, 10)
+    batch = select_batch(pending, 8, 100)
+    assert batch == [pending[0]]
+
+
+def test_size_budget_caps_items() -> None:
+    pending = items(*([10] * 10))
+    batch = select_batch(pending, 4, 10_000)
+    assert [b.payload for b in batch] == ["p0", "p1", "p2", "p3"]
+
+
+def test_token_budget_counts_rows_times_longest() -> None:
+    pending = items(10, 10, 10, 40)
+    # 3 rows x 10 = 30 fits in 35; adding the 40-token row would make 4 x 40 = 160.
+    batch = select_batch(pending, 8, 35)
+    assert [b.payload for b in batch] == ["p0", "p1", "p2"]
+
+
+def test_fills_by_length_affinity_then_age() -> None:
+    pending = items(20, 100, 21, 19, 22, 5)
+    batch = select_batch(pending, 3, 10_000)
+    # closest to 20: 21 (p2) and 19 (p3) tie on distance 1, age breaks the tie
+    assert [b.payload for b in batch] == ["p0", "p2", "p3"]
+
+
+def test_skips_a_long_item_but_keeps_filling_with_short_ones() -> None:
+    pending = items(10, 12, 90, 11)
+    batch = select_batch(pending, 8, 60)
+    assert [b.payload for b in batch] == ["p0", "p3", "p1"]
+    assert max(b.tokens for b in batch) * len(batch) <= 60
