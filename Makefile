@@ -37,13 +37,14 @@ test: $(STAMP) models system-deps
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
-## lint: ruff, mypy --strict, hadolint, kubernetes manifests
+## lint: ruff, mypy --strict, hadolint, compose schema, kubernetes manifests
 lint: $(STAMP)
 	$(BIN)/ruff check service tests models loadtest
 	$(BIN)/ruff format --check service tests models loadtest
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
-	$(BIN)/kubernetes-validate --strict deploy/k8s/
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml docker-compose.gpu.yml
+	$(BIN)/kubernetes-validate --strict deploy/k8s/*.yaml
 
 clean:
 	rm -rf $(VENV) .build models/*/ .pytest_cache .mypy_cache .ruff_cache
