@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install models run test test-unit lint clean system-deps
+.PHONY: install models run test test-unit lint clean system-deps bench bench-smoke
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,13 +26,21 @@ models: $(STAMP)
 run: models
 	$(BIN)/bertserve serve
 
-## system-deps: Debian packages the end-to-end tests drive (nginx)
+## system-deps: Debian packages the end-to-end tests and benchmarks drive (nginx, wrk)
 system-deps:
-	@command -v nginx >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }
+	@if ! command -v nginx >/dev/null 2>&1 || ! command -v wrk >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null; fi
 
 ## test: every test (unit, integration on tiny models, end to end on the default models)
 test: $(STAMP) models system-deps
 	$(BIN)/python -m pytest -q -ra
+
+## bench: the service against the raw engine and the per-request baseline -> docs/benchmarks.md
+bench: models system-deps
+	$(BIN)/python -m loadtest.bench --out docs
+
+bench-smoke: models system-deps
+	$(BIN)/python -m loadtest.bench --smoke --out loadtest/results
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit

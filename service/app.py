@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from service import __version__
 from service.api import errors
@@ -17,7 +18,7 @@ from service.api.responses import JSONBytes
 from service.api.routes_classify import router as classify_router
 from service.api.routes_embed import router as embed_router
 from service.api.routes_meta import router as meta_router
-from service.api.state import AppState
+from service.api.state import AppState, watch_stalls
 from service.metrics import Metrics
 from service.pipeline import ModelPipeline
 from service.runtime.cpus import available_cpus
@@ -31,7 +32,7 @@ def create_app(settings: Settings | None = None, models: list[LoadedModel] | Non
     """Build the app. `models` may be loaded beforehand (the CLI does, to fail fast with a
     one-line error); otherwise they are loaded in the lifespan."""
     settings = settings or Settings()
-    state = AppState(settings, Metrics())
+    state = AppState(settings, Metrics(), api_keys=[k.encode() for k in settings.all_api_keys()])
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -49,9 +50,11 @@ def create_app(settings: Settings | None = None, models: list[LoadedModel] | Non
             await pipeline.start()
         state.set_ready(True)
         log.info("ready", extra={"models": sorted(state.pipelines)})
+        watchdog = asyncio.get_running_loop().create_task(watch_stalls(state), name="stall-watchdog")
         try:
             yield
         finally:
+            watchdog.cancel()
             state.draining = True
             state.set_ready(False)
             for pipeline in state.pipelines.values():
@@ -69,5 +72,13 @@ def create_app(settings: Settings | None = None, models: list[LoadedModel] | Non
     errors.install(app)
     for router in (classify_router, embed_router, meta_router):
         app.include_router(router)
-    app.add_middleware(RequestContext, state=state, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContext, state=state)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["authorization", "content-type", "x-request-id", "x-request-timeout"],
+            expose_headers=["x-request-id", "retry-after"],
+        )
     return app

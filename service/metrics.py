@@ -50,6 +50,12 @@ class Metrics:
         self.rejections = Counter(
             "bertserve_rejections", "Items refused or dropped, by reason", ["model", "reason"], registry=r
         )
+        self.batch_failures = Counter(
+            "bertserve_batch_failures",
+            "Runtime calls that raised (a failed batch, then each item retried alone)",
+            ["model"],
+            registry=r,
+        )
         self.model_info = Gauge(
             "bertserve_model_info", "Loaded models", ["model", "task", "variant", "provider"], registry=r
         )
@@ -70,6 +76,7 @@ class ModelObserver:
         self._size = metrics.batch_size.labels(model)
         self._tokens = metrics.batch_tokens.labels(model)
         self._rejections = metrics.rejections
+        self._failures = metrics.batch_failures.labels(model)
         self._model = model
 
     def queue_depth(self, items: int) -> None:
@@ -84,3 +91,6 @@ class ModelObserver:
         self._inference.observe(seconds)
         for wait in queue_waits:
             self._wait.observe(wait)
+
+    def failed(self, items: int) -> None:
+        self._failures.inc()

@@ -16,7 +16,25 @@ from service.batching import Batcher
 from service.errors import DeadlineExceeded
 from service.metrics import Metrics
 from service.runtime.loader import LoadedModel
+from service.runtime.session import CUDA
 from service.settings import Settings
+
+# Small requests are tokenized on the event loop: a short sentence takes ~30 us in the Rust
+# tokenizer, while a hop to a worker thread cost up to milliseconds under load (the runtime's
+# threads hold the cores). Large requests still go to the pool, so the loop never stalls long.
+INLINE_TOKENIZE_CHARS = 4096
+
+
+# Measured on 2 CPU cores (fp32 MiniLM, real sentences, 64 clients): onnxruntime's cost is
+# close to linear in padded tokens whatever the batch size, so padding is pure loss; a fill
+# floor of 0.85 gave 1.57x the throughput of no floor (0.7: 1.39x, 0.92: 1.42x, 1.0: 1.23x).
+CPU_MIN_FILL = 0.85
+
+
+def _min_fill(settings: Settings, model: LoadedModel) -> float:
+    if settings.min_batch_fill is not None:
+        return settings.min_batch_fill
+    return 0.0 if model.session.provider == CUDA else CPU_MIN_FILL
 
 
 class ModelPipeline:
@@ -38,6 +56,7 @@ class ModelPipeline:
             max_batch_tokens=settings.max_batch_tokens,
             max_queue_items=settings.max_queue_items,
             max_wait_s=settings.max_wait_ms / 1000,
+            min_fill=_min_fill(settings, model),
             observer=metrics.observer(self.name),
             name=self.name,
         )
@@ -57,7 +76,10 @@ class ModelPipeline:
         """Rows of model output (one per text) and the number of input tokens."""
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        ids = await loop.run_in_executor(self._tokenize_pool, self.model.encoder.encode, texts, truncate)
+        if sum(map(len, texts)) <= INLINE_TOKENIZE_CHARS:
+            ids = self.model.encoder.encode(texts, truncate)
+        else:
+            ids = await loop.run_in_executor(self._tokenize_pool, self.model.encoder.encode, texts, truncate)
         self._tokenize_seconds.observe(time.perf_counter() - started)
         futures = self.batcher.submit([(row, len(row)) for row in ids], deadline)
         remaining = deadline - loop.time()

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from service import logs
 from service.api.state import AppState
 from service.app import create_app
+from service.protocol import protocol_class
 from service.runtime.loader import ModelLoadError, load_all
 from service.settings import Settings
 
@@ -63,15 +64,21 @@ def serve(models: str | None = None, host: str | None = None, port: int | None =
         return 2
     logs.configure(settings.log_level)
     try:
+        settings.all_api_keys()
         loaded = load_all(settings)
     except ModelLoadError as exc:
         print(f"bertserve serve: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"bertserve serve: error: api_keys_file: {exc.strerror}: {exc.filename}", file=sys.stderr)
         return 2
     app = create_app(settings, loaded)
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
+        http=protocol_class(settings.header_timeout_s, settings.max_connections),
+        timeout_keep_alive=int(max(1, settings.keep_alive_timeout_s)),
         log_config=None,
         access_log=False,
         lifespan="on",

@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     provider: Provider = Field("auto", description="execution provider: auto (CUDA if available), cpu or cuda")
     variant: Variant = Field("auto", description="graph variant: auto = fp16 on CUDA, int8 on CPU, when present")
     intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads per session; 0 = CPUs this process may use")
+    ort_spinning: bool = Field(True, description="let idle onnxruntime threads spin (lower latency, more CPU)")
     io_binding: bool | None = Field(None, description="use IO binding; default on for CUDA only")
     verify_checksums: bool = Field(True, description="check every model file against its manifest sha256 at start-up")
     warmup: bool = Field(True, description="run the largest batch shape once before reporting ready")
@@ -31,6 +32,13 @@ class Settings(BaseSettings):
     # batching
     max_batch_size: int = Field(32, ge=1, description="items per batch")
     max_batch_tokens: int = Field(8192, ge=1, description="padded tokens per batch (rows x longest)")
+    min_batch_fill: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="an item joins a batch only while real tokens / padded tokens stays >= this; "
+        "unset = 0.85 on CPU (cost follows padded tokens), 0 on CUDA (batching is nearly free)",
+    )
     max_wait_ms: float = Field(0.0, ge=0, description="wait up to this long from the oldest item to fill a batch")
     max_queue_items: int = Field(1024, ge=1, description="queued items per model; beyond it requests get 429")
     request_timeout_s: float = Field(
@@ -42,16 +50,40 @@ class Settings(BaseSettings):
     max_input_chars: int = Field(20_000, ge=1, description="characters per input")
     max_body_bytes: int = Field(1 << 20, ge=1, description="request body size; 413 beyond it")
 
+    # slow and greedy clients
+    header_timeout_s: float = Field(10.0, gt=0, description="time a client may take to send a request's headers")
+    body_timeout_s: float = Field(10.0, gt=0, description="time a client may take to send a request's body (408)")
+    keep_alive_timeout_s: float = Field(5.0, gt=0, description="idle keep-alive connections are closed after this")
+    max_connections: int = Field(1024, ge=1, description="open connections; beyond it new ones get 503 and are closed")
+
     # operations
     drain_timeout_s: float = Field(25.0, ge=0, description="on SIGTERM, wait this long for accepted requests")
+    stall_timeout_s: float = Field(
+        30.0, gt=0, description="a batch running longer than this turns /health/ready to 503 (runtime stalled)"
+    )
     log_level: str = Field("info", description="log level")
+
+    # access
     api_keys: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="comma-separated API keys; empty = no authentication"
+        default_factory=list, description="comma-separated API keys; empty (and no keys file) = no authentication"
+    )
+    api_keys_file: Path | None = Field(None, description="file of API keys, one per line (added to api_keys)")
+    protect_metrics: bool = Field(False, description="require an API key for /metrics too (health stays open)")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="comma-separated origins allowed by CORS; empty = CORS off"
     )
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
+
+    def all_api_keys(self) -> list[str]:
+        """Every accepted API key: the list plus the file's lines (blank lines and # comments skipped)."""
+        keys = list(self.api_keys)
+        if self.api_keys_file is not None:
+            lines = self.api_keys_file.read_text().splitlines()
+            keys += [k.strip() for k in lines if k.strip() and not k.strip().startswith("#")]
+        return keys

@@ -17,11 +17,11 @@ VOCAB = 30522
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
 
-def tiny_config(arch: str, num_labels: int = 3) -> object:
+def tiny_config(arch: str, num_labels: int = 3, vocab_size: int = VOCAB) -> object:
     labels = {"id2label": {i: f"label_{i}" for i in range(num_labels)}, "num_labels": num_labels}
     if arch == "bert":
         return BertConfig(
-            vocab_size=VOCAB,
+            vocab_size=vocab_size,
             hidden_size=32,
             num_hidden_layers=2,
             num_attention_heads=2,
@@ -31,12 +31,12 @@ def tiny_config(arch: str, num_labels: int = 3) -> object:
         )
     if arch == "distilbert":
         return DistilBertConfig(
-            vocab_size=VOCAB, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128, **labels
+            vocab_size=vocab_size, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128, **labels
         )
     if arch == "roberta":
         # WordPiece ids with RoBERTa's position scheme: padding index 0 to match the tokenizer.
         return RobertaConfig(
-            vocab_size=VOCAB,
+            vocab_size=vocab_size,
             hidden_size=32,
             num_hidden_layers=2,
             num_attention_heads=2,
@@ -49,11 +49,13 @@ def tiny_config(arch: str, num_labels: int = 3) -> object:
     raise ValueError(arch)
 
 
-def make_checkpoint(directory: Path, arch: str, head: bool, seed: int = 0, num_labels: int = 3) -> Path:
+def make_checkpoint(
+    directory: Path, arch: str, head: bool, seed: int = 0, num_labels: int = 3, vocab_size: int = VOCAB
+) -> Path:
     from transformers import AutoModel, AutoModelForSequenceClassification
 
     torch.manual_seed(seed)
-    config = tiny_config(arch, num_labels)
+    config = tiny_config(arch, num_labels, vocab_size)
     cls = AutoModelForSequenceClassification if head else AutoModel
     model = cls.from_config(config)
     directory.mkdir(parents=True, exist_ok=True)

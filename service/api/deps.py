@@ -15,7 +15,9 @@ from service.errors import InvalidInput, ServiceError, Unauthorized
 T = TypeVar("T")
 
 
-def get_state(request: Request) -> AppState:
+# Dependencies are `async def` on purpose: FastAPI runs plain `def` dependencies in its
+# thread pool, a thread hop per request that cost more than everything they do.
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.bertserve
     return state
 
@@ -23,22 +25,26 @@ def get_state(request: Request) -> AppState:
 State = Annotated[AppState, Depends(get_state)]
 
 
-def authorize(request: Request, state: State) -> None:
-    keys = state.settings.api_keys
-    if not keys:
+async def authorize(request: Request, state: State) -> None:
+    if not state.api_keys:
         return
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
     given = token.strip().encode()
-    # Compare against every key, always, in constant time per key: no early exit to time.
+    # Compare against every key, always, each in constant time: nothing to learn from timing.
     matched = False
-    for key in keys:
-        matched |= hmac.compare_digest(given, key.encode())
+    for key in state.api_keys:
+        matched |= hmac.compare_digest(given, key)
     if scheme.lower() != "bearer" or not matched:
         raise Unauthorized("missing or invalid API key: send Authorization: Bearer <key>")
 
 
+async def authorize_metrics(request: Request, state: State) -> None:
+    if state.settings.protect_metrics:
+        await authorize(request, state)
+
+
 Authorized = Annotated[None, Depends(authorize)]
+MetricsAuthorized = Annotated[None, Depends(authorize_metrics)]
 
 
 class ClientGone(ServiceError):
@@ -71,16 +77,13 @@ async def _disconnected(request: Request) -> None:
 
 
 def text_inputs(value: str | list[str], max_inputs: int, max_chars: int, param: str = "inputs") -> list[str]:
-    """The request's texts as a list, within the configured limits."""
+    """The request's texts as a list, within the configured limits (the schema has already
+    refused empty lists and blank texts)."""
     texts = [value] if isinstance(value, str) else value
-    if not texts:
-        raise InvalidInput(f"{param} is empty: send at least one text", param=param)
     if len(texts) > max_inputs:
         raise InvalidInput(f"{param} has {len(texts)} items, over the limit of {max_inputs}", param=param)
     for index, text in enumerate(texts):
         where = param if isinstance(value, str) else f"{param}[{index}]"
-        if not text.strip():
-            raise InvalidInput(f"{where} is empty", param=where)
         if len(text) > max_chars:
             raise InvalidInput(f"{where} has {len(text)} characters, over the limit of {max_chars}", param=where)
     return texts

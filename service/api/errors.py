@@ -37,6 +37,8 @@ async def validation_error(request: Request, exc: Exception) -> Response:
         message, param = "body is not valid JSON", "body"
     elif not loc and first.get("type") in ("model_attributes_type", "dict_type"):
         message, param = "body must be a JSON object, sent with Content-Type: application/json", "body"
+    elif first.get("type") in ("string_too_short", "string_pattern_mismatch", "too_short"):
+        message = f"{param} is empty: send at least one non-blank text"
     elif param:
         message = f"{param}: {message}"
     return JSONBytes(error_body("invalid_request", message, param), status_code=422)
@@ -48,8 +50,8 @@ def _param(loc: list[str]) -> str | None:
     for part in loc:
         if part.isdigit():
             out += f"[{part}]"
-        elif "[" in part or part in ("str", "int", "float", "bool"):
-            continue
+        elif not part.isidentifier() or part in ("str", "int", "float", "bool"):
+            continue  # a union branch label (constrained-str, list[int]...), not a field
         else:
             out += f".{part}" if out else part
     return out or None
@@ -57,6 +59,10 @@ def _param(loc: list[str]) -> str | None:
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 400:
+        # FastAPI's answer to a body it could not decode (invalid UTF-8, JSON nested past
+        # the parser's depth): the same class of error as malformed JSON.
+        return JSONBytes(error_body("invalid_request", "body is not valid UTF-8 JSON", "body"), status_code=422)
     type_ = _HTTP_TYPES.get(exc.status_code, "http_error")
     return JSONBytes(error_body(type_, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 

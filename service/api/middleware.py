@@ -3,6 +3,7 @@ task per request): request id, body size limit, access log, request metrics, las
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -21,11 +22,12 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp, *, state: AppState, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, state: AppState) -> None:
         self.app = app
         self.state = state
         self.metrics = state.metrics
-        self.max_body_bytes = max_body_bytes
+        self.max_body_bytes = state.settings.max_body_bytes
+        self.body_timeout_s = state.settings.body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -49,7 +51,12 @@ class RequestContext:
         self.state.inflight += 1
         self.metrics.inflight.inc()
         try:
-            body = await self._read_body(receive, headers)
+            try:
+                async with asyncio.timeout(self.body_timeout_s):
+                    body = await self._read_body(receive, headers)
+            except TimeoutError:
+                await _send_error(send_with_id, 408, "request_timeout", "request body not received in time", "body")
+                return
             if body is None:
                 await _send_error(
                     send_with_id, 413, "request_too_large", f"request body over {self.max_body_bytes} bytes", "body"

@@ -3,13 +3,12 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.responses import Response
+from starlette.responses import JSONResponse
 
 
-class JSONBytes(Response):
-    """orjson straight to bytes: numpy arrays and floats without a pydantic round trip."""
-
-    media_type = "application/json"
+class JSONBytes(JSONResponse):
+    """orjson straight to bytes: numpy arrays and floats without a pydantic round trip.
+    (A JSONResponse subclass, so FastAPI documents the route's response_model.)"""
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)

@@ -4,28 +4,30 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
-from service.api.deps import Authorized, State
+from service.api.deps import Authorized, MetricsAuthorized, State
 from service.api.responses import JSONBytes, error_body
-from service.api.schemas import ERRORS, ModelsResponse
+from service.api.schemas import ERRORS, ModelsResponse, StatusResponse
 
 router = APIRouter()
 
 
-@router.get("/health/live")
+@router.get("/health/live", response_model=StatusResponse)
 async def live() -> Response:
     """The process is up and its event loop answers."""
     return JSONBytes({"status": "ok"})
 
 
-@router.get("/health/ready", responses={503: ERRORS[503]})
+@router.get("/health/ready", response_model=StatusResponse, responses={503: ERRORS[503]})
 async def ready(state: State) -> Response:
     """200 once every model is loaded and warmed up; 503 before that and while draining."""
     if state.draining:
         return JSONBytes(error_body("unavailable", "draining"), status_code=503)
     if not state.ready:
         return JSONBytes(error_body("unavailable", "starting"), status_code=503)
+    if state.stalled:
+        return JSONBytes(error_body("unavailable", f"runtime stalled ({state.stalled})"), status_code=503)
     return JSONBytes({"status": "ready"})
 
 
@@ -50,7 +52,11 @@ async def models(state: State, _: Authorized) -> Response:
     return JSONBytes({"models": out})
 
 
-@router.get("/metrics")
-async def metrics(state: State) -> Response:
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}, 401: ERRORS[401]},
+)
+async def metrics(state: State, _: MetricsAuthorized) -> Response:
     """Prometheus exposition."""
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

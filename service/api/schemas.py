@@ -3,9 +3,14 @@ are checked in `limits.py`, since pydantic bounds are fixed at import time."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+# A text must hold at least one non-space character; the upper bounds (characters per text,
+# texts per request) are settings, checked in the routes.
+Text = Annotated[str, Field(min_length=1, pattern=r"\S")]
+Texts = Annotated[list[Text], Field(min_length=1)]
 
 
 class _Request(BaseModel):
@@ -17,7 +22,7 @@ class Usage(BaseModel):
 
 
 class ClassifyRequest(_Request):
-    inputs: str | list[str] = Field(description="one text or a list of texts")
+    inputs: Text | Texts = Field(description="one text or a list of texts")
     model: str | None = Field(None, description="model name; optional when one classifier is served")
     top_k: int | None = Field(None, ge=1, description="keep the k best labels per input")
     function: Literal["softmax", "sigmoid", "none"] | None = Field(
@@ -38,7 +43,7 @@ class ClassifyResponse(BaseModel):
 
 
 class EmbedRequest(_Request):
-    inputs: str | list[str] = Field(description="one text or a list of texts")
+    inputs: Text | Texts = Field(description="one text or a list of texts")
     model: str | None = Field(None, description="model name; optional when one embedding model is served")
     normalize: bool = Field(True, description="L2-normalise each vector")
     dimensions: int | None = Field(None, ge=1, description="keep the first N components (re-normalised)")
@@ -54,7 +59,9 @@ class EmbedResponse(BaseModel):
 
 
 class OpenAIEmbeddingRequest(_Request):
-    input: str | list[str] | list[int] | list[list[int]] = Field(description="text or list of texts")
+    input: Text | Texts | list[int] | list[list[int]] = Field(
+        description="text or list of texts (token-id inputs are refused)"
+    )
     model: str = Field(description="model name as listed by GET /models")
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, ge=1)
@@ -92,6 +99,10 @@ class ModelInfo(BaseModel):
 
 class ModelsResponse(BaseModel):
     models: list[ModelInfo]
+
+
+class StatusResponse(BaseModel):
+    status: str
 
 
 class ErrorDetail(BaseModel):

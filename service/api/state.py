@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from dataclasses import dataclass, field
 
 from starlette.requests import Request
@@ -13,6 +15,7 @@ from service.pipeline import ModelPipeline
 from service.settings import Settings
 
 TIMEOUT_HEADER = "x-request-timeout"
+log = logging.getLogger("bertserve")
 
 
 @dataclass
@@ -23,10 +26,33 @@ class AppState:
     ready: bool = False
     draining: bool = False
     inflight: int = 0  # requests inside the app, health probes included; drain waits on it
+    api_keys: list[bytes] = field(default_factory=list)
+    stalled: str | None = None  # why readiness is 503 while a batch hangs
 
     def set_ready(self, ready: bool) -> None:
         self.ready = ready
-        self.metrics.ready.set(1 if ready and not self.draining else 0)
+        self._publish()
+
+    def _publish(self) -> None:
+        self.metrics.ready.set(1 if self.ready and not self.draining and not self.stalled else 0)
+
+    def check_stalls(self, now: float) -> None:
+        """Readiness turns 503 while any model's batch has run past the stall timeout, so a
+        load balancer takes this replica out; it comes back when the batch returns."""
+        limit = self.settings.stall_timeout_s
+        stalled = [
+            (p.name, now - p.batcher.busy_since)
+            for p in self.pipelines.values()
+            if p.batcher.busy_since is not None and now - p.batcher.busy_since > limit
+        ]
+        reason = ", ".join(f"{name}: batch running for {age:.0f}s" for name, age in stalled) or None
+        if reason != self.stalled:
+            if reason:
+                log.error("runtime stalled, readiness 503", extra={"reason": reason})
+            else:
+                log.warning("runtime recovered, readiness restored")
+            self.stalled = reason
+            self._publish()
 
     def admit(self) -> None:
         if self.draining:
@@ -62,3 +88,9 @@ class AppState:
                 raise InvalidInput(f"{TIMEOUT_HEADER} must be a positive number of seconds", param=TIMEOUT_HEADER)
             timeout = min(timeout, asked)
         return asyncio.get_running_loop().time() + timeout
+
+
+async def watch_stalls(state: AppState, interval_s: float = 0.5) -> None:
+    while True:
+        state.check_stalls(time.monotonic())
+        await asyncio.sleep(interval_s)

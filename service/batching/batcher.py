@@ -30,6 +30,7 @@ class BatchObserver(Protocol):
     def queue_depth(self, items: int) -> None: ...
     def rejected(self, reason: str, items: int) -> None: ...
     def batch(self, items: int, padded_tokens: int, queue_waits: list[float], seconds: float) -> None: ...
+    def failed(self, items: int) -> None: ...
 
 
 class NullObserver:
@@ -42,6 +43,9 @@ class NullObserver:
     def batch(self, items: int, padded_tokens: int, queue_waits: list[float], seconds: float) -> None:
         pass
 
+    def failed(self, items: int) -> None:
+        pass
+
 
 class Batcher(Generic[P, R]):
     def __init__(
@@ -52,6 +56,7 @@ class Batcher(Generic[P, R]):
         max_batch_tokens: int,
         max_queue_items: int,
         max_wait_s: float = 0.0,
+        min_fill: float = 0.0,
         observer: BatchObserver | None = None,
         name: str = "model",
     ) -> None:
@@ -60,6 +65,7 @@ class Batcher(Generic[P, R]):
         self.max_batch_tokens = max_batch_tokens
         self.max_queue_items = max_queue_items
         self.max_wait_s = max_wait_s
+        self.min_fill = min_fill
         self._observer = observer or NullObserver()
         self._name = name
         self._pending: list[Item[P]] = []
@@ -111,7 +117,7 @@ class Batcher(Generic[P, R]):
                 while self._drop_dead():
                     if await self._should_wait():
                         continue
-                    batch = select_batch(self._pending, self.max_batch_size, self.max_batch_tokens)
+                    batch = select_batch(self._pending, self.max_batch_size, self.max_batch_tokens, self.min_fill)
                     chosen = set(map(id, batch))
                     self._pending = [it for it in self._pending if id(it) not in chosen]
                     self._observer.queue_depth(len(self._pending))
@@ -152,6 +158,8 @@ class Batcher(Generic[P, R]):
         return bool(alive)
 
     async def _execute(self, batch: list[Item[P]]) -> None:
+        """Run one batch and resolve its futures. If it raises, each item is run alone, so
+        one poison input fails alone and the others still get their answers."""
         now = asyncio.get_running_loop().time()
         waits = [now - it.enqueued for it in batch]
         started = time.perf_counter()
@@ -162,10 +170,13 @@ class Batcher(Generic[P, R]):
                 raise RuntimeError(f"runner returned {len(results)} results for {len(batch)} items")
         except Exception:
             log.exception("batch of %d failed on %s", len(batch), self._name)
+            self._observer.failed(len(batch))
             if len(batch) == 1:
                 _resolve_error(batch[0], InferenceFailed("inference failed for this input"))
-            else:
-                await self._isolate(batch)
+                return
+            for item in batch:
+                if not item.future.done():
+                    await self._execute([item])
             return
         finally:
             self.busy_since = None
@@ -174,23 +185,6 @@ class Batcher(Generic[P, R]):
         for item, result in zip(batch, results, strict=True):
             if not item.future.done():
                 item.future.set_result(result)
-
-    async def _isolate(self, batch: list[Item[P]]) -> None:
-        """Run each item of a failed batch alone, so one poison input fails alone."""
-        for item in batch:
-            if item.future.done():
-                continue
-            self.busy_since = time.monotonic()
-            try:
-                (result,) = await self._runner([item.payload])
-            except Exception:
-                log.exception("item failed alone on %s", self._name)
-                _resolve_error(item, InferenceFailed("inference failed for this input"))
-            else:
-                if not item.future.done():
-                    item.future.set_result(result)
-            finally:
-                self.busy_since = None
 
     def _fail_all(self, error: ServiceError) -> None:
         for item in [*self._running, *self._pending]:

@@ -70,6 +70,7 @@ def load_model(directory: Path, settings: Settings) -> LoadedModel:
             providers=providers,
             threads=threads,
             io_binding=settings.io_binding,
+            spinning=settings.ort_spinning,
         )
         encoder = TextEncoder(directory / "tokenizer.json", manifest.max_length)
     except (SessionError, Exception) as exc:

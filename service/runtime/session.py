@@ -39,6 +39,7 @@ class OnnxSession:
         providers: list[str],
         threads: int,
         io_binding: bool | None = None,
+        spinning: bool = True,
     ) -> None:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -46,6 +47,13 @@ class OnnxSession:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # The CPU arena keeps every block it ever grew to: after warm-up at the largest batch
+        # shape two models held 1.1 GB resident, 250 MB without it, at the same throughput.
+        options.enable_cpu_mem_arena = False
+        if not spinning:
+            # Idle intra-op threads otherwise spin on the cores the event loop and the
+            # tokenizer need; see BERTSERVE_ORT_SPINNING in the README for the trade-off.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own, unexported exception types

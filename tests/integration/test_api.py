@@ -128,6 +128,8 @@ async def test_request_id_is_echoed_or_made(client: httpx.AsyncClient) -> None:
     ("body", "status", "param"),
     [
         ({"inputs": []}, 422, "inputs"),
+        ({"inputs": ""}, 422, "inputs"),
+        ({"inputs": ["ok", " \n\t"]}, 422, "inputs[1]"),
         ({"inputs": 5}, 422, "inputs"),
         ({"inputs": ["a", 3]}, 422, "inputs[1]"),
         ({"inputs": "a", "colour": "red"}, 422, "colour"),

@@ -11,7 +11,7 @@ def test_single_string_becomes_a_list() -> None:
 
 @pytest.mark.parametrize(
     ("value", "param"),
-    [([], "inputs"), (["a"] * 5, "inputs"), (["ok", " "], "inputs[1]"), (["x" * 11], "inputs[0]"), ("", "inputs")],
+    [(["a"] * 5, "inputs"), (["ok", "x" * 11], "inputs[1]"), ("x" * 11, "inputs")],
 )
 def test_limits_name_the_offending_input(value: str | list[str], param: str) -> None:
     with pytest.raises(InvalidInput) as err:

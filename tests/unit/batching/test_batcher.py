@@ -16,6 +16,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self.batches: list[int] = []
+        self.failures: list[int] = []
         self.rejections: dict[str, int] = {}
         self.depth = 0
 
@@ -27,6 +28,9 @@ class Recorder:
 
     def batch(self, items: int, padded_tokens: int, queue_waits: list[float], seconds: float) -> None:
         self.batches.append(items)
+
+    def failed(self, items: int) -> None:
+        self.failures.append(items)
 
 
 class FakeRunner:
@@ -135,7 +139,7 @@ async def test_cancelled_items_are_dropped_and_counted() -> None:
 async def test_failed_batch_is_retried_item_by_item_so_only_the_poison_fails() -> None:
     runner = FakeRunner()
     runner.gate = asyncio.Event()
-    batcher, _ = make(runner)
+    batcher, rec = make(runner)
     busy = batcher.submit([("a", 1)], far())
     await asyncio.sleep(0)
     futs = batcher.submit([("b", 1), ("poison", 1), ("c", 1)], far())
@@ -146,6 +150,7 @@ async def test_failed_batch_is_retried_item_by_item_so_only_the_poison_fails() -
     assert isinstance(results[1], InferenceFailed)
     assert runner.calls[1] == ["b", "poison", "c"]
     assert runner.calls[2:] == [["b"], ["poison"], ["c"]]
+    assert rec.failures == [3, 1]
     await batcher.stop()
 
 

@@ -48,3 +48,18 @@ def test_skips_a_long_item_but_keeps_filling_with_short_ones() -> None:
     batch = select_batch(pending, 8, 60)
     assert [b.payload for b in batch] == ["p0", "p3", "p1"]
     assert max(b.tokens for b in batch) * len(batch) <= 60
+
+
+def test_fill_floor_keeps_padding_down() -> None:
+    pending = items(10, 30, 11, 9, 12)
+    # Without a floor the 30-token row joins: 5 rows x 30 = 150 padded for 72 real tokens.
+    assert len(select_batch(pending, 8, 10_000)) == 5
+    batch = select_batch(pending, 8, 10_000, min_fill=0.85)
+    assert [b.payload for b in batch] == ["p0", "p2", "p3", "p4"]
+    real = sum(b.tokens for b in batch)
+    assert real / (len(batch) * max(b.tokens for b in batch)) >= 0.85
+
+
+def test_fill_floor_never_blocks_the_oldest() -> None:
+    pending = items(3, 100, 100)
+    assert [b.payload for b in select_batch(pending, 8, 10_000, min_fill=1.0)] == ["p0"]

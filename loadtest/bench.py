@@ -1,0 +1,162 @@
+"""`make bench`: the service against the raw engine and a per-request baseline, in one run.
+
+  python -m loadtest.bench [--smoke] [--out DIR]
+
+Starts every process itself, drives it with wrk over a concurrency sweep, and writes
+DIR/benchmarks.md, DIR/benchmarks.png and DIR/benchmarks.json (default DIR: docs/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+
+from loadtest import procs, raw_engine, wrk
+from loadtest.report import write_report
+from loadtest.texts import short_sentences
+
+MODELS = procs.REPO / "models"
+CHECKPOINT = procs.REPO / ".build" / "minilm-sentiment-checkpoint"
+
+
+@dataclass
+class Plan:
+    seconds: float = 10
+    concurrency: list[int] = field(default_factory=lambda: [1, 4, 16, 64, 256])
+    raw_seconds: float = 4
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])
+    baseline_concurrency: list[int] = field(default_factory=lambda: [1, 4, 16, 64, 256])
+
+    @classmethod
+    def smoke(cls) -> Plan:
+        return cls(seconds=2, concurrency=[1, 16], raw_seconds=1, batch_sizes=[1, 8], baseline_concurrency=[1])
+
+
+@dataclass
+class Step:
+    """One wrk run plus what the server reported meanwhile."""
+
+    result: wrk.WrkResult
+    mean_batch: float
+    server_cpu: float
+
+
+def _batch_totals(url: str, model: str) -> tuple[float, float]:
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+
+    def value(kind: str) -> float:
+        found = re.search(rf'bertserve_batch_size_{kind}\{{model="{model}"\}} (\S+)', text)
+        return float(found.group(1)) if found else 0.0
+
+    return value("sum"), value("count")
+
+
+def sweep(url: str, pid: int, script: Path, concurrency: list[int], seconds: float, model: str | None) -> list[Step]:
+    steps = []
+    for c in concurrency:
+        before = _batch_totals(url, model) if model else (0.0, 0.0)
+        cpu0 = procs.cpu_seconds(pid)
+        result = wrk.run(url, script, c, seconds)
+        cpu = (procs.cpu_seconds(pid) - cpu0) / result.seconds
+        after = _batch_totals(url, model) if model else (0.0, 0.0)
+        batches = after[1] - before[1]
+        mean_batch = (after[0] - before[0]) / batches if batches else 0.0
+        steps.append(Step(result, mean_batch, cpu))
+        print(
+            f"bench:   c={c:<4} {result.rps:8.1f} req/s  p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms"
+            f"  errors {result.errors}  batch {mean_batch:5.1f}  server cpu {cpu:.2f}  wrk cpu {result.wrk_cpu:.2f}",
+            file=sys.stderr,
+            flush=True,
+        )
+    return steps
+
+
+def run_service(variant: str, scripts: dict[str, Path], plan: Plan, work: Path) -> tuple[dict[str, list[Step]], float]:
+    port = procs.free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {"BERTSERVE_VARIANT": variant, "BERTSERVE_LOG_LEVEL": "warning"}
+    proc = procs.start(procs.serve_cmd(port), env, f"{url}/health/ready", work / f"service-{variant}.log")
+    try:
+        out = {}
+        for name, script in scripts.items():
+            model = "minilm-sentiment" if name == "classify" else "all-minilm-l6-v2"
+            print(f"bench: service ({variant}) /{name}", file=sys.stderr, flush=True)
+            out[name] = sweep(url, proc.pid, script, plan.concurrency, plan.seconds, model)
+        return out, procs.rss_mb(proc.pid)
+    finally:
+        procs.stop(proc)
+
+
+def run_baseline(script: Path, plan: Plan, work: Path) -> list[Step]:
+    if not (CHECKPOINT / "config.json").is_file():
+        raise SystemExit(f"bench: {CHECKPOINT} missing: run `python models/build.py --only minilm-sentiment --force`")
+    port = procs.free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {"BASELINE_CHECKPOINT": str(CHECKPOINT)}
+    proc = procs.start(procs.baseline_cmd(port), env, f"{url}/docs", work / "baseline.log")
+    try:
+        print("bench: per-request baseline (transformers pipeline, PyTorch fp32)", file=sys.stderr, flush=True)
+        return sweep(url, proc.pid, script, plan.baseline_concurrency, plan.seconds, None)
+    finally:
+        procs.stop(proc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="a few seconds per step: checks the runner works")
+    parser.add_argument("--out", type=Path, default=procs.REPO / "docs", help="where to write the report")
+    args = parser.parse_args(argv)
+    plan = Plan.smoke() if args.smoke else Plan()
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    texts = short_sentences()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        scripts = {
+            "classify": wrk.write_script(work, "classify", "/classify", [{"inputs": t} for t in texts]),
+            "embed": wrk.write_script(work, "embed", "/embed", [{"inputs": t} for t in texts]),
+        }
+        print("bench: raw engine", file=sys.stderr, flush=True)
+        raw = {
+            "classify-int8": raw_engine.bench(
+                MODELS / "minilm-sentiment", "int8", texts, plan.batch_sizes, plan.raw_seconds
+            ),
+            "classify-fp32": raw_engine.bench(
+                MODELS / "minilm-sentiment", "fp32", texts, plan.batch_sizes, plan.raw_seconds
+            ),
+            "embed-fp32": raw_engine.bench(
+                MODELS / "all-minilm-l6-v2", "fp32", texts, plan.batch_sizes, plan.raw_seconds
+            ),
+        }
+        auto, rss = run_service("auto", scripts, plan, work)
+        fp32, _ = run_service("fp32", {"classify": scripts["classify"]}, plan, work)
+        baseline = run_baseline(scripts["classify"], plan, work)
+    results = {
+        "plan": asdict(plan),
+        "smoke": args.smoke,
+        "raw": {k: [asdict(r) for r in v] for k, v in raw.items()},
+        "service": {
+            "classify-int8": [asdict(s) for s in auto["classify"]],
+            "embed-fp32": [asdict(s) for s in auto["embed"]],
+            "classify-fp32": [asdict(s) for s in fp32["classify"]],
+        },
+        "baseline": [asdict(s) for s in baseline],
+        "rss_mb": rss,
+        "bench_seconds": round(time.perf_counter() - started, 1),
+    }
+    (args.out / "benchmarks.json").write_text(json.dumps(results, indent=1))
+    write_report(results, args.out)
+    print(f"bench: wrote {args.out / 'benchmarks.md'} in {results['bench_seconds']:.0f}s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

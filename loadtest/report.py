@@ -1,0 +1,185 @@
+"""docs/benchmarks.md and the throughput / p99 plot, from one run's results."""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from service.runtime.cpus import available_cpus
+
+Results = dict[str, Any]
+
+
+def _best(steps: list[dict[str, Any]]) -> float:
+    return max(s["result"]["rps"] for s in steps)
+
+
+def _raw_best(rows: list[dict[str, Any]]) -> float:
+    return max(r["rows_per_s"] for r in rows)
+
+
+def targets(res: Results) -> list[tuple[str, str, bool]]:
+    svc, raw = res["service"], res["raw"]
+    c1 = next(s for s in svc["classify-int8"] if s["result"]["concurrency"] == 1)["result"]["p50_ms"]
+    raw_b1 = next(r for r in raw["classify-int8"] if r["batch_size"] == 1)["p50_ms"]
+    clf = _best(svc["classify-int8"]) / _raw_best(raw["classify-int8"])
+    clf32 = _best(svc["classify-fp32"]) / _raw_best(raw["classify-fp32"])
+    emb = _best(svc["embed-fp32"]) / _raw_best(raw["embed-fp32"])
+    base = _best(svc["classify-fp32"]) / _best(res["baseline"])
+    return [
+        ("/classify saturated throughput >= 0.8 x raw engine (int8)", f"{clf:.2f} x", clf >= 0.8),
+        ("/classify saturated throughput >= 0.8 x raw engine (fp32)", f"{clf32:.2f} x", clf32 >= 0.8),
+        (
+            "/classify p50 at concurrency 1 <= raw batch-1 latency + 2 ms (int8)",
+            f"{c1:.2f} ms vs {raw_b1:.2f} + 2 ms",
+            c1 <= raw_b1 + 2,
+        ),
+        (">= 4 x the per-request baseline (both fp32)", f"{base:.1f} x", base >= 4),
+        ("/embed saturated throughput >= 0.8 x raw engine (fp32, 384 dims)", f"{emb:.2f} x", emb >= 0.8),
+        (
+            "resident memory after the sweep, both models loaded, < 600 MB",
+            f"{res['rss_mb']:.0f} MB",
+            res["rss_mb"] < 600,
+        ),
+    ]
+
+
+def _machine() -> list[str]:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    versions = []
+    for pkg in ("onnxruntime", "tokenizers", "fastapi", "uvicorn", "numpy", "torch", "transformers"):
+        try:
+            versions.append(f"{pkg} {metadata.version(pkg)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return [
+        f"- CPU: {cpu}, {available_cpus()} usable cores (affinity and cgroup quota)",
+        f"- Python {platform.python_version()} on {platform.system()} {platform.release()}",
+        f"- {', '.join(versions)}",
+    ]
+
+
+def _sweep_table(steps: list[dict[str, Any]], batches: bool = True) -> list[str]:
+    head = "| concurrency | req/s | p50 ms | p95 ms | p99 ms | errors | mean batch | server CPU | wrk CPU |"
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    for s in steps:
+        r = s["result"]
+        batch = f"{s['mean_batch']:.1f}" if batches else "-"
+        lines.append(
+            f"| {r['concurrency']} | {r['rps']:.1f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['p99_ms']:.2f} "
+            f"| {r['errors']} | {batch} | {s['server_cpu']:.2f} | {r['wrk_cpu']:.2f} |"
+        )
+    return lines
+
+
+def _raw_table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = ["| batch size | rows/s | p50 ms per batch |", "|---|---|---|"]
+    lines += [f"| {r['batch_size']} | {r['rows_per_s']:.1f} | {r['p50_ms']:.2f} |" for r in rows]
+    return lines
+
+
+def write_report(res: Results, out: Path) -> None:
+    svc = res["service"]
+    lines = ["# Benchmarks", ""]
+    if res["smoke"]:
+        lines += ["**Smoke run** (a few seconds per step): checks the runner, not the figures.", ""]
+    lines += [
+        "Written by `make bench` (`python -m loadtest.bench`) in one run on one machine. Every figure",
+        "below comes from that run; ratios compare numbers measured minutes apart on the same cores.",
+        "",
+        "## Machine",
+        "",
+        *_machine(),
+        "",
+        "## Method",
+        "",
+        "- Load: wrk (C, event-driven) with a Lua script posting one of 256 rotten_tomatoes",
+        "  sentences per request, one input per request, for "
+        f"{res['plan']['seconds']:.0f} s per step. wrk runs on the same cores as the server;",
+        "  its own CPU use is the `wrk CPU` column (cores).",
+        "- Raw engine: the same ONNX file and tokenizer the service loads, called in a tight loop",
+        "  (tokenize + run) at each batch size, no HTTP: the ceiling.",
+        "- Baseline: a FastAPI route calling the transformers `pipeline` once per request on the",
+        "  fine-tuned PyTorch checkpoint (fp32), as most tutorials do (`loadtest/baseline_app.py`).",
+        "- `mean batch` is from the service's own metrics (batch_size sum / count over the step).",
+        "",
+        "## Targets",
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {name} | {value} | {'yes' if ok else 'no'} |" for name, value, ok in targets(res)]
+    for key, title in (
+        ("classify-int8", "/classify, int8 (the CPU default)"),
+        ("classify-fp32", "/classify, fp32"),
+        ("embed-fp32", "/embed, fp32, 384 dimensions"),
+    ):
+        lines += [
+            "",
+            f"## Service: {title}",
+            "",
+            *_sweep_table(svc[key]),
+            "",
+            "Raw engine, same graph:",
+            "",
+            *_raw_table(res["raw"][key]),
+        ]
+    lines += [
+        "",
+        "## Per-request baseline (transformers pipeline, PyTorch fp32)",
+        "",
+        *_sweep_table(res["baseline"], batches=False),
+        "",
+        "![throughput against p99 latency](benchmarks.png)",
+        "",
+        f"Resident memory of the serving process after the sweep: {res['rss_mb']:.0f} MB.",
+        f"The whole run took {res['bench_seconds']:.0f} s.",
+        "",
+    ]
+    (out / "benchmarks.md").write_text("\n".join(lines))
+    _plot(res, out / "benchmarks.png")
+
+
+def _plot(res: Results, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    series = (
+        ("classify-int8", "bertserve /classify int8", "C0"),
+        ("classify-fp32", "bertserve /classify fp32", "C1"),
+        ("embed-fp32", "bertserve /embed fp32", "C2"),
+    )
+    for key, label, colour in series:
+        steps = res["service"][key]
+        ax.plot(
+            [s["result"]["rps"] for s in steps], [s["result"]["p99_ms"] for s in steps], "o-", color=colour, label=label
+        )
+        ax.axvline(
+            _raw_best(res["raw"][key]), color=colour, linestyle="--", alpha=0.6, label=f"raw engine ceiling ({key})"
+        )
+    base = res["baseline"]
+    ax.plot(
+        [s["result"]["rps"] for s in base],
+        [s["result"]["p99_ms"] for s in base],
+        "s-",
+        color="C3",
+        label="per-request baseline (PyTorch fp32)",
+    )
+    ax.set_xlabel("throughput (requests/s)")
+    ax.set_ylabel("p99 latency (ms)")
+    ax.set_yscale("log")
+    ax.set_title("Throughput against p99 latency, concurrency sweep")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

