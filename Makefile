@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install models run test test-unit lint clean system-deps bench bench-smoke
+.PHONY: install models run test test-unit lint clean system-deps bench bench-smoke reliability soak
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,14 @@ bench: models system-deps
 
 bench-smoke: models system-deps
 	$(BIN)/python -m loadtest.bench --smoke --out loadtest/results
+
+## reliability: overload, stall, slow clients and a 3-minute soak -> docs/reliability.md
+reliability: models system-deps
+	$(BIN)/python -m loadtest.reliability --soak-seconds 180 --out docs
+
+## soak: the same with a longer soak (SOAK_SECONDS, default 600), into loadtest/results
+soak: models system-deps
+	$(BIN)/python -m loadtest.reliability --soak-seconds $(or $(SOAK_SECONDS),600) --out loadtest/results
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit

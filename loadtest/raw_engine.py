@@ -12,6 +12,7 @@ from service.manifest import Manifest
 from service.runtime.cpus import available_cpus
 from service.runtime.session import OnnxSession
 from service.runtime.tokenizer import TextEncoder
+from service.settings import Settings
 
 
 @dataclass
@@ -23,12 +24,14 @@ class RawResult:
 
 def bench(model_dir: Path, variant: str, texts: list[str], batch_sizes: list[int], seconds: float) -> list[RawResult]:
     manifest = Manifest.read(model_dir)
+    settings = Settings()  # the service's own session settings, so the comparison is fair
     session = OnnxSession(
         model_dir / manifest.variants[variant].file,
         output=manifest.output,
         pad_token_id=manifest.pad_token_id,
         providers=["CPUExecutionProvider"],
-        threads=available_cpus(),
+        threads=settings.intra_op_threads or available_cpus(),
+        spinning=settings.ort_spinning,
     )
     encoder = TextEncoder(model_dir / "tokenizer.json", manifest.max_length)
     # Best case for the engine: batches of neighbours in token length, so padding is minimal,

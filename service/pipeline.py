@@ -75,6 +75,7 @@ class ModelPipeline:
     async def infer(self, texts: Sequence[str], truncate: bool, deadline: float) -> tuple[np.ndarray, int]:
         """Rows of model output (one per text) and the number of input tokens."""
         loop = asyncio.get_running_loop()
+        self.batcher.check_room(len(texts))  # refuse before spending the tokenizer on it
         started = time.perf_counter()
         if sum(map(len, texts)) <= INLINE_TOKENIZE_CHARS:
             ids = self.model.encoder.encode(texts, truncate)

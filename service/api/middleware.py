@@ -127,13 +127,12 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 async def _send_error(send: Send, status: int, type_: str, message: str, param: str | None = None) -> None:
+    """An error sent from here may leave the body unread (408, 413): the connection is then
+    closed after it, since the rest of that body cannot be told apart from a next request."""
     payload: dict[str, Any] = error_body(type_, message, param)
     data = orjson.dumps(payload)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())],
-        }
-    )
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    if status in (408, 413):
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": data})

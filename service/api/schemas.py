@@ -14,7 +14,8 @@ Texts = Annotated[list[Text], Field(min_length=1)]
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: 0 is not false and "5" is not 5; the schema says what is accepted, exactly.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Usage(BaseModel):

@@ -91,13 +91,17 @@ class Batcher(Generic[P, R]):
             self._task = None
         self._fail_all(Unavailable("the service is shutting down"))
 
-    def submit(self, payloads: Sequence[tuple[P, int]], deadline: float) -> list[asyncio.Future[R]]:
-        """Queue (payload, tokens) pairs as one request: all of them or none (429)."""
+    def check_room(self, items: int) -> None:
+        """429 now if `items` would not fit in the queue; `submit` checks again atomically."""
         if self._task is None:
             raise Unavailable("the model is not serving")
-        if len(self._pending) + len(payloads) > self.max_queue_items:
-            self._observer.rejected("overloaded", len(payloads))
+        if len(self._pending) + items > self.max_queue_items:
+            self._observer.rejected("overloaded", items)
             raise Overloaded(f"queue full ({self.max_queue_items} items): retry later")
+
+    def submit(self, payloads: Sequence[tuple[P, int]], deadline: float) -> list[asyncio.Future[R]]:
+        """Queue (payload, tokens) pairs as one request: all of them or none (429)."""
+        self.check_room(len(payloads))
         loop = asyncio.get_running_loop()
         now = loop.time()
         futures: list[asyncio.Future[R]] = []
