@@ -1,4 +1,4 @@
-"""One served model: tokenize (off the loop) -> batcher -> runtime (own thread) -> rows.
+"""One served model: tokenize (inline when small, else in a pool) -> batcher -> runtime (own thread).
 
 Post-processing is left to the route's task module, vectorised over the request's rows.
 """

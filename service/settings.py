@@ -28,7 +28,11 @@ class Settings(BaseSettings):
         False, description="let idle onnxruntime threads spin: ~1 ms less at low load, but they hold the cores"
     )
     io_binding: bool | None = Field(None, description="use IO binding; default on for CUDA only")
-    verify_checksums: bool = Field(True, description="check every model file against its manifest sha256 at start-up")
+    verify_models: bool = Field(
+        True,
+        description="at start-up, check every model file against its manifest sha256 and that the graph "
+        "accepts every token id its tokenizer can produce",
+    )
     warmup: bool = Field(True, description="run the largest batch shape once before reporting ready")
 
     # batching

@@ -54,7 +54,7 @@ def load_all(settings: Settings) -> list[LoadedModel]:
 
 def load_model(directory: Path, settings: Settings) -> LoadedModel:
     manifest = _read_manifest(directory)
-    if settings.verify_checksums:
+    if settings.verify_models:
         _check_files(directory, manifest)
     try:
         providers = resolve_providers(settings.provider)
@@ -76,6 +76,8 @@ def load_model(directory: Path, settings: Settings) -> LoadedModel:
     except (SessionError, Exception) as exc:
         raise ModelLoadError(f"{directory}: {exc}") from exc
     _check_fit(directory, manifest, session)
+    if settings.verify_models:
+        _check_vocabulary(directory, encoder, session)
     return LoadedModel(directory, manifest, encoder, session, variant)
 
 
@@ -124,3 +126,18 @@ def _check_fit(directory: Path, manifest: Manifest, session: OnnxSession) -> Non
     expected = len(manifest.labels or []) if manifest.task == "classify" else manifest.dimension
     if isinstance(width, int) and width != expected:
         raise ModelLoadError(f"{directory}: graph output width {width} does not match the manifest ({expected})")
+
+
+def _check_vocabulary(directory: Path, encoder: TextEncoder, session: OnnxSession) -> None:
+    """A tokenizer bigger than the graph's embedding table loads fine and then fails on the
+    first input holding a token past the table: probe the largest id once, at start-up."""
+    import numpy as np
+
+    top = encoder.vocab_size - 1
+    try:
+        session.run([np.array([top], dtype=np.int64)])
+    except Exception as exc:  # onnxruntime's own exception types
+        raise ModelLoadError(
+            f"{directory}: the graph does not accept token id {top} of its {encoder.vocab_size}-token tokenizer "
+            "(tokenizer and model do not match)"
+        ) from exc

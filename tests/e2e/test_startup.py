@@ -61,3 +61,7 @@ def test_invalid_manifest(tiny_repo: Path, tmp_path: Path) -> None:
     model = _copy(tiny_repo, tmp_path)
     (model / "manifest.json").write_text('{"name": "x"}')
     _assert_one_line_failure(model.parent, "invalid manifest")
+
+
+def test_graph_that_does_not_fit_its_tokenizer(broken_repo: Path) -> None:
+    _assert_one_line_failure(broken_repo, "does not accept token id 30521")

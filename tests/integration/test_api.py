@@ -223,3 +223,12 @@ async def test_concurrent_requests_share_batches(client: httpx.AsyncClient) -> N
     singles = float(re.search(r'bertserve_batch_size_bucket\{le="1.0",model="tiny-clf"\} (\S+)', metrics).group(1))
     assert count < 48, "48 concurrent requests should have run in fewer than 48 batches"
     assert singles < count, "at least one batch should hold more than one request"
+
+
+async def test_io_binding_gives_the_same_answers(client: httpx.AsyncClient, make_client: Client) -> None:
+    """IO binding is the CUDA default; on CPU it can be forced, which runs the same code path."""
+    texts = {"inputs": ["io binding", "a second, longer input for padding"]}
+    plain = (await client.post("/embed", json=texts)).json()["embeddings"]
+    async with make_client(io_binding=True) as c:
+        bound = (await c.post("/embed", json=texts)).json()["embeddings"]
+    assert np.allclose(plain, bound, atol=1e-6)

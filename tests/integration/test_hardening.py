@@ -51,7 +51,10 @@ async def test_odd_text_gets_a_real_answer(client: httpx.AsyncClient, text: str)
         assert r.json()["usage"]["input_tokens"] > 0
 
 
-async def test_api_keys_from_a_file_and_protected_metrics(make_client: Client, tmp_path: Path) -> None:
+async def test_api_keys_from_a_file_and_protected_metrics(
+    make_client: Client, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
     keys = tmp_path / "keys"
     keys.write_text("# team A\nfile-key-1\n\n  file-key-2  \n")
     async with make_client(api_keys="env-key", api_keys_file=keys, protect_metrics=True) as c:
@@ -68,6 +71,10 @@ async def test_api_keys_from_a_file_and_protected_metrics(make_client: Client, t
         assert (await c.get("/metrics", headers={"Authorization": "Bearer env-key"})).status_code == 200
         assert (await c.get("/health/live")).status_code == 200
         assert (await c.get("/health/ready")).status_code == 200
+    logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    assert "bertserve.access" in logged  # requests were logged...
+    for key in ("env-key", "file-key-1", "file-key-2"):
+        assert key not in logged  # ...and no key with them
 
 
 async def test_cors_is_off_unless_configured(make_client: Client) -> None:
@@ -85,7 +92,8 @@ async def test_cors_is_off_unless_configured(make_client: Client) -> None:
 async def test_nothing_internal_leaks_from_a_500(make_client: Client, broken_repo: Path) -> None:
     """A graph that fails at run time for some inputs (token ids past its vocabulary): the
     poison input gets a generic 500, the good input sharing its batch still gets its answer."""
-    async with make_client(models=broken_repo, max_wait_ms=200) as c:
+    # verify_models off: it would refuse this model at start-up (tests/e2e/test_startup.py)
+    async with make_client(models=broken_repo, max_wait_ms=200, verify_models=False) as c:
         import asyncio
 
         good, bad = await asyncio.gather(
