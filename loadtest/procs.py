@@ -32,37 +32,54 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-def start(
-    cmd: list[str], env: dict[str, str], ready_url: str, log: Path, timeout: float = 180
-) -> subprocess.Popen[bytes]:
+def launch(cmd: list[str], env: dict[str, str], log: Path | None) -> subprocess.Popen[bytes]:
+    if log is None:
+        return subprocess.Popen(
+            cmd, cwd=REPO, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
     with log.open("ab") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **env}, stdout=out, stderr=out)
+        return subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **env}, stdout=out, stderr=out)
+
+
+def wait_ready(proc: subprocess.Popen[bytes], ready_url: str, timeout: float = 180) -> None:
+    """Poll until `ready_url` answers 200; fail at once if the process exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{cmd[2:4]} exited with {proc.returncode}; see {log}")
+            raise RuntimeError(f"{ready_url}: the process exited with {proc.returncode} before it was ready")
         try:
             if httpx.get(ready_url, timeout=1).status_code == 200:
-                return proc
+                return
         except httpx.TransportError:
             pass
-        time.sleep(0.3)
+        time.sleep(0.2)
     proc.kill()
-    raise TimeoutError(f"{ready_url} not ready after {timeout}s; see {log}")
+    raise TimeoutError(f"{ready_url} not ready after {timeout}s")
 
 
-def serve_cmd(port: int) -> list[str]:
-    return [sys.executable, "-m", "service", "serve", "--port", str(port)]
+def start(
+    cmd: list[str], env: dict[str, str], ready_url: str, log: Path | None, timeout: float = 180
+) -> subprocess.Popen[bytes]:
+    proc = launch(cmd, env, log)
+    wait_ready(proc, ready_url, timeout)
+    return proc
+
+
+def serve_cmd(port: int, models: Path | None = None) -> list[str]:
+    cmd = [sys.executable, "-m", "service", "serve", "--port", str(port)]
+    return [*cmd, "--models", str(models)] if models is not None else cmd
 
 
 def baseline_cmd(port: int) -> list[str]:
     return [sys.executable, "-m", "uvicorn", "loadtest.baseline_app:app", "--port", str(port), "--log-level", "warning"]
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
+def stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> int:
+    """SIGTERM (the service drains), then SIGKILL if it is still there; the exit code."""
+    if proc.poll() is None:
+        proc.terminate()
     try:
-        proc.wait(30)
+        return proc.wait(timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
-        proc.wait(10)
+        return proc.wait(10)

@@ -2,71 +2,41 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
+from loadtest.procs import REPO, free_port, launch, serve_cmd, stop, wait_ready
 
-REPO = Path(__file__).resolve().parents[2]
 DEFAULT_MODELS = REPO / "models"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["DEFAULT_MODELS", "REPO", "Server", "free_port", "run_serve"]
 
 
 class Server:
+    """One `bertserve serve` process on a fixed port, which can be stopped and started again
+    (a rolling restart) on the same port."""
+
     def __init__(
         self, models: Path, port: int | None = None, env: dict[str, str] | None = None, log: Path | None = None
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.models = models
-        self.env = {**os.environ, "BERTSERVE_LOG_LEVEL": "warning", **(env or {})}
+        self.env = {"BERTSERVE_LOG_LEVEL": "warning", **(env or {})}
         self.log_path = log
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Server:
-        out = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service", "serve", "--models", str(self.models), "--port", str(self.port)],
-            cwd=REPO,
-            env=self.env,
-            stdout=out,
-            stderr=out,
-        )
+        self.proc = launch(serve_cmd(self.port, self.models), self.env, self.log_path)
         return self
 
     def wait_ready(self, timeout: float = 180) -> Server:
         assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode} before it was ready")
-            try:
-                if httpx.get(f"{self.url}/health/ready", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"server on {self.url} not ready after {timeout}s")
+        wait_ready(self.proc, f"{self.url}/health/ready", timeout)
+        return self
 
     def terminate(self, timeout: float = 60) -> int:
         assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(10)
+        return stop(self.proc, timeout)
 
     def __enter__(self) -> Server:
         return self.start().wait_ready()
@@ -77,10 +47,4 @@ class Server:
 
 def run_serve(models: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run `bertserve serve` expecting it to fail at start-up."""
-    return subprocess.run(
-        [sys.executable, "-m", "service", "serve", "--models", str(models), "--port", str(free_port())],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return subprocess.run(serve_cmd(free_port(), models), cwd=REPO, capture_output=True, text=True, timeout=timeout)
