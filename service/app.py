@@ -55,8 +55,7 @@ def create_app(settings: Settings | None = None, models: list[LoadedModel] | Non
             yield
         finally:
             watchdog.cancel()
-            state.draining = True
-            state.set_ready(False)
+            state.start_draining()
             for pipeline in state.pipelines.values():
                 await pipeline.stop()
             tokenize_pool.shutdown(wait=False, cancel_futures=True)

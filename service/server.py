@@ -39,8 +39,7 @@ class DrainingServer(uvicorn.Server):
             super().handle_exit(sig, frame)
             return
         self._draining = True
-        self.state.draining = True
-        self.state.set_ready(False)
+        self.state.start_draining()
         loop = asyncio.get_event_loop()
         loop.call_soon_threadsafe(lambda: loop.create_task(self._drain()))
 

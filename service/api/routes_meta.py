@@ -22,12 +22,9 @@ async def live() -> Response:
 @router.get("/health/ready", response_model=StatusResponse, responses={503: ERRORS[503]})
 async def ready(state: State) -> Response:
     """200 once every model is loaded and warmed up; 503 before that and while draining."""
-    if state.draining:
-        return JSONBytes(error_body("unavailable", "draining"), status_code=503)
-    if not state.ready:
-        return JSONBytes(error_body("unavailable", "starting"), status_code=503)
-    if state.stalled:
-        return JSONBytes(error_body("unavailable", f"runtime stalled ({state.stalled})"), status_code=503)
+    reason = state.unready_reason()
+    if reason:
+        return JSONBytes(error_body("unavailable", reason), status_code=503)
     return JSONBytes({"status": "ready"})
 
 

@@ -33,8 +33,23 @@ class AppState:
         self.ready = ready
         self._publish()
 
+    def start_draining(self) -> None:
+        self.draining = True
+        self._publish()
+
+    def unready_reason(self) -> str | None:
+        """Why /health/ready answers 503, or None when it answers 200: the one place that
+        decides readiness, for the route and the gauge alike."""
+        if self.draining:
+            return "draining"
+        if not self.ready:
+            return "starting"
+        if self.stalled:
+            return f"runtime stalled ({self.stalled})"
+        return None
+
     def _publish(self) -> None:
-        self.metrics.ready.set(1 if self.ready and not self.draining and not self.stalled else 0)
+        self.metrics.ready.set(0 if self.unready_reason() else 1)
 
     def check_stalls(self, now: float) -> None:
         """Readiness turns 503 while any model's batch has run past the stall timeout, so a
