@@ -16,6 +16,12 @@ class SessionError(Exception):
     pass
 
 
+class InferenceError(Exception):
+    """onnxruntime failed to run a batch. Its own exception types (unexported, all plain
+    `Exception` subclasses) and its Python layer's ValueError come out as this one type, so
+    callers catch it, not `Exception`."""
+
+
 def resolve_providers(setting: str) -> list[str]:
     available = ort.get_available_providers()
     if setting == "cpu":
@@ -85,6 +91,13 @@ class OnnxSession:
 
     def run(self, rows: Sequence[np.ndarray]) -> np.ndarray:
         feeds = self.pad(rows)
+        try:
+            return self._run(feeds)
+        except Exception as exc:  # the one place onnxruntime's run failures are mapped
+            first = str(exc).strip().splitlines()
+            raise InferenceError(f"{type(exc).__name__}: {first[0] if first else 'no message'}") from exc
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         if not self.io_binding:
             return np.asarray(self._session.run([self.output], feeds)[0], dtype=np.float32)
         # IO binding: inputs copied to the device once, output kept where the provider
