@@ -1,64 +1,103 @@
-"""create_app(settings): the FastAPI application, its lifespan (load, warm up, serve, stop)."""
+"""create_app(settings): the FastAPI application and its lifespan.
+
+The lifespan does not wait for the models: it starts loading them in the background and
+returns, so the port answers at once, /health/live with 200 and /health/ready (and every
+model route) with 503 until the models are loaded and warmed up. Kubernetes probes and load
+balancers then see "starting", not "connection refused".
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
+from starlette.staticfiles import StaticFiles
 
 from service import __version__
 from service.api import errors
-from service.api.middleware import RequestContext
+from service.api.middleware import EnvelopedCORS, RequestContext
 from service.api.responses import JSONBytes
 from service.api.routes_classify import router as classify_router
 from service.api.routes_embed import router as embed_router
+from service.api.routes_meta import DOCS_ASSETS
 from service.api.routes_meta import router as meta_router
-from service.api.state import AppState, watch_stalls
 from service.metrics import Metrics
-from service.pipeline import ModelPipeline
 from service.runtime.cpus import available_cpus
-from service.runtime.loader import LoadedModel, load_all
+from service.runtime.loader import LoadedModel, ModelLoadError, load_repository
+from service.serving.model import ServedModel
 from service.settings import Settings
+from service.state import AppState, watch_stalls
 
 log = logging.getLogger("bertserve")
 
+OnLoadError = Callable[[str], None]
 
-def create_app(settings: Settings | None = None, models: list[LoadedModel] | None = None) -> FastAPI:
-    """Build the app. `models` may be loaded beforehand (the CLI does, to fail fast with a
-    one-line error); otherwise they are loaded in the lifespan."""
+
+async def _start_models(state: AppState, loaded: list[LoadedModel], pool: ThreadPoolExecutor) -> None:
+    settings = state.settings
+    for model in loaded:
+        served = ServedModel(model, settings, state.metrics, pool)
+        state.models[model.name] = served
+        info = state.metrics.model_info.labels(model.name, model.manifest.task, model.variant, model.session.provider)
+        info.set(1)
+    if settings.warmup:
+        for served in state.models.values():
+            await asyncio.to_thread(served.warm_up)
+    for served in state.models.values():
+        await served.start()
+    state.mark_ready()
+    log.info("ready", extra={"models": sorted(state.models)})
+
+
+async def _load(
+    state: AppState, models: list[LoadedModel] | None, pool: ThreadPoolExecutor, on_error: OnLoadError
+) -> None:
+    try:
+        loaded = models if models is not None else await asyncio.to_thread(load_repository, state.settings)
+        await _start_models(state, loaded, pool)
+    except ModelLoadError as exc:
+        state.fail_loading(str(exc))
+        on_error(str(exc))
+    except Exception as exc:  # warm-up on a broken graph, a failing provider: still one line
+        log.exception("model start-up failed")
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        state.fail_loading(reason)
+        on_error(reason)
+
+
+def create_app(
+    settings: Settings | None = None,
+    models: list[LoadedModel] | None = None,
+    on_load_error: OnLoadError | None = None,
+) -> FastAPI:
+    """Build the app. `models` may be loaded beforehand; otherwise the lifespan loads them
+    in the background. `on_load_error` hears of a model that cannot be loaded (the server
+    exits with its one-line reason); without it, readiness stays 503 with the reason."""
     settings = settings or Settings()
     state = AppState(settings, Metrics(), api_keys=[k.encode() for k in settings.all_api_keys()])
+    state.metrics.ready.set(0)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loaded = models if models is not None else await asyncio.to_thread(load_all, settings)
-        tokenize_pool = ThreadPoolExecutor(max_workers=min(4, available_cpus()), thread_name_prefix="tokenize")
-        for model in loaded:
-            state.pipelines[model.name] = ModelPipeline(model, settings, state.metrics, tokenize_pool)
-            state.metrics.model_info.labels(model.name, model.manifest.task, model.variant, model.session.provider).set(
-                1
-            )
-        if settings.warmup:
-            for pipeline in state.pipelines.values():
-                await asyncio.to_thread(pipeline.warm_up)
-        for pipeline in state.pipelines.values():
-            await pipeline.start()
-        state.set_ready(True)
-        log.info("ready", extra={"models": sorted(state.pipelines)})
-        watchdog = asyncio.get_running_loop().create_task(watch_stalls(state), name="stall-watchdog")
+        pool = ThreadPoolExecutor(max_workers=min(4, available_cpus()), thread_name_prefix="tokenize")
+        loop = asyncio.get_running_loop()
+        loading = loop.create_task(_load(state, models, pool, on_load_error or (lambda _: None)), name="load")
+        watchdog = loop.create_task(watch_stalls(state), name="stall-watchdog")
         try:
             yield
         finally:
             watchdog.cancel()
+            loading.cancel()
+            with suppress(asyncio.CancelledError):
+                await loading
             state.start_draining()
-            for pipeline in state.pipelines.values():
-                await pipeline.stop()
-            tokenize_pool.shutdown(wait=False, cancel_futures=True)
+            for served in state.models.values():
+                await served.stop()
+            pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(
         title="bertserve",
@@ -66,18 +105,22 @@ def create_app(settings: Settings | None = None, models: list[LoadedModel] | Non
         description="Classification and embeddings from fine-tuned BERT-family models on onnxruntime.",
         lifespan=lifespan,
         default_response_class=JSONBytes,
+        docs_url=None,  # served by routes_meta from local assets, not a CDN
+        redoc_url=None,
     )
     app.state.bertserve = state
     errors.install(app)
     for router in (classify_router, embed_router, meta_router):
         app.include_router(router)
-    app.add_middleware(RequestContext, state=state)
+    app.mount("/docs/assets", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            EnvelopedCORS,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["authorization", "content-type", "x-request-id", "x-request-timeout"],
             expose_headers=["x-request-id", "retry-after"],
         )
+    # Added last, so outermost: every answer, a refused CORS preflight included, has its id.
+    app.add_middleware(RequestContext, state=state)
     return app

@@ -1,56 +1,49 @@
-"""`bertserve serve`: load (failing fast), then run uvicorn with a graceful drain on SIGTERM."""
+"""`bertserve serve`: check what is cheap to check, bind the port, then serve while the models
+load in the background. Every start-up failure is one line on stderr and exit code 2."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import signal
+import errno
+import socket
 import sys
-import time
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import uvicorn
 from pydantic import ValidationError
 
 from service import logs
-from service.api.state import AppState
 from service.app import create_app
-from service.protocol import protocol_class
-from service.runtime.loader import ModelLoadError, load_all
+from service.runtime.loader import ModelLoadError, read_manifests
 from service.settings import Settings
+from service.uvicorn_adapter import DrainingServer, protocol_class
 
-log = logging.getLogger("bertserve")
+EXIT_STARTUP = 2
 
 
-class DrainingServer(uvicorn.Server):
-    """On SIGTERM: readiness turns 503 and new requests get 503 (a load balancer retries them
-    elsewhere), requests already accepted finish, then the server exits, within the drain
-    timeout. A second signal, or SIGINT, stops at once the way uvicorn does."""
+def fail(message: str) -> int:
+    print(f"bertserve serve: error: {message}", file=sys.stderr, flush=True)
+    return EXIT_STARTUP
 
-    def __init__(self, config: uvicorn.Config, state: AppState) -> None:
-        super().__init__(config)
-        self.state = state
-        self._draining = False
 
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if sig != signal.SIGTERM or self._draining:
-            super().handle_exit(sig, frame)
-            return
-        self._draining = True
-        self.state.start_draining()
-        loop = asyncio.get_event_loop()
-        loop.call_soon_threadsafe(lambda: loop.create_task(self._drain()))
+def settings_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "settings"
+    return f"setting {where} (BERTSERVE_{where.upper()}): {first['msg']}"
 
-    async def _drain(self) -> None:
-        timeout = self.state.settings.drain_timeout_s
-        log.info("draining", extra={"inflight": self.state.inflight, "timeout_s": timeout})
-        deadline = time.monotonic() + timeout
-        while self.state.inflight > 0 and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        log.info("drained", extra={"inflight": self.state.inflight})
-        self.should_exit = True
+
+def bind(host: str, port: int) -> socket.socket:
+    """Listen before loading, so a busy port is reported at once, not after the models."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
 
 
 def serve(models: str | None = None, host: str | None = None, port: int | None = None) -> int:
@@ -58,24 +51,30 @@ def serve(models: str | None = None, host: str | None = None, port: int | None =
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        print(f"bertserve serve: error: setting {first['loc'][0]}: {first['msg']}", file=sys.stderr)
-        return 2
+        return fail(settings_error(exc))
     logs.configure(settings.log_level)
     try:
-        settings.all_api_keys()
-        loaded = load_all(settings)
+        read_manifests(settings)
     except ModelLoadError as exc:
-        print(f"bertserve serve: error: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc))
+    try:
+        sock = bind(settings.host, settings.port)
     except OSError as exc:
-        print(f"bertserve serve: error: api_keys_file: {exc.strerror}: {exc.filename}", file=sys.stderr)
-        return 2
-    app = create_app(settings, loaded)
+        reason = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        return fail(f"cannot listen on {settings.host}:{settings.port}: {reason}")
+
+    exit_code = 0
+    server: DrainingServer | None = None
+
+    def on_load_error(reason: str) -> None:
+        nonlocal exit_code
+        exit_code = fail(reason)
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(settings, on_load_error=on_load_error)
     config = uvicorn.Config(
         app,
-        host=settings.host,
-        port=settings.port,
         http=protocol_class(settings.header_timeout_s, settings.max_connections),
         timeout_keep_alive=int(max(1, settings.keep_alive_timeout_s)),
         log_config=None,
@@ -83,5 +82,6 @@ def serve(models: str | None = None, host: str | None = None, port: int | None =
         lifespan="on",
         timeout_graceful_shutdown=5,
     )
-    DrainingServer(config, app.state.bertserve).run()
-    return 0
+    server = DrainingServer(config, app.state.bertserve)
+    server.run(sockets=[sock])
+    return exit_code

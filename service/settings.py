@@ -10,20 +10,23 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Provider = Literal["auto", "cpu", "cuda"]
 Variant = Literal["auto", "fp32", "int8", "fp16"]
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="BERTSERVE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="BERTSERVE_", extra="ignore", allow_inf_nan=False)
 
     # where and what to serve
     models: Path = Field(Path("models"), description="model repository: one model directory per subfolder")
-    host: str = Field("127.0.0.1", description="bind address")
+    host: str = Field("127.0.0.1", min_length=1, description="bind address")
     port: int = Field(8000, ge=0, le=65535, description="TCP port")
 
     # runtime
     provider: Provider = Field("auto", description="execution provider: auto (CUDA if available), cpu or cuda")
     variant: Variant = Field("auto", description="graph variant: auto = fp16 on CUDA, int8 on CPU, when present")
-    intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads per session; 0 = CPUs this process may use")
+    intra_op_threads: int = Field(
+        0, ge=0, le=1024, description="onnxruntime threads per session; 0 = CPUs this process may use"
+    )
     ort_spinning: bool = Field(
         False, description="let idle onnxruntime threads spin: ~1 ms less at low load, but they hold the cores"
     )
@@ -36,7 +39,7 @@ class Settings(BaseSettings):
     warmup: bool = Field(True, description="run the largest batch shape once before reporting ready")
 
     # batching
-    max_batch_size: int = Field(32, ge=1, description="items per batch")
+    max_batch_size: int = Field(32, ge=1, le=4096, description="items per batch")
     max_batch_tokens: int = Field(8192, ge=1, description="padded tokens per batch (rows x longest)")
     min_batch_fill: float | None = Field(
         None,
@@ -45,7 +48,9 @@ class Settings(BaseSettings):
         description="an item joins a batch only while real tokens / padded tokens stays >= this; "
         "unset = 0.85 on CPU (cost follows padded tokens), 0 on CUDA (batching is nearly free)",
     )
-    max_wait_ms: float = Field(0.0, ge=0, description="wait up to this long from the oldest item to fill a batch")
+    max_wait_ms: float = Field(
+        0.0, ge=0, le=10_000, description="wait up to this long from the oldest item to fill a batch"
+    )
     max_queue_items: int = Field(1024, ge=1, description="queued items per model; beyond it requests get 429")
     request_timeout_s: float = Field(
         30.0, gt=0, description="per-request deadline (a header can lower it): 504 after it"
@@ -67,7 +72,9 @@ class Settings(BaseSettings):
     stall_timeout_s: float = Field(
         30.0, gt=0, description="a batch running longer than this turns /health/ready to 503 (runtime stalled)"
     )
-    log_level: str = Field("info", description="log level")
+    log_level: LogLevel = Field(
+        "info", description="debug, info (one access line per request), warning, error or critical"
+    )
 
     # access
     api_keys: Annotated[list[str], NoDecode] = Field(
@@ -78,6 +85,21 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="comma-separated origins allowed by CORS; empty = CORS off"
     )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("api_keys_file")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                value.read_text()
+            except OSError as exc:
+                raise ValueError(f"{value}: {exc.strerror}") from exc
+        return value
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod

@@ -1,18 +1,16 @@
-"""Annotated dependencies shared by the routes."""
+"""Annotated dependencies shared by the routes, and the one translation of an HTTP request
+into what the serving layer needs (`Call`)."""
 
 from __future__ import annotations
 
-import asyncio
 import hmac
-from collections.abc import Awaitable
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 from fastapi import Depends, Request
 
-from service.api.state import AppState
-from service.errors import InvalidInput, ServiceError, Unauthorized
-
-T = TypeVar("T")
+from service.errors import Unauthorized
+from service.serving.common import Call
+from service.state import TIMEOUT_HEADER, AppState
 
 
 # Dependencies are `async def` on purpose: FastAPI runs plain `def` dependencies in its
@@ -47,43 +45,15 @@ Authorized = Annotated[None, Depends(authorize)]
 MetricsAuthorized = Annotated[None, Depends(authorize_metrics)]
 
 
-class ClientGone(ServiceError):
-    """The client closed the connection; nobody reads the answer (logged as 499)."""
+async def get_call(request: Request) -> Call:
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
 
-    status = 499
-    type = "client_closed"
+    def on_model(name: str) -> None:
+        request.state.model = name
 
-
-async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
-    """Await `work`, but give up as soon as the client goes away: its queued items are then
-    cancelled and the batcher drops them before they cost compute."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(request))
-    try:
-        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-    if task in done:
-        return task.result()
-    task.cancel()
-    raise ClientGone("client closed the connection")
+    return Call(request.headers.get(TIMEOUT_HEADER), disconnected, on_model)
 
 
-async def _disconnected(request: Request) -> None:
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
-def text_inputs(value: str | list[str], max_inputs: int, max_chars: int, param: str = "inputs") -> list[str]:
-    """The request's texts as a list, within the configured limits (the schema has already
-    refused empty lists and blank texts)."""
-    texts = [value] if isinstance(value, str) else value
-    if len(texts) > max_inputs:
-        raise InvalidInput(f"{param} has {len(texts)} items, over the limit of {max_inputs}", param=param)
-    for index, text in enumerate(texts):
-        where = param if isinstance(value, str) else f"{param}[{index}]"
-        if len(text) > max_chars:
-            raise InvalidInput(f"{where} has {len(text)} characters, over the limit of {max_chars}", param=where)
-    return texts
+CallOf = Annotated[Call, Depends(get_call)]

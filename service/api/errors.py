@@ -1,47 +1,59 @@
-"""The one mapping from errors to HTTP responses, all in the envelope
-{"error": {"type", "message", "param"}}."""
+"""Foreign exceptions of the HTTP layer (pydantic's validation errors, starlette's HTTP
+errors) mapped onto the service's error tree, and every error answered through the one
+renderer in `service.errors`."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from service.api.responses import JSONBytes, error_body
-from service.errors import Overloaded, ServiceError
+from service.errors import InvalidInput, ServiceError, for_status, render
 
-_HTTP_TYPES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+
+def respond(error: ServiceError, request_id: str) -> Response:
+    status, headers, body = render(error, request_id)
+    return Response(body, status_code=status, headers=headers)
 
 
 async def service_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
-    message = exc.message
-    if exc.status >= 500 and exc.status not in (503, 504):
-        # Internal details go to the log only.
-        message = f"{exc.message} (request id {request.state.request_id})"
-    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Overloaded) else None
-    return JSONBytes(error_body(exc.type, message, exc.param), status_code=exc.status, headers=headers)
+    return respond(exc, request.state.request_id)
 
 
 async def validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    # For a union (str | list[str]) pydantic reports one error per branch: the deepest
-    # location is the most specific one (inputs[1] rather than inputs).
-    found = exc.errors()
-    first = max(found, key=lambda e: len(e.get("loc", ()))) if found else {"loc": (), "msg": "invalid request"}
+    return respond(invalid_input(exc.errors()), request.state.request_id)
+
+
+def invalid_input(found: Any) -> InvalidInput:
+    """The most specific of pydantic's errors, as one message naming the parameter."""
+    if not found:
+        return InvalidInput("invalid request")
+    first = max(found, key=_specificity)
     loc = [str(p) for p in first.get("loc", ()) if p != "body"]
     param = _param(loc)
+    kind = first.get("type")
     message = str(first.get("msg", "invalid request"))
-    if first.get("type") == "json_invalid":
-        message, param = "body is not valid JSON", "body"
-    elif not loc and first.get("type") in ("model_attributes_type", "dict_type"):
-        message, param = "body must be a JSON object, sent with Content-Type: application/json", "body"
-    elif first.get("type") in ("string_too_short", "string_pattern_mismatch", "too_short"):
-        message = f"{param} is empty: send at least one non-blank text"
-    elif param:
-        message = f"{param}: {message}"
-    return JSONBytes(error_body("invalid_request", message, param), status_code=422)
+    if kind == "json_invalid":
+        return InvalidInput("body is not valid JSON", "body")
+    if not loc and kind in ("model_attributes_type", "dict_type"):
+        return InvalidInput("body must be a JSON object, sent with Content-Type: application/json", "body")
+    if kind == "too_short":
+        return InvalidInput(f"{param} is empty: send at least one text", param)
+    if kind in ("string_too_short", "string_pattern_mismatch"):
+        return InvalidInput(f"{param} is empty: send a text with at least one non-blank character", param)
+    return InvalidInput(f"{param}: {message}" if param else message, param)
+
+
+def _specificity(error: Any) -> tuple[int, bool]:
+    """For a union (str | list[str]) pydantic reports one error per branch. The deepest
+    location is the most specific (inputs[1] rather than inputs); at equal depth, a branch
+    that merely had the wrong type says least ("Input should be a valid string" for [])."""
+    return len(error.get("loc", ())), not str(error.get("type", "")).endswith("_type")
 
 
 def _param(loc: list[str]) -> str | None:
@@ -62,9 +74,8 @@ async def http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 400:
         # FastAPI's answer to a body it could not decode (invalid UTF-8, JSON nested past
         # the parser's depth): the same class of error as malformed JSON.
-        return JSONBytes(error_body("invalid_request", "body is not valid UTF-8 JSON", "body"), status_code=422)
-    type_ = _HTTP_TYPES.get(exc.status_code, "http_error")
-    return JSONBytes(error_body(type_, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+        return respond(InvalidInput("body is not valid UTF-8 JSON", "body"), request.state.request_id)
+    return respond(for_status(exc.status_code, str(exc.detail)), request.state.request_id)
 
 
 def install(app: FastAPI) -> None:

@@ -1,5 +1,6 @@
 """Pure ASGI middleware (no BaseHTTPMiddleware: it breaks disconnect detection and costs a
-task per request): request id, body size limit, access log, request metrics, last-resort 500."""
+task per request): request id, body size and time limits, access log, request metrics,
+last-resort 500. It is the outermost layer, so every answer carries X-Request-ID."""
 
 from __future__ import annotations
 
@@ -10,15 +11,22 @@ import time
 import uuid
 from typing import Any
 
-import orjson
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.responses import error_body
-from service.api.state import AppState
+from service.errors import BadRequest, BodyTooLarge, RequestTimeout, ServiceError, render
+from service.state import AppState
 
 log = logging.getLogger("bertserve.access")
 errors_log = logging.getLogger("bertserve.errors")
-_SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+# An incoming X-Request-ID is kept when it is 1-128 of these characters, else replaced.
+SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
 
 
 class RequestContext:
@@ -35,7 +43,7 @@ class RequestContext:
             return
         headers = dict(scope["headers"])
         given = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if _SAFE_ID.match(given) else uuid.uuid4().hex
+        request_id = given if SAFE_REQUEST_ID.match(given) else new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = {"code": 500, "started": False}
@@ -45,7 +53,8 @@ class RequestContext:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 status["started"] = True
-                message["headers"] = [*message.get("headers", []), id_header]
+                if not any(k == b"x-request-id" for k, _ in message.get("headers", [])):
+                    message["headers"] = [*message.get("headers", []), id_header]
             await send(message)
 
         self.state.inflight += 1
@@ -55,18 +64,17 @@ class RequestContext:
                 async with asyncio.timeout(self.body_timeout_s):
                     body = await self._read_body(receive, headers)
             except TimeoutError:
-                await _send_error(send_with_id, 408, "request_timeout", "request body not received in time", "body")
+                await send_error(send_with_id, RequestTimeout("request body not received in time", "body"), request_id)
                 return
             if body is None:
-                await _send_error(
-                    send_with_id, 413, "request_too_large", f"request body over {self.max_body_bytes} bytes", "body"
-                )
+                error = BodyTooLarge(f"request body over {self.max_body_bytes} bytes", "body")
+                await send_error(send_with_id, error, request_id)
             else:
                 await self.app(scope, _replay(body, receive), send_with_id)
         except Exception:
             errors_log.exception("unhandled error, request_id=%s", request_id)
             if not status["started"]:
-                await _send_error(send_with_id, 500, "internal_error", f"internal error (request id {request_id})")
+                await send_error(send_with_id, ServiceError("internal error"), request_id)
         finally:
             self.state.inflight -= 1
             self.metrics.inflight.dec()
@@ -98,17 +106,18 @@ class RequestContext:
         model = scope["state"].get("model", "")
         self.metrics.requests.labels(path, model, str(status)).inc()
         self.metrics.request_duration.labels(path).observe(seconds)
-        log.info(
-            "request",
-            extra={
-                "request_id": request_id,
-                "route": path,
-                "method": scope.get("method"),
-                "model": model,
-                "status": status,
-                "duration_ms": round(seconds * 1000, 2),
-            },
-        )
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "request",
+                extra={
+                    "request_id": request_id,
+                    "route": path,
+                    "method": scope.get("method"),
+                    "model": model,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 2),
+                },
+            )
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -126,13 +135,26 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _send_error(send: Send, status: int, type_: str, message: str, param: str | None = None) -> None:
-    """An error sent from here may leave the body unread (408, 413): the connection is then
-    closed after it, since the rest of that body cannot be told apart from a next request."""
-    payload: dict[str, Any] = error_body(type_, message, param)
-    data = orjson.dumps(payload)
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
-    if status in (408, 413):
-        headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": data})
+async def send_error(send: Send, error: ServiceError, request_id: str) -> None:
+    status, headers, body = render(error, request_id)
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    raw.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+class EnvelopedCORS(CORSMiddleware):
+    """Starlette's CORS, with a refused preflight answered in the error envelope rather than
+    as text/plain (the CORS headers it computed are kept)."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        reason = bytes(response.body).decode("utf-8", "replace")
+        status, headers, body = render(BadRequest(reason), "")
+        kept: dict[str, Any] = {
+            k: v for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")
+        }
+        kept.update({k: v for k, v in headers.items() if k != "X-Request-ID"})
+        return Response(body, status_code=status, headers=kept)

@@ -1,16 +1,43 @@
-"""Health, model listing and metrics."""
+"""Health, model listing, metrics, and the docs (served from local assets)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.responses import PlainTextResponse, Response
+from pathlib import Path
 
+import fastapi_offline
+from fastapi import APIRouter, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+
+from service import __version__
 from service.api.deps import Authorized, MetricsAuthorized, State
-from service.api.responses import JSONBytes, error_body
-from service.api.schemas import ERRORS, ModelsResponse, StatusResponse
+from service.api.errors import respond
+from service.api.responses import JSONBytes
+from service.api.schemas import ModelsResponse, StatusResponse, error_responses
+from service.errors import Unavailable
 
 router = APIRouter()
+
+# Swagger UI's script and stylesheet, from a PyPI package: /docs works on an air-gapped network.
+DOCS_ASSETS = Path(next(iter(fastapi_offline.__path__))) / "static"
+
+
+@router.get("/", include_in_schema=False)
+async def index() -> Response:
+    """Where to look next, rather than a bare 404."""
+    return JSONBytes({"name": "bertserve", "version": __version__, "docs": "/docs", "openapi": "/openapi.json"})
+
+
+@router.get("/docs", include_in_schema=False)
+async def docs() -> HTMLResponse:
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="bertserve",
+        swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+        swagger_css_url="/docs/assets/swagger-ui.css",
+        swagger_favicon_url="/docs/assets/favicon.png",
+    )
 
 
 @router.get("/health/live", response_model=StatusResponse)
@@ -19,21 +46,22 @@ async def live() -> Response:
     return JSONBytes({"status": "ok"})
 
 
-@router.get("/health/ready", response_model=StatusResponse, responses={503: ERRORS[503]})
-async def ready(state: State) -> Response:
-    """200 once every model is loaded and warmed up; 503 before that and while draining."""
+@router.get("/health/ready", response_model=StatusResponse, responses=error_responses(503))
+async def ready(request: Request, state: State) -> Response:
+    """200 once every model is loaded and warmed up; 503 before that, while draining and while
+    the runtime is stalled (the same decision that admits requests)."""
     reason = state.unready_reason()
     if reason:
-        return JSONBytes(error_body("unavailable", reason), status_code=503)
+        return respond(Unavailable(reason), request.state.request_id)
     return JSONBytes({"status": "ready"})
 
 
-@router.get("/models", response_model=ModelsResponse, responses={401: ERRORS[401]}, response_class=JSONBytes)
+@router.get("/models", response_model=ModelsResponse, responses=error_responses(401), response_class=JSONBytes)
 async def models(state: State, _: Authorized) -> Response:
     """The loaded models, the variant and execution provider each runs on."""
     out = []
-    for pipeline in state.pipelines.values():
-        m = pipeline.manifest
+    for served in state.models.values():
+        m = served.manifest
         out.append(
             {
                 "name": m.name,
@@ -41,9 +69,9 @@ async def models(state: State, _: Authorized) -> Response:
                 "labels": m.labels,
                 "dimension": m.dimension,
                 "max_length": m.max_length,
-                "variant": pipeline.model.variant,
-                "provider": pipeline.model.session.provider,
-                "queued": pipeline.batcher.queued,
+                "variant": served.model.variant,
+                "provider": served.model.session.provider,
+                "queued": served.batcher.queued,
             }
         )
     return JSONBytes({"models": out})
@@ -52,7 +80,7 @@ async def models(state: State, _: Authorized) -> Response:
 @router.get(
     "/metrics",
     response_class=PlainTextResponse,
-    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}, 401: ERRORS[401]},
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}, **error_responses(401)},
 )
 async def metrics(state: State, _: MetricsAuthorized) -> Response:
     """Prometheus exposition."""

@@ -1,11 +1,13 @@
 """Wire models. Bounds that depend on settings (inputs per request, characters per input)
-are checked in `limits.py`, since pydantic bounds are fixed at import time."""
+are checked in `serving/common.py`, since pydantic bounds are fixed at import time."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from service.errors import TABLE
 
 # A text must hold at least one non-space character; the upper bounds (characters per text,
 # texts per request) are settings, checked in the routes.
@@ -116,16 +118,18 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse, "description": text}
-    for status, text in {
-        401: "missing or bad API key",
-        404: "unknown model",
-        413: "body too large",
-        422: "invalid request",
-        429: "queue full (Retry-After)",
-        500: "internal error",
-        503: "not ready or draining",
-        504: "deadline passed",
-    }.items()
-}
+# What a model route can answer besides 200 (400 and 405 are not the route's doing, and
+# 499 is never sent: the client is gone).
+MODEL_ROUTE_ERRORS = (401, 404, 408, 413, 422, 429, 500, 503, 504)
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI error responses, described from the error table in `service/errors.py`."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        text = "; ".join(cls.description for cls in TABLE if cls.status == status)
+        out[status] = {"model": ErrorResponse, "description": text}
+    return out
+
+
+MODEL_ROUTE_RESPONSES = error_responses(*MODEL_ROUTE_ERRORS)

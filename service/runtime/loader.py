@@ -43,8 +43,9 @@ def discover(models_dir: Path) -> list[Path]:
     return found
 
 
-def load_all(settings: Settings) -> list[LoadedModel]:
-    models = [load_model(d, settings) for d in discover(settings.models)]
+def load_repository(settings: Settings) -> list[LoadedModel]:
+    """Every model directory of the repository, loaded and checked."""
+    models = [load_model_dir(d, settings) for d in discover(settings.models)]
     names = [m.name for m in models]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -52,14 +53,32 @@ def load_all(settings: Settings) -> list[LoadedModel]:
     return models
 
 
-def load_model(directory: Path, settings: Settings) -> LoadedModel:
+def read_manifests(settings: Settings) -> list[Manifest]:
+    """The cheap checks, run before the port is bound: every manifest readable and valid,
+    every file present and matching its checksum, the variant asked for available."""
+    on_cuda = resolve_providers_or_fail(settings.provider)[0] == CUDA
+    manifests = []
+    for directory in discover(settings.models):
+        manifest = _read_manifest(directory)
+        if settings.verify_models:
+            _check_files(directory, manifest)
+        _pick_variant(manifest, settings.variant, on_cuda, directory)
+        manifests.append(manifest)
+    return manifests
+
+
+def resolve_providers_or_fail(setting: str) -> list[str]:
+    try:
+        return resolve_providers(setting)
+    except SessionError as exc:
+        raise ModelLoadError(str(exc)) from exc
+
+
+def load_model_dir(directory: Path, settings: Settings) -> LoadedModel:
     manifest = _read_manifest(directory)
     if settings.verify_models:
         _check_files(directory, manifest)
-    try:
-        providers = resolve_providers(settings.provider)
-    except SessionError as exc:
-        raise ModelLoadError(str(exc)) from exc
+    providers = resolve_providers_or_fail(settings.provider)
     variant = _pick_variant(manifest, settings.variant, providers[0] == CUDA, directory)
     threads = settings.intra_op_threads or available_cpus()
     try:
@@ -87,6 +106,8 @@ def _read_manifest(directory: Path) -> Manifest:
         raise ModelLoadError(f"{directory} has no {MANIFEST_FILE}: not a model directory")
     try:
         manifest = Manifest.read(directory)
+    except OSError as exc:
+        raise ModelLoadError(f"{path}: cannot be read ({exc.strerror})") from exc
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -107,6 +128,11 @@ def _check_files(directory: Path, manifest: Manifest) -> None:
 
 def _pick_variant(manifest: Manifest, wanted: str, on_cuda: bool, directory: Path) -> str:
     if wanted != "auto":
+        if wanted == "fp16" and not on_cuda:
+            raise ModelLoadError(
+                f"{directory}: variant fp16 needs the CUDA provider, and this process runs on the CPU "
+                "(use int8, fp32 or auto)"
+            )
         if wanted not in manifest.variants:
             raise ModelLoadError(
                 f"{directory}: variant {wanted} requested but not exported (has {sorted(manifest.variants)})"

@@ -8,7 +8,16 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from service.errors import InvalidInput
+
+class InputTooLong(Exception):
+    """An input over the model's max length, with truncation off. It carries the input's
+    position, not a wire name: the serving layer names the parameter for its route."""
+
+    def __init__(self, index: int, tokens: int, max_length: int) -> None:
+        super().__init__(f"input {index} has {tokens} tokens, over the max length of {max_length}")
+        self.index = index
+        self.tokens = tokens
+        self.max_length = max_length
 
 
 class TextEncoder:
@@ -28,17 +37,13 @@ class TextEncoder:
         return int(self._full.get_vocab_size(with_added_tokens=True))
 
     def encode(self, texts: Sequence[str], truncate: bool) -> list[np.ndarray]:
-        """One int64 array per text. With truncate=False an over-long text is a 422 naming
-        its index and token count, never silently cut."""
+        """One int64 array per text. With truncate=False an over-long text raises
+        InputTooLong (its index and token count), never silently cut."""
         tokenizer = self._truncating if truncate else self._full
         encodings = tokenizer.encode_batch(list(texts))
         ids = [np.asarray(e.ids, dtype=np.int64) for e in encodings]
         if not truncate:
             for index, row in enumerate(ids):
                 if len(row) > self.max_length:
-                    raise InvalidInput(
-                        f"input {index} has {len(row)} tokens, over the model's max length of "
-                        f"{self.max_length}; shorten it or pass truncate=true",
-                        param=f"inputs[{index}]",
-                    )
+                    raise InputTooLong(index, len(row), self.max_length)
         return ids

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,6 +13,17 @@ from service.app import create_app
 from service.settings import Settings
 
 Client = Callable[..., Any]
+
+
+async def wait_ready(client: httpx.AsyncClient, timeout_s: float = 60) -> None:
+    """The models load in the background: wait for readiness as a load balancer would."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while (r := await client.get("/health/ready")).status_code != 200:
+        state = client.app.state.bertserve  # type: ignore[attr-defined]
+        if state.load_error or loop.time() > deadline:
+            raise RuntimeError(f"not ready: {r.text}")
+        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -28,6 +40,7 @@ def make_client(tiny_repo: Path) -> Client:
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
                 client.app = app  # type: ignore[attr-defined]
+                await wait_ready(client)
                 yield client
 
     return factory

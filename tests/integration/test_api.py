@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+import threading
+from collections.abc import Callable
 
 import httpx
 import numpy as np
@@ -181,11 +183,37 @@ async def test_body_over_the_limit_is_413(make_client: Client) -> None:
 
 async def test_queue_full_is_429_with_retry_after(make_client: Client) -> None:
     async with make_client(max_queue_items=2) as c:
-        r = await c.post("/classify", json={"inputs": ["a", "b", "c"]})
+        served = c.app.state.bertserve.models["tiny-clf"]  # type: ignore[attr-defined]
+        release = threading.Event()
+        # Hold the runtime's one thread: the first request's batch waits on it, the next
+        # request fills the queue, and the third finds no room.
+        served._runtime_pool.submit(release.wait)
+        running = asyncio.ensure_future(c.post("/classify", json={"inputs": ["a", "b"]}))
+        await _until(lambda: served.batcher.queued == 0 and served.batcher.busy_since is not None)
+        queued = asyncio.ensure_future(c.post("/classify", json={"inputs": ["c", "d"]}))
+        await _until(lambda: served.batcher.queued == 2)
+        r = await c.post("/classify", json={"inputs": "e"})
+        release.set()
         assert r.status_code == 429
         assert r.headers["retry-after"] == "1"
         assert r.json()["error"]["type"] == "overloaded"
-        assert 'bertserve_rejections_total{model="tiny-clf",reason="overloaded"} 3.0' in (await c.get("/metrics")).text
+        assert (await running).status_code == 200 and (await queued).status_code == 200
+        assert 'bertserve_rejections_total{model="tiny-clf",reason="overloaded"} 1.0' in (await c.get("/metrics")).text
+
+
+async def test_more_inputs_than_the_queue_holds_is_422_not_429(make_client: Client) -> None:
+    """No retry could ever succeed, so it is not a 429 with Retry-After."""
+    async with make_client(max_queue_items=2) as c:
+        r = await c.post("/classify", json={"inputs": ["a", "b", "c"]})
+        assert r.status_code == 422 and "retry-after" not in r.headers
+        assert r.json()["error"]["param"] == "inputs" and "whole queue (2)" in r.json()["error"]["message"]
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float = 10) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.001)
 
 
 async def test_deadline_is_504_and_header_validated(client: httpx.AsyncClient) -> None:
@@ -196,7 +224,7 @@ async def test_deadline_is_504_and_header_validated(client: httpx.AsyncClient) -
 
 
 async def test_draining_is_503(client: httpx.AsyncClient) -> None:
-    client.app.state.bertserve.draining = True  # type: ignore[attr-defined]
+    client.app.state.bertserve.start_draining()  # type: ignore[attr-defined]
     r = await client.post("/classify", json={"inputs": "a"})
     assert r.status_code == 503 and r.json()["error"]["type"] == "unavailable"
     assert (await client.get("/health/ready")).status_code == 503

@@ -1,6 +1,6 @@
 """One served model: tokenize (inline when small, else in a pool) -> batcher -> runtime (own thread).
 
-Post-processing is left to the route's task module, vectorised over the request's rows.
+Post-processing is left to the task's serving module, vectorised over the request's rows.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import numpy as np
 
 from service.batching import Batcher
 from service.errors import DeadlineExceeded
+from service.manifest import Manifest
 from service.metrics import Metrics
 from service.runtime.loader import LoadedModel
 from service.runtime.session import CUDA
@@ -37,12 +38,12 @@ def _min_fill(settings: Settings, model: LoadedModel) -> float:
     return 0.0 if model.session.provider == CUDA else CPU_MIN_FILL
 
 
-class ModelPipeline:
+class ServedModel:
     def __init__(
         self, model: LoadedModel, settings: Settings, metrics: Metrics, tokenize_pool: ThreadPoolExecutor
     ) -> None:
         self.model = model
-        self.manifest = model.manifest
+        self.manifest: Manifest = model.manifest
         self.name = model.name
         self._settings = settings
         self._tokenize_pool = tokenize_pool
@@ -72,23 +73,26 @@ class ModelPipeline:
         self.model.session.run(rows)
         self.model.session.run([np.full(self.manifest.max_length, self.manifest.pad_token_id + 1, dtype=np.int64)])
 
-    async def infer(self, texts: Sequence[str], truncate: bool, deadline: float) -> tuple[np.ndarray, int]:
-        """Rows of model output (one per text) and the number of input tokens."""
-        loop = asyncio.get_running_loop()
-        self.batcher.check_room(len(texts))  # refuse before spending the tokenizer on it
+    async def tokenize(self, texts: Sequence[str], truncate: bool) -> list[np.ndarray]:
+        """Token ids per text (InputTooLong with truncate off), off the loop when large."""
         started = time.perf_counter()
         if sum(map(len, texts)) <= INLINE_TOKENIZE_CHARS:
             ids = self.model.encoder.encode(texts, truncate)
         else:
+            loop = asyncio.get_running_loop()
             ids = await loop.run_in_executor(self._tokenize_pool, self.model.encoder.encode, texts, truncate)
         self._tokenize_seconds.observe(time.perf_counter() - started)
+        return ids
+
+    async def run(self, ids: Sequence[np.ndarray], deadline: float) -> np.ndarray:
+        """One row of model output per input, batched with whatever else is queued."""
         futures = self.batcher.submit([(row, len(row)) for row in ids], deadline)
-        remaining = deadline - loop.time()
+        remaining = deadline - asyncio.get_running_loop().time()
         try:
             rows = await asyncio.wait_for(asyncio.gather(*futures), timeout=max(remaining, 0.0))
         except TimeoutError as exc:
             raise DeadlineExceeded("the request deadline passed before it finished") from exc
-        return np.stack(rows), sum(len(r) for r in ids)
+        return np.stack(rows)
 
     async def start(self) -> None:
         self.batcher.start()

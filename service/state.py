@@ -1,4 +1,9 @@
-"""What the routes need from the running service, attached to `app.state.bertserve`."""
+"""What the running service knows of itself: its models, readiness, draining and stalls.
+
+Attached to `app.state.bertserve`; the routes reach it through `api/deps.py`, the serving
+layer takes it as an argument. Readiness and admission are decided in one place,
+`unready_reason`, for the probe, the gauge and every request alike.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,9 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from starlette.requests import Request
-
 from service.errors import InvalidInput, ModelNotFound, Unavailable
 from service.metrics import Metrics
-from service.pipeline import ModelPipeline
+from service.serving.model import ServedModel
 from service.settings import Settings
 
 TIMEOUT_HEADER = "x-request-timeout"
@@ -22,31 +25,43 @@ log = logging.getLogger("bertserve")
 class AppState:
     settings: Settings
     metrics: Metrics
-    pipelines: dict[str, ModelPipeline] = field(default_factory=dict)
+    models: dict[str, ServedModel] = field(default_factory=dict)
     ready: bool = False
     draining: bool = False
     inflight: int = 0  # requests inside the app, health probes included; drain waits on it
     api_keys: list[bytes] = field(default_factory=list)
     stalled: str | None = None  # why readiness is 503 while a batch hangs
+    load_error: str | None = None  # why the models could not be loaded (the server exits)
 
-    def set_ready(self, ready: bool) -> None:
-        self.ready = ready
+    def mark_ready(self) -> None:
+        self.ready = True
         self._publish()
 
     def start_draining(self) -> None:
         self.draining = True
         self._publish()
 
+    def fail_loading(self, reason: str) -> None:
+        self.load_error = reason
+        self._publish()
+
     def unready_reason(self) -> str | None:
-        """Why /health/ready answers 503, or None when it answers 200: the one place that
-        decides readiness, for the route and the gauge alike."""
+        """Why the service does not take requests now, or None when it does: the one place
+        that decides, for /health/ready, the ready gauge and the admission of every request."""
         if self.draining:
-            return "draining"
+            return "the service is draining: retry on another replica"
+        if self.load_error:
+            return f"the models could not be loaded: {self.load_error}"
         if not self.ready:
-            return "starting"
+            return "the service is starting: models are loading"
         if self.stalled:
-            return f"runtime stalled ({self.stalled})"
+            return f"the runtime is stalled ({self.stalled})"
         return None
+
+    def admit(self) -> None:
+        reason = self.unready_reason()
+        if reason:
+            raise Unavailable(reason)
 
     def _publish(self) -> None:
         self.metrics.ready.set(0 if self.unready_reason() else 1)
@@ -56,11 +71,11 @@ class AppState:
         load balancer takes this replica out; it comes back when the batch returns."""
         limit = self.settings.stall_timeout_s
         stalled = [
-            (p.name, now - p.batcher.busy_since)
-            for p in self.pipelines.values()
-            if p.batcher.busy_since is not None and now - p.batcher.busy_since > limit
+            (m.name, now - m.batcher.busy_since)
+            for m in self.models.values()
+            if m.batcher.busy_since is not None and now - m.batcher.busy_since > limit
         ]
-        reason = ", ".join(f"{name}: batch running for {age:.0f}s" for name, age in stalled) or None
+        reason = ", ".join(f"{name}: batch running for {age:.1f}s" for name, age in stalled) or None
         if reason != self.stalled:
             if reason:
                 log.error("runtime stalled, readiness 503", extra={"reason": reason})
@@ -69,34 +84,27 @@ class AppState:
             self.stalled = reason
             self._publish()
 
-    def admit(self) -> None:
-        if self.draining:
-            raise Unavailable("the service is draining: retry on another replica")
-        if not self.ready:
-            raise Unavailable("the service is starting: models are not loaded yet")
-
-    def resolve(self, task: str, name: str | None) -> ModelPipeline:
+    def resolve(self, task: str, name: str | None) -> ServedModel:
         if name is None:
-            of_task = [p for p in self.pipelines.values() if p.manifest.task == task]
+            of_task = [m for m in self.models.values() if m.manifest.task == task]
             if len(of_task) == 1:
                 return of_task[0]
             if not of_task:
                 raise ModelNotFound(f"no {task} model is served", param="model")
-            names = ", ".join(sorted(p.name for p in of_task))
+            names = ", ".join(sorted(m.name for m in of_task))
             raise InvalidInput(f"several {task} models are served ({names}): name one in 'model'", param="model")
-        pipeline = self.pipelines.get(name)
-        if pipeline is None or pipeline.manifest.task != task:
-            served = ", ".join(sorted(p.name for p in self.pipelines.values() if p.manifest.task == task)) or "none"
+        model = self.models.get(name)
+        if model is None or model.manifest.task != task:
+            served = ", ".join(sorted(m.name for m in self.models.values() if m.manifest.task == task)) or "none"
             raise ModelNotFound(f"model {name!r} does not serve {task} (served: {served})", param="model")
-        return pipeline
+        return model
 
-    def deadline(self, request: Request) -> float:
+    def deadline(self, header: str | None) -> float:
         """Absolute loop time by which the request must be answered; a header may lower it."""
         timeout = self.settings.request_timeout_s
-        raw = request.headers.get(TIMEOUT_HEADER)
-        if raw is not None:
+        if header is not None:
             try:
-                asked = float(raw)
+                asked = float(header)
             except ValueError:
                 asked = float("nan")
             if not asked > 0:  # also refuses NaN
@@ -105,7 +113,13 @@ class AppState:
         return asyncio.get_running_loop().time() + timeout
 
 
-async def watch_stalls(state: AppState, interval_s: float = 0.5) -> None:
+def watch_interval(stall_timeout_s: float) -> float:
+    """Check a few times per stall timeout, but not busier than every 10 ms."""
+    return min(0.5, max(0.01, stall_timeout_s / 4))
+
+
+async def watch_stalls(state: AppState) -> None:
+    interval = watch_interval(state.settings.stall_timeout_s)
     while True:
         state.check_stalls(time.monotonic())
-        await asyncio.sleep(interval_s)
+        await asyncio.sleep(interval)

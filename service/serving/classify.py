@@ -1,0 +1,32 @@
+"""Classification: the common steps, then scores and labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from service.serving.common import Call, Texts, serve
+from service.state import AppState
+from service.tasks.classify import Function, default_function, predictions, scores
+
+
+@dataclass(frozen=True)
+class Classified:
+    model: str
+    predictions: list[list[dict[str, object]]]
+    tokens: int
+
+
+async def classify(
+    state: AppState,
+    call: Call,
+    texts: Texts,
+    model: str | None,
+    top_k: int | None,
+    function: Function | None,
+    truncate: bool,
+) -> Classified:
+    out = await serve(state, call, "classify", model, texts, truncate)
+    manifest = out.model.manifest
+    chosen = function or default_function(manifest.multi_label)
+    labels = manifest.labels or []
+    return Classified(out.model.name, predictions(scores(out.rows, chosen), labels, top_k), out.tokens)

@@ -1,0 +1,41 @@
+"""Embeddings: the common steps, then truncation to `dimensions` and normalisation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.errors import InvalidInput
+from service.serving.common import Call, Texts, serve
+from service.serving.model import ServedModel
+from service.state import AppState
+from service.tasks.embed import finalize, to_base64
+
+
+@dataclass(frozen=True)
+class Embedded:
+    model: str
+    vectors: np.ndarray
+    tokens: int
+
+    def encoded(self, encoding_format: str) -> list[str] | np.ndarray:
+        return to_base64(self.vectors) if encoding_format == "base64" else self.vectors
+
+
+async def embed(
+    state: AppState,
+    call: Call,
+    texts: Texts,
+    model: str | None,
+    normalize: bool,
+    dimensions: int | None,
+    truncate: bool,
+) -> Embedded:
+    def check(served: ServedModel) -> None:
+        full = served.manifest.dimension or 0
+        if dimensions is not None and dimensions > full:
+            raise InvalidInput(f"dimensions {dimensions} is over the model's {full}", param="dimensions")
+
+    out = await serve(state, call, "embed", model, texts, truncate, check)
+    return Embedded(out.model.name, finalize(out.rows, normalize, dimensions), out.tokens)
