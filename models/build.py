@@ -23,8 +23,9 @@ from service.export import ExportError  # noqa: E402
 from service.export.data import load_reviews  # noqa: E402
 from service.export.finetune import TrainConfig, finetune, split_holdout  # noqa: E402
 from service.export.pipeline import ExportOptions, export_checkpoint  # noqa: E402
-from service.export.verify import accuracy, encode_batches, ort_outputs  # noqa: E402
+from service.export.verify import accuracy, served_outputs  # noqa: E402
 from service.manifest import MANIFEST_FILE, Manifest  # noqa: E402
+from service.runtime.tokenizer import TextEncoder  # noqa: E402
 
 MODELS = REPO / "models"
 WORK = REPO / ".build"
@@ -76,19 +77,21 @@ def build_classifier(force: bool) -> None:
 
 
 def _imdb_accuracy(directory: Path, manifest: Manifest) -> dict[str, float | int | str]:
-    """Out-of-domain accuracy of every variant, measured with onnxruntime as served."""
-    from transformers import AutoTokenizer
-
+    """Out-of-domain accuracy of every variant, measured through the serving package's own
+    tokenizer, padding and session."""
     rows = random.Random(IMDB_SEED).sample(load_reviews("imdb"), IMDB_ROWS)
-    tokenizer = AutoTokenizer.from_pretrained(str(directory))
-    batches = encode_batches(tokenizer, [t for t, _ in rows], manifest.max_length, manifest.inputs, 32)
+    encoder = TextEncoder(directory / "tokenizer.json", manifest.max_length)
+    ids = encoder.encode([t for t, _ in rows], truncate=True)
     labels = [y for _, y in rows]
     out: dict[str, float | int | str] = {}
     for name, variant in manifest.variants.items():
         if name == "fp16":
             continue  # meant for CUDA; on CPU it is slow and says nothing new
         print(f"build: IMDB accuracy of {name}", file=sys.stderr)
-        out[f"imdb_accuracy_{name}"] = round(accuracy(ort_outputs(directory / variant.file, batches), labels), 4)
+        (logits,) = served_outputs(
+            directory / variant.file, [ids], output=manifest.output, pad_token_id=manifest.pad_token_id, batch_size=32
+        )
+        out[f"imdb_accuracy_{name}"] = round(accuracy(logits, labels), 4)
     return out
 
 

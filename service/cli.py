@@ -6,8 +6,18 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes in one line, `bertserve export: error: ...`, exit 2, as every other
+    error: argparse's default prints the whole usage block first. Subcommand parsers are
+    made with the parent's class, so they answer the same way."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -41,7 +51,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bertserve", description=__doc__)
+    parser = _Parser(prog="bertserve", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="serve every model directory under --models")

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1
+# Fields older exporters wrote that no reader uses any more.
+RETIRED_KEYS = frozenset({"pooling_in_graph"})
 
 Task = Literal["classify", "embed"]
 Precision = Literal["fp32", "int8", "fp16"]
@@ -46,14 +48,22 @@ class Manifest(BaseModel):
     labels: list[str] | None = None
     multi_label: bool = False
     dimension: int | None = None
+    # Pooling runs inside the graph (always): the runtime only normalises and truncates.
     pooling: Pooling | None = None
-    # Pooling runs inside the graph, so the runtime only normalises and truncates.
-    pooling_in_graph: bool = True
     variants: dict[str, VariantInfo]
     files: dict[str, str] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)
     evaluation: dict[str, float | int | str] = Field(default_factory=dict)
     created_at: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_retired_keys(cls, data: Any) -> Any:
+        """Manifests written before a field was retired still load: the field is dropped,
+        since it never carried a choice (`pooling_in_graph` was always true)."""
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if k not in RETIRED_KEYS}
+        return data
 
     def write(self, directory: Path) -> None:
         (directory / MANIFEST_FILE).write_text(self.model_dump_json(indent=2) + "\n")

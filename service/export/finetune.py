@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from service.export.data import Example
+from service.export.plain import plain_output
 
 
 @dataclass
@@ -37,7 +38,7 @@ def split_holdout(rows: Sequence[Example], holdout: int, seed: int) -> tuple[lis
     return shuffled[holdout:], shuffled[:holdout]
 
 
-def _batches(tokenizer: object, rows: list[Example], cfg: TrainConfig, rng: random.Random) -> list[list[Example]]:
+def _batches(rows: list[Example], cfg: TrainConfig, rng: random.Random) -> list[list[Example]]:
     """Bucket by length (less padding), then shuffle the batches (no order bias)."""
     ordered = sorted(rows, key=lambda r: len(r[0]))
     batches = [ordered[i : i + cfg.batch_size] for i in range(0, len(ordered), cfg.batch_size)]
@@ -47,6 +48,11 @@ def _batches(tokenizer: object, rows: list[Example], cfg: TrainConfig, rng: rand
 
 def finetune(base: Path, out: Path, train: list[Example], cfg: TrainConfig) -> float:
     """Train and save a checkpoint (weights + tokenizer) to `out`; returns training seconds."""
+    with plain_output(lambda line: print(line, file=sys.stderr, flush=True), "finetune: transformers: "):
+        return _train(base, out, train, cfg)
+
+
+def _train(base: Path, out: Path, train: list[Example], cfg: TrainConfig) -> float:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
     torch.manual_seed(cfg.seed)
@@ -70,7 +76,7 @@ def finetune(base: Path, out: Path, train: list[Example], cfg: TrainConfig) -> f
     started = time.perf_counter()
     step = 0
     for epoch in range(cfg.epochs):
-        for batch in _batches(tokenizer, train, cfg, rng):
+        for batch in _batches(train, cfg, rng):
             enc = tokenizer(
                 [t for t, _ in batch], padding=True, truncation=True, max_length=cfg.max_length, return_tensors="pt"
             )

@@ -13,24 +13,29 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from service import __version__
 from service.export.checkpoint import Checkpoint, inspect_checkpoint, load_model, load_tokenizer
-from service.export.data import read_eval_file, verification_texts
+from service.export.data import Example, read_eval_file, verification_texts
 from service.export.errors import ExportError
 from service.export.graph import build_graph, export_onnx
+from service.export.plain import plain_output
 from service.export.quantize import FP16_RECIPES, INT8_RECIPES, Recipe
 from service.export.verify import (
     Batch,
+    Rows,
     accuracy,
     check_fp32,
     encode_batches,
-    ort_outputs,
     parity,
+    served_outputs,
+    served_rows,
     torch_outputs,
     variant_gate,
 )
 from service.manifest import Manifest, VariantInfo, sha256_file
+from service.runtime.tokenizer import TextEncoder
 
 Log = Callable[[str], None]
 
@@ -55,64 +60,66 @@ class ExportOptions:
 
 @dataclass
 class _Context:
-    """What every verification step needs: the inputs and the PyTorch answers to them."""
+    """What every verification step needs: the served token ids of the inputs, how the
+    service feeds the graph, and the PyTorch answers to the same texts."""
 
     task: str
-    batches: list[Batch]
+    output: str
+    pad_token_id: int
+    example: Batch
+    rows: Rows
     reference: np.ndarray
-    eval_batches: list[Batch]
+    eval_rows: Rows
     eval_labels: list[int]
     eval_fp32: float | None = None
 
 
 def export_checkpoint(opts: ExportOptions, log: Log = _stderr) -> Manifest:
+    ckpt = _preflight(opts)
+    with plain_output(log, "export: transformers: "):
+        return _export(ckpt, opts, log)
+
+
+def _preflight(opts: ExportOptions) -> Checkpoint:
+    """Every mistake that needs no model, reported before the minutes of loading and reference runs."""
     ckpt = inspect_checkpoint(opts.checkpoint)
     if opts.out_dir.exists() and not opts.force:
         raise ExportError(f"{opts.out_dir} exists: pass --force to replace it")
-    pooling = _pooling(ckpt, opts)
-    if opts.eval_data is not None and opts.task != "classify":
-        raise ExportError("--eval-data applies to classification exports only")
+    _pooling(ckpt, opts)
+    if opts.eval_data is not None:
+        if opts.task != "classify":
+            raise ExportError("--eval-data applies to classification exports only")
+        if not opts.eval_data.is_file():
+            raise ExportError(f"--eval-data {opts.eval_data} does not exist")
+    return ckpt
+
+
+def _export(ckpt: Checkpoint, opts: ExportOptions, log: Log) -> Manifest:
     started = time.perf_counter()
+    pooling = _pooling(ckpt, opts)
     model = load_model(ckpt, opts.task)
     tokenizer = load_tokenizer(ckpt)
     max_length = ckpt.max_length(opts.max_length)
     labels = _labels(model.config) if opts.task == "classify" else None
+    examples = read_eval_file(opts.eval_data, labels) if opts.eval_data is not None and labels else []
     graph = build_graph(model, opts.task, ckpt.input_names, pooling)
-    texts = verification_texts()
-    batches = encode_batches(tokenizer, texts, max_length, ckpt.input_names)
-    log(f"export: PyTorch reference on {len(texts)} inputs")
-    ctx = _Context(opts.task, batches, torch_outputs(graph, batches), [], [])
-    if opts.eval_data is not None and labels is not None:
-        examples = read_eval_file(opts.eval_data, labels)
-        ctx.eval_batches = encode_batches(tokenizer, [t for t, _ in examples], max_length, ckpt.input_names, 64)
-        ctx.eval_labels = [y for _, y in examples]
-
     staging = opts.out_dir.parent / f".{opts.out_dir.name}.staging"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        output = "logits" if opts.task == "classify" else "sentence_embedding"
-        log("export: writing the fp32 ONNX graph")
-        export_onnx(graph, batches[0], output, staging / "model.onnx", max_length)
-        fp32 = _verify(ctx, staging / "model.onnx")
-        check_fp32(opts.task, fp32)
-        log(f"export: fp32 verified {_fmt(fp32)}")
-        variants = {"fp32": VariantInfo(file="model.onnx", precision="fp32", recipe="fp32", verification=fp32)}
-        wanted = [("int8", INT8_RECIPES)] * opts.int8 + [("fp16", FP16_RECIPES)] * opts.fp16
-        for precision, recipes in wanted:
-            found = _first_passing(ctx, staging, precision, recipes, log)
-            if found is not None:
-                variants[precision] = found
+        # The tokenizer the service will load is written first: verification goes through it.
         tokenizer.save_pretrained(str(staging))
         shutil.copyfile(ckpt.path / "config.json", staging / "config.json")
+        ctx = _reference(opts.task, graph, tokenizer, ckpt.input_names, staging, max_length, examples, log)
+        variants = _variants(ctx, graph, staging, opts, max_length, log)
         manifest = Manifest(
             name=opts.name or opts.out_dir.name,
             task=opts.task,
             architecture=ckpt.model_type,
             max_length=max_length,
             inputs=ckpt.input_names,
-            output=output,
-            pad_token_id=int(tokenizer.pad_token_id or 0),
+            output=ctx.output,
+            pad_token_id=ctx.pad_token_id,
             labels=labels,
             multi_label=getattr(model.config, "problem_type", None) == "multi_label_classification",
             dimension=int(ctx.reference.shape[1]) if opts.task == "embed" else None,
@@ -133,10 +140,62 @@ def export_checkpoint(opts: ExportOptions, log: Log = _stderr) -> Manifest:
     return manifest
 
 
+def _reference(
+    task: str,
+    graph: torch.nn.Module,
+    tokenizer: Any,
+    input_names: list[str],
+    staging: Path,
+    max_length: int,
+    examples: list[Example],
+    log: Log,
+) -> _Context:
+    """Both sides' inputs from the same texts, the token ids checked equal, and PyTorch's answers."""
+    encoder = TextEncoder(staging / "tokenizer.json", max_length)
+    texts = verification_texts()
+    rows = served_rows(encoder, tokenizer, texts, max_length, "verification texts")
+    eval_texts = [t for t, _ in examples]
+    eval_rows = served_rows(encoder, tokenizer, eval_texts, max_length, "--eval-data rows") if examples else []
+    batches = encode_batches(tokenizer, texts, max_length, input_names)
+    log(f"export: PyTorch reference on {len(texts)} inputs")
+    return _Context(
+        task=task,
+        output="logits" if task == "classify" else "sentence_embedding",
+        pad_token_id=int(tokenizer.pad_token_id or 0),
+        example=batches[0],
+        rows=rows,
+        reference=torch_outputs(graph, batches),
+        eval_rows=eval_rows,
+        eval_labels=[y for _, y in examples],
+    )
+
+
+def _variants(
+    ctx: _Context, graph: torch.nn.Module, staging: Path, opts: ExportOptions, max_length: int, log: Log
+) -> dict[str, VariantInfo]:
+    """The fp32 graph, which must pass or nothing is written, then each reduced precision
+    asked for, kept only if one of its recipes passes the variant gate."""
+    log("export: writing the fp32 ONNX graph")
+    export_onnx(graph, ctx.example, ctx.output, staging / "model.onnx", max_length)
+    fp32 = _verify(ctx, staging / "model.onnx")
+    check_fp32(ctx.task, fp32)
+    log(f"export: fp32 verified {_fmt(fp32)}")
+    variants = {"fp32": VariantInfo(file="model.onnx", precision="fp32", recipe="fp32", verification=fp32)}
+    wanted = [("int8", INT8_RECIPES)] * opts.int8 + [("fp16", FP16_RECIPES)] * opts.fp16
+    for precision, recipes in wanted:
+        found = _first_passing(ctx, staging, precision, recipes, log)
+        if found is not None:
+            variants[precision] = found
+    return variants
+
+
 def _verify(ctx: _Context, path: Path) -> dict[str, float]:
-    figures = parity(ctx.task, ctx.reference, ort_outputs(path, ctx.batches))
-    if ctx.eval_batches:
-        figures["eval_accuracy"] = accuracy(ort_outputs(path, ctx.eval_batches), ctx.eval_labels)
+    """The graph's figures, run the way the service runs it."""
+    sets = [ctx.rows, ctx.eval_rows] if ctx.eval_rows else [ctx.rows]
+    outputs = served_outputs(path, sets, output=ctx.output, pad_token_id=ctx.pad_token_id)
+    figures = parity(ctx.task, ctx.reference, outputs[0])
+    if ctx.eval_rows:
+        figures["eval_accuracy"] = accuracy(outputs[1], ctx.eval_labels)
         if ctx.eval_fp32 is None:
             ctx.eval_fp32 = figures["eval_accuracy"]
         figures["eval_accuracy_fp32"] = ctx.eval_fp32
@@ -180,7 +239,7 @@ def _labels(config: Any) -> list[str]:
 
 def _evaluation(ctx: _Context, variants: dict[str, VariantInfo], seconds: float) -> dict[str, float | int | str]:
     out: dict[str, float | int | str] = {"export_seconds": round(seconds, 1)}
-    if ctx.eval_batches:
+    if ctx.eval_rows:
         out["eval_rows"] = len(ctx.eval_labels)
         for name, info in variants.items():
             out[f"eval_accuracy_{name}"] = round(info.verification["eval_accuracy"], 4)

@@ -1,4 +1,11 @@
-"""Parity of an ONNX graph against the PyTorch model, and the gates a graph must pass."""
+"""Parity of an ONNX graph against the PyTorch model, and the gates a graph must pass.
+
+The two sides share nothing but the text. The PyTorch side is the checkpoint's own
+transformers tokenizer and torch. The graph side is the serving package itself: token ids
+from `TextEncoder` on the tokenizer.json the model directory will hold, padding by
+`OnnxSession.pad`, the providers the service would pick, and `OnnxSession.run`. So a
+verified export also verifies the code that serves it.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import torch
 
 from service.export.errors import ExportError
+from service.runtime.cpus import available_cpus
+from service.runtime.session import InferenceError, OnnxSession, SessionError, resolve_providers
+from service.runtime.tokenizer import TextEncoder
 
 Batch = dict[str, np.ndarray]
+Rows = list[np.ndarray]
 
 FP32_MAX_ABS_DIFF = 1e-4
 FP32_MIN_COSINE = 0.9999
@@ -23,17 +33,19 @@ VARIANT_MEAN_COSINE = 0.995
 VARIANT_MIN_COSINE = 0.99
 VARIANT_ARGMAX_AGREEMENT = 0.95
 VARIANT_MAX_ACCURACY_DROP = 0.015
+BATCH_SIZE = 16
 
 
 def encode_batches(
-    tokenizer: Any, texts: Sequence[str], max_length: int, input_names: list[str], batch_size: int = 16
+    tokenizer: Any, texts: Sequence[str], max_length: int, input_names: list[str], batch_size: int = BATCH_SIZE
 ) -> list[Batch]:
-    """Batches padded to their longest row, the way the service pads them."""
+    """The PyTorch side's inputs: the checkpoint's tokenizer, padded on the right by it."""
     batches = []
     for start in range(0, len(texts), batch_size):
         enc = tokenizer(
             list(texts[start : start + batch_size]),
             padding=True,
+            padding_side="right",
             truncation=True,
             max_length=max_length,
             return_tensors="np",
@@ -49,21 +61,48 @@ def torch_outputs(graph: torch.nn.Module, batches: list[Batch]) -> np.ndarray:
     return np.concatenate(outs)
 
 
-def ort_outputs(path: Path, batches: list[Batch]) -> np.ndarray:
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
+def served_rows(encoder: TextEncoder, tokenizer: Any, texts: Sequence[str], max_length: int, what: str) -> Rows:
+    """Token ids as the service makes them, checked against the checkpoint's tokenizer: if
+    the tokenizer.json the service loads cuts or splits text differently (its truncation
+    side, normalisation, special tokens), the served model is not the PyTorch model."""
+    rows = encoder.encode(texts, truncate=True)
+    expected = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    differ = [i for i, (row, ids) in enumerate(zip(rows, expected, strict=True)) if row.tolist() != list(ids)]
+    if differ:
+        first = differ[0]
+        served, wanted = rows[first].tolist(), list(expected[first])
+        at = next(
+            (i for i, (a, b) in enumerate(zip(served, wanted, strict=False)) if a != b), min(len(served), len(wanted))
+        )
+        raise ExportError(
+            f"verification failed: the served tokenizer (tokenizer.json) and the checkpoint's tokenizer give "
+            f"different token ids for {len(differ)} of {len(texts)} {what} (first: #{first} from token {at}, "
+            f"{served[at : at + 3]} vs {wanted[at : at + 3]}); nothing written"
+        )
+    return rows
+
+
+def served_outputs(
+    path: Path, row_sets: Sequence[Rows], *, output: str, pad_token_id: int, batch_size: int = BATCH_SIZE
+) -> list[np.ndarray]:
+    """Run each set of rows through `OnnxSession`, as the service would, in batches of
+    mixed lengths so padding is exercised; one output array per set, in row order."""
     try:
-        session = ort.InferenceSession(str(path), options, providers=_providers())
-    except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
-        raise ExportError(f"{path.name} does not load in onnxruntime: {str(exc).splitlines()[0]}") from exc
-    names = {i.name for i in session.get_inputs()}
-    outs = [session.run(None, {k: v for k, v in b.items() if k in names})[0] for b in batches]
-    return np.concatenate(outs).astype(np.float32)
-
-
-def _providers() -> list[str]:
-    available = ort.get_available_providers()
-    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        session = OnnxSession(
+            path,
+            output=output,
+            pad_token_id=pad_token_id,
+            providers=resolve_providers("auto"),
+            threads=available_cpus(),
+        )
+        return [
+            np.concatenate([session.run(rows[i : i + batch_size]) for i in range(0, len(rows), batch_size)])
+            for rows in row_sets
+        ]
+    except SessionError as exc:
+        raise ExportError(f"onnxruntime: {exc}") from exc
+    except InferenceError as exc:
+        raise ExportError(f"onnxruntime fails to run {path.name}: {exc}") from exc
 
 
 def parity(task: str, reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from service.cli import main
 from service.export import pipeline
 from service.export.errors import ExportError
 from service.export.pipeline import ExportOptions, export_checkpoint
+from service.export.quantize import Recipe
 from service.export.verify import VARIANT_ARGMAX_AGREEMENT, VARIANT_MIN_COSINE, variant_gate
 from service.manifest import Manifest, sha256_file
 from tests.tiny import make_checkpoint
@@ -86,6 +88,57 @@ def test_variants_are_kept_only_when_they_pass_their_gate(tmp_path: Path) -> Non
         if name != "fp32":
             assert variant_gate("classify", info.verification).passed
             assert info.verification["argmax_agreement"] >= VARIANT_ARGMAX_AGREEMENT
+
+
+def _negated_output(src: Path, dst: Path) -> None:
+    """A recipe gone wrong: the graph's output comes out negated."""
+    model = onnx.load(str(src))
+    out = model.graph.output[0].name
+    for node in model.graph.node:
+        for i, name in enumerate(node.output):
+            if name == out:
+                node.output[i] = f"{out}_raw"
+    model.graph.node.append(onnx.helper.make_node("Neg", [f"{out}_raw"], [out]))
+    onnx.save(model, str(dst))
+
+
+def _copy(src: Path, dst: Path) -> None:
+    shutil.copyfile(src, dst)
+
+
+@pytest.mark.parametrize(
+    ("task", "reason"),
+    [("classify", "argmax agreement 0.0000 (>= 0.95)"), ("embed", "cosine mean -1.0000 (>= 0.995)")],
+)
+def test_a_recipe_that_fails_its_gate_is_not_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, task: str, reason: str
+) -> None:
+    monkeypatch.setattr(pipeline, "INT8_RECIPES", (Recipe("negated", _negated_output),))
+    ckpt = make_checkpoint(tmp_path / "ckpt", "bert", head=task == "classify")
+    out = tmp_path / "model"
+    lines: list[str] = []
+    manifest = export_checkpoint(ExportOptions(ckpt, out, task, int8=True), log=lines.append)
+
+    assert list(manifest.variants) == ["fp32"]
+    assert sorted(p.name for p in out.glob("*.onnx")) == ["model.onnx"]
+    assert "model.int8.onnx" not in manifest.files
+    assert f"export: WARNING int8 recipe negated fails its gate: {reason}" in lines[-3]
+    assert lines[-2] == "export: WARNING no int8 variant written: no recipe passed its gate"
+    assert Manifest.read(out).variants.keys() == {"fp32"}
+
+
+def test_the_next_recipe_is_tried_after_a_rejected_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    recipes = (Recipe("negated", _negated_output), Recipe("copy", _copy))
+    monkeypatch.setattr(pipeline, "INT8_RECIPES", recipes)
+    ckpt = make_checkpoint(tmp_path / "ckpt", "bert", head=True)
+    lines: list[str] = []
+    manifest = export_checkpoint(ExportOptions(ckpt, tmp_path / "model", "classify", int8=True), log=lines.append)
+
+    assert manifest.variants["int8"].recipe == "copy"
+    assert manifest.variants["int8"].verification["argmax_agreement"] == 1.0
+    assert any(line.startswith("export: WARNING int8 recipe negated fails its gate") for line in lines)
+    assert "export: int8 (copy) verified: argmax agreement 1.0000 (>= 0.95)" in lines
+    assert sorted(p.name for p in (tmp_path / "model").glob("*.onnx")) == ["model.int8.onnx", "model.onnx"]
 
 
 def test_embedding_variant_gate_figures() -> None:
