@@ -28,6 +28,7 @@ from service.api.routes_meta import router as meta_router
 from service.metrics import Metrics
 from service.runtime.cpus import available_cpus
 from service.runtime.loader import LoadedModel, ModelLoadError, load_repository
+from service.runtime.session import InferenceError
 from service.serving.model import ServedModel
 from service.settings import Settings
 from service.state import AppState, watch_stalls
@@ -62,11 +63,9 @@ async def _load(
     except ModelLoadError as exc:
         state.fail_loading(str(exc))
         on_error(str(exc))
-    except Exception as exc:  # warm-up on a broken graph, a failing provider: still one line
-        log.exception("model start-up failed")
-        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        state.fail_loading(reason)
-        on_error(reason)
+    except InferenceError as exc:  # warm-up on a graph that loads but does not run
+        state.fail_loading(f"warm-up failed: {exc}")
+        on_error(f"warm-up failed: {exc}")
 
 
 def create_app(

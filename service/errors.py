@@ -186,3 +186,10 @@ def raw_http(error: ServiceError, request_id: str) -> bytes:
     reason = {408: "Request Timeout", 503: "Service Unavailable"}.get(status, "Error")
     head = f"HTTP/1.1 {status} {reason}\r\n" + "".join(f"{k.lower()}: {v}\r\n" for k, v in headers.items())
     return (head + "\r\n").encode("latin-1") + body
+
+
+def markdown_table() -> str:
+    """The README's error table, from `TABLE` (a test keeps the README equal to it)."""
+    rows = ["| status | type | when |", "|---|---|---|"]
+    rows += [f"| {cls.status} | `{cls.type}` | {cls.description} |" for cls in TABLE]
+    return "\n".join(rows)

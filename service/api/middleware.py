@@ -46,7 +46,7 @@ class RequestContext:
         request_id = given if SAFE_REQUEST_ID.match(given) else new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
-        status = {"code": 500, "started": False}
+        status = {"code": ServiceError.status, "started": False}
         id_header = (b"x-request-id", request_id.encode())
 
         async def send_with_id(message: Message) -> None:
@@ -149,7 +149,7 @@ class EnvelopedCORS(CORSMiddleware):
 
     def preflight_response(self, request_headers: Headers) -> Response:
         response = super().preflight_response(request_headers)
-        if response.status_code < 400:
+        if response.status_code != BadRequest.status:  # Starlette's refusal
             return response
         reason = bytes(response.body).decode("utf-8", "replace")
         status, headers, body = render(BadRequest(reason), "")

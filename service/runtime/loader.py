@@ -9,8 +9,8 @@ from pydantic import ValidationError
 
 from service.manifest import FORMAT_VERSION, MANIFEST_FILE, Manifest, sha256_file
 from service.runtime.cpus import available_cpus
-from service.runtime.session import CUDA, OnnxSession, SessionError, resolve_providers
-from service.runtime.tokenizer import TextEncoder
+from service.runtime.session import CUDA, InferenceError, OnnxSession, SessionError, resolve_providers
+from service.runtime.tokenizer import TextEncoder, TokenizerError
 from service.settings import Settings
 
 
@@ -92,7 +92,7 @@ def load_model_dir(directory: Path, settings: Settings) -> LoadedModel:
             spinning=settings.ort_spinning,
         )
         encoder = TextEncoder(directory / "tokenizer.json", manifest.max_length)
-    except (SessionError, Exception) as exc:
+    except (SessionError, TokenizerError) as exc:
         raise ModelLoadError(f"{directory}: {exc}") from exc
     _check_fit(directory, manifest, session)
     if settings.verify_models:
@@ -102,7 +102,7 @@ def load_model_dir(directory: Path, settings: Settings) -> LoadedModel:
 
 def _read_manifest(directory: Path) -> Manifest:
     path = directory / MANIFEST_FILE
-    if not path.is_file():
+    if not path.exists():
         raise ModelLoadError(f"{directory} has no {MANIFEST_FILE}: not a model directory")
     try:
         manifest = Manifest.read(directory)
@@ -162,7 +162,7 @@ def _check_vocabulary(directory: Path, encoder: TextEncoder, session: OnnxSessio
     top = encoder.vocab_size - 1
     try:
         session.run([np.array([top], dtype=np.int64)])
-    except Exception as exc:  # onnxruntime's own exception types
+    except InferenceError as exc:
         raise ModelLoadError(
             f"{directory}: the graph does not accept token id {top} of its {encoder.vocab_size}-token tokenizer "
             "(tokenizer and model do not match)"

@@ -20,15 +20,19 @@ class InputTooLong(Exception):
         self.max_length = max_length
 
 
+class TokenizerError(Exception):
+    """tokenizer.json does not load (the Rust library raises plain exceptions)."""
+
+
 class TextEncoder:
     """Turns texts into token-id arrays, truncated to the model's max length or refused."""
 
     def __init__(self, tokenizer_file: Path, max_length: int) -> None:
         self.max_length = max_length
-        self._full = Tokenizer.from_file(str(tokenizer_file))
+        self._full = _load(tokenizer_file)
         self._full.no_padding()
         self._full.no_truncation()
-        self._truncating = Tokenizer.from_file(str(tokenizer_file))
+        self._truncating = _load(tokenizer_file)
         self._truncating.no_padding()
         self._truncating.enable_truncation(max_length)
 
@@ -47,3 +51,10 @@ class TextEncoder:
                 if len(row) > self.max_length:
                     raise InputTooLong(index, len(row), self.max_length)
         return ids
+
+
+def _load(path: Path) -> Tokenizer:
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as exc:  # the one place the tokenizer library's load failures are mapped
+        raise TokenizerError(f"{path.name} does not load: {str(exc).splitlines()[0] if str(exc) else exc!r}") from exc

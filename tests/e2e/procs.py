@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -45,6 +46,15 @@ class Server:
         self.terminate()
 
 
-def run_serve(models: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_serve(
+    models: Path, env: dict[str, str] | None = None, port: int | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Run `bertserve serve` expecting it to fail at start-up."""
-    return subprocess.run(serve_cmd(free_port(), models), cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        serve_cmd(port or free_port(), models),
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

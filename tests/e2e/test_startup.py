@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -19,12 +20,18 @@ def _copy(tiny_repo: Path, tmp_path: Path) -> Path:
     return repo / "tiny-emb"
 
 
-def _assert_one_line_failure(models: Path, expected: str) -> None:
-    proc = run_serve(models)
-    assert proc.returncode == 2
+def _assert_one_line_failure(models: Path, expected: str, env: dict[str, str] | None = None) -> None:
+    """Exit 2 and one plain line saying why; anything else on stderr is a JSON log record
+    (a failure found after the port is bound comes with the server's own log lines)."""
+    proc = run_serve(models, env=env)
+    assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.strip().splitlines() if line]
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("bertserve serve: error:") and expected in lines[0]
+    plain = [line for line in lines if not line.startswith("{")]
+    assert len(plain) == 1, proc.stderr
+    assert plain[0].startswith("bertserve serve: error:") and expected in plain[0], plain[0]
+    for line in lines:
+        if line is not plain[0]:
+            assert isinstance(json.loads(line), dict)
 
 
 def test_missing_repository(tmp_path: Path) -> None:
@@ -65,3 +72,30 @@ def test_invalid_manifest(tiny_repo: Path, tmp_path: Path) -> None:
 
 def test_graph_that_does_not_fit_its_tokenizer(broken_repo: Path) -> None:
     _assert_one_line_failure(broken_repo, "does not accept token id 30521")
+
+
+def test_unreadable_manifest_is_reported_as_such(tiny_repo: Path, tmp_path: Path) -> None:
+    model = _copy(tiny_repo, tmp_path)
+    (model / "manifest.json").unlink()
+    (model / "manifest.json").mkdir()  # unreadable as a file, even for root
+    _assert_one_line_failure(model.parent, "manifest.json: cannot be read")
+
+
+def test_bad_log_level(tiny_repo: Path) -> None:
+    _assert_one_line_failure(tiny_repo, "BERTSERVE_LOG_LEVEL", env={"BERTSERVE_LOG_LEVEL": "loud"})
+
+
+def test_fp16_on_the_cpu_provider_is_refused(tiny_repo: Path) -> None:
+    _assert_one_line_failure(
+        tiny_repo, "fp16 needs the CUDA provider", env={"BERTSERVE_PROVIDER": "cpu", "BERTSERVE_VARIANT": "fp16"}
+    )
+
+
+def test_busy_port_is_reported_before_loading(tiny_repo: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run_serve(tiny_repo, port=port)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"bertserve serve: error: cannot listen on 127.0.0.1:{port}: the port is in use"

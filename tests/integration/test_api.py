@@ -7,12 +7,16 @@ import base64
 import re
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
-from tests.integration.conftest import Client
+from service.app import create_app
+from service.settings import Settings
+from tests import expect
+from tests.integration.conftest import Client, wait_ready
 
 
 async def test_classify_single_and_batch(client: httpx.AsyncClient) -> None:
@@ -94,29 +98,33 @@ async def test_openai_route(client: httpx.AsyncClient) -> None:
     assert r.status_code == 404 and r.json()["error"]["type"] == "model_not_found"
 
 
-async def test_models_health_metrics(client: httpx.AsyncClient) -> None:
+async def test_models_health_metrics(client: httpx.AsyncClient, tiny_repo: Path) -> None:
     models = {m["name"]: m for m in (await client.get("/models")).json()["models"]}
-    assert models["tiny-clf"]["variant"] == "int8"  # CPU prefers the verified int8 graph
-    assert models["tiny-emb"]["variant"] == "fp32"
-    assert models["tiny-emb"]["provider"] == "CPUExecutionProvider"
+    for name in ("tiny-clf", "tiny-emb"):
+        assert models[name]["variant"] == expect.variant(tiny_repo / name)
+        assert models[name]["provider"] == expect.provider()
     assert models["tiny-clf"]["labels"] == ["label_0", "label_1", "label_2"]
     assert (await client.get("/health/live")).json() == {"status": "ok"}
     assert (await client.get("/health/ready")).status_code == 200
     await client.post("/classify", json={"inputs": "x"})
     text = (await client.get("/metrics")).text
+    samples = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if not line.startswith("#")}
     for name in (
         "bertserve_requests_total",
-        "bertserve_request_duration_seconds",
-        "bertserve_queue_wait_seconds",
-        "bertserve_tokenize_seconds",
-        "bertserve_inference_seconds",
-        "bertserve_batch_size",
-        "bertserve_batch_tokens",
+        "bertserve_request_duration_seconds_count",
+        "bertserve_queue_wait_seconds_count",
+        "bertserve_tokenize_seconds_count",
+        "bertserve_inference_seconds_count",
+        "bertserve_batch_size_count",
+        "bertserve_batch_tokens_count",
         "bertserve_queue_depth",
         "bertserve_model_info",
+        "bertserve_ready",
     ):
-        assert name in text
+        assert name in samples, f"no sample of {name}"
     assert 'bertserve_requests_total{model="tiny-clf",route="/classify",status="200"} 1.0' in text
+    assert 'bertserve_batch_size_count{model="tiny-clf"} 1.0' in text
+    assert "bertserve_ready 1.0" in text
 
 
 async def test_request_id_is_echoed_or_made(client: httpx.AsyncClient) -> None:
@@ -227,6 +235,7 @@ async def test_draining_is_503(client: httpx.AsyncClient) -> None:
     client.app.state.bertserve.start_draining()  # type: ignore[attr-defined]
     r = await client.post("/classify", json={"inputs": "a"})
     assert r.status_code == 503 and r.json()["error"]["type"] == "unavailable"
+    assert "draining" in r.json()["error"]["message"]
     assert (await client.get("/health/ready")).status_code == 503
     assert (await client.get("/health/live")).status_code == 200
 
@@ -236,6 +245,8 @@ async def test_api_keys(make_client: Client) -> None:
         assert (await c.post("/classify", json={"inputs": "a"})).status_code == 401
         r = await c.post("/classify", json={"inputs": "a"}, headers={"Authorization": "Bearer nope"})
         assert r.status_code == 401 and r.json()["error"]["type"] == "unauthorized"
+        assert r.headers["www-authenticate"] == 'Bearer realm="bertserve"'
+        assert (await c.get("/models")).status_code == 401  # keys guard the model list too
         r = await c.post("/classify", json={"inputs": "a"}, headers={"Authorization": "Bearer k2"})
         assert r.status_code == 200
         assert (await c.get("/health/ready")).status_code == 200
@@ -260,3 +271,81 @@ async def test_io_binding_gives_the_same_answers(client: httpx.AsyncClient, make
     async with make_client(io_binding=True) as c:
         bound = (await c.post("/embed", json=texts)).json()["embeddings"]
     assert np.allclose(plain, bound, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param"),
+    [
+        ({"inputs": ["a"] * 65, "model": "nope"}, 422, "inputs"),  # limits come before the model
+        ({"inputs": "a", "model": "nope"}, 404, "model"),
+    ],
+)
+@pytest.mark.parametrize("route", ["/classify", "/embed", "/v1/embeddings"])
+async def test_same_bad_request_same_answer_on_every_route(
+    client: httpx.AsyncClient, route: str, body: dict[str, object], status: int, param: str
+) -> None:
+    if route == "/v1/embeddings":
+        body = {"input": body["inputs"], "model": body["model"]}
+        param = "input" if param == "inputs" else param
+    r = await client.post(route, json=body)
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["param"] == param
+
+
+@pytest.mark.parametrize("route", ["/classify", "/embed"])
+async def test_admission_comes_before_the_model(client: httpx.AsyncClient, route: str) -> None:
+    client.app.state.bertserve.start_draining()  # type: ignore[attr-defined]
+    r = await client.post(route, json={"inputs": "a", "model": "nope"})
+    assert r.status_code == 503
+
+
+async def test_empty_inputs_say_so(client: httpx.AsyncClient) -> None:
+    r = await client.post("/classify", json={"inputs": []})
+    assert r.json()["error"]["message"] == "inputs is empty: send at least one text"
+    r = await client.post("/embed", json={"inputs": ["ok", " "]})
+    assert r.json()["error"] == {
+        "type": "invalid_request",
+        "message": "inputs[1] is empty: send a text with at least one non-blank character",
+        "param": "inputs[1]",
+    }
+
+
+async def test_truncate_false_names_the_single_input(client: httpx.AsyncClient) -> None:
+    r = await client.post("/embed", json={"inputs": "word " * 300, "truncate": False})
+    assert r.status_code == 422 and r.json()["error"]["param"] == "inputs"
+
+
+async def test_ready_is_503_while_the_models_load(tiny_repo: Path) -> None:
+    """The lifespan returns at once; the models load in the background."""
+    app = create_app(Settings(models=tiny_repo))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            first = await c.get("/health/ready")
+            refused = await c.post("/classify", json={"inputs": "a"})
+            assert (await c.get("/health/live")).status_code == 200
+            await wait_ready(c)
+    assert first.status_code == 503 and "loading" in first.json()["error"]["message"]
+    assert refused.status_code == 503 and refused.json()["error"]["type"] == "unavailable"
+
+
+async def test_docs_are_served_from_local_assets(client: httpx.AsyncClient) -> None:
+    page = (await client.get("/docs")).text
+    assert "/docs/assets/swagger-ui-bundle.js" in page and "cdn" not in page.lower()
+    script = await client.get("/docs/assets/swagger-ui-bundle.js")
+    assert script.status_code == 200 and len(script.content) > 100_000
+    assert (await client.get("/docs/assets/swagger-ui.css")).status_code == 200
+    index = (await client.get("/")).json()
+    assert index["docs"] == "/docs" and index["openapi"] == "/openapi.json"
+
+
+async def test_base64_saving_is_what_the_readme_says(client: httpx.AsyncClient) -> None:
+    """The README quotes the size ratio of float and base64 bodies; measured here on the tiny
+    model's vectors, which serialise like any other float32 vectors of the same width."""
+    texts = {"inputs": [f"sentence number {i}" for i in range(16)]}
+    as_float = await client.post("/embed", json=texts)
+    as_base64 = await client.post("/embed", json={**texts, "encoding_format": "base64"})
+    ratio = len(as_float.content) / len(as_base64.content)
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    quoted = float(re.search(r"about ([0-9.]+)x smaller on the wire", readme.read_text()).group(1))
+    assert abs(ratio - quoted) < 0.25, f"measured {ratio:.2f}x, README says {quoted}x"

@@ -87,6 +87,9 @@ async def test_cors_is_off_unless_configured(make_client: Client) -> None:
         assert r.headers["access-control-allow-origin"] == "https://app.example"
         r = await c.options("/classify", headers={**preflight, "Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in r.headers
+        assert r.status_code == 400 and r.headers["content-type"] == "application/json"
+        assert r.json()["error"] == {"type": "bad_request", "message": "Disallowed CORS origin", "param": None}
+        assert r.headers["x-request-id"]
 
 
 async def test_nothing_internal_leaks_from_a_500(make_client: Client, broken_repo: Path) -> None:
