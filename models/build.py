@@ -21,8 +21,8 @@ sys.path.insert(0, str(REPO))
 
 from service.export import ExportError  # noqa: E402
 from service.export.data import load_reviews  # noqa: E402
+from service.export.exporter import ExportOptions, export_checkpoint  # noqa: E402
 from service.export.finetune import TrainConfig, finetune, split_holdout  # noqa: E402
-from service.export.pipeline import ExportOptions, export_checkpoint  # noqa: E402
 from service.export.verify import accuracy, served_outputs  # noqa: E402
 from service.manifest import MANIFEST_FILE, Manifest  # noqa: E402
 from service.runtime.tokenizer import TextEncoder  # noqa: E402

@@ -22,7 +22,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _export(args: argparse.Namespace) -> int:
     from service.export import ExportError
-    from service.export.pipeline import ExportOptions, export_checkpoint
+    from service.export.exporter import ExportOptions, export_checkpoint
 
     opts = ExportOptions(
         checkpoint=Path(args.checkpoint),

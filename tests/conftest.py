@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.export.pipeline import ExportOptions, export_checkpoint
+from service.export.exporter import ExportOptions, export_checkpoint
 from tests.tiny import make_checkpoint
 
 
@@ -28,7 +28,7 @@ def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def broken_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A classifier whose graph has a 1,000-token vocabulary behind the full 30,522-token
     tokenizer: inputs with ids past 999 make onnxruntime fail at run time ("!" is id 999)."""
-    from service.export.checkpoint import inspect_checkpoint, load_model
+    from service.export.checkpoint import inspect_checkpoint, load_torch_model
     from service.export.graph import build_graph, export_onnx
     from service.manifest import Manifest, VariantInfo, sha256_file
     from tests.tiny import TOKENIZER_FILES
@@ -40,7 +40,7 @@ def broken_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model_dir = root / "models" / "broken"
     model_dir.mkdir(parents=True)
     graph = build_graph(
-        load_model(inspect_checkpoint(small), "classify"),
+        load_torch_model(inspect_checkpoint(small), "classify"),
         "classify",
         ["input_ids", "attention_mask", "token_type_ids"],
         None,

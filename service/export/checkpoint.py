@@ -76,7 +76,7 @@ def inspect_checkpoint(path: Path) -> Checkpoint:
     return Checkpoint(path=path, config=config, model_type=model_type)
 
 
-def load_model(ckpt: Checkpoint, task: str) -> Any:
+def load_torch_model(ckpt: Checkpoint, task: str) -> Any:
     """Load the PyTorch model in eval mode with the eager attention, which exports cleanly."""
     from transformers import AutoModel, AutoModelForSequenceClassification
 

@@ -18,7 +18,7 @@ from transformers import AutoModel, AutoTokenizer
 from service.cli import main
 from service.export import pipeline
 from service.export.errors import ExportError
-from service.export.pipeline import ExportOptions, export_checkpoint
+from service.export.exporter import ExportOptions, export_checkpoint
 from service.export.quantize import Recipe
 from service.export.verify import VARIANT_ARGMAX_AGREEMENT, VARIANT_MIN_COSINE, variant_gate
 from service.manifest import Manifest, sha256_file

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from service.cli import main
-from service.export import pipeline
+from service.export import exporter
 from service.export.errors import ExportError
-from service.export.pipeline import ExportOptions, export_checkpoint
+from service.export.exporter import ExportOptions, export_checkpoint
 from service.export.plain import strip_ansi
 from tests.tiny import make_checkpoint
 
@@ -51,7 +51,7 @@ def test_a_missing_eval_file_is_reported_before_any_model_work(
     def no_model_work(*_: object) -> None:
         raise AssertionError("the model was loaded before the options were checked")
 
-    monkeypatch.setattr(pipeline, "load_model", no_model_work)
+    monkeypatch.setattr(exporter, "load_torch_model", no_model_work)
     ckpt = make_checkpoint(tmp_path / "ckpt", "bert", head=True)
     capsys.readouterr()  # what building the checkpoint printed
     missing = tmp_path / "eval.csv"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from service.export.errors import ExportError
-from service.export.pipeline import ExportOptions, export_checkpoint
+from service.export.exporter import ExportOptions, export_checkpoint
 from service.export.verify import served_outputs
 from service.runtime.session import InferenceError, OnnxSession
 from tests.tiny import make_checkpoint

@@ -90,7 +90,11 @@ def test_no_module_builds_an_error_response_by_hand() -> None:
         }
         for node in ast.walk(tree):
             value = getattr(node, "value", None)
-            if isinstance(node, ast.Constant) and type(value) is int and value in statuses:
-                if id(node) not in documented:
-                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {value}")
+            if (
+                isinstance(node, ast.Constant)
+                and type(value) is int
+                and value in statuses
+                and id(node) not in documented
+            ):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {value}")
     assert offenders == []

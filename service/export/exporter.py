@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from service import __version__
-from service.export.checkpoint import Checkpoint, inspect_checkpoint, load_model, load_tokenizer
+from service.export.checkpoint import Checkpoint, inspect_checkpoint, load_tokenizer, load_torch_model
 from service.export.data import Example, read_eval_file, verification_texts
 from service.export.errors import ExportError
 from service.export.graph import build_graph, export_onnx
@@ -97,7 +97,7 @@ def _preflight(opts: ExportOptions) -> Checkpoint:
 def _export(ckpt: Checkpoint, opts: ExportOptions, log: Log) -> Manifest:
     started = time.perf_counter()
     pooling = _pooling(ckpt, opts)
-    model = load_model(ckpt, opts.task)
+    model = load_torch_model(ckpt, opts.task)
     tokenizer = load_tokenizer(ckpt)
     max_length = ckpt.max_length(opts.max_length)
     labels = _labels(model.config) if opts.task == "classify" else None
