@@ -32,23 +32,28 @@ class AppState:
     api_keys: list[bytes] = field(default_factory=list)
     stalled: str | None = None  # why readiness is 503 while a batch hangs
     load_error: str | None = None  # why the models could not be loaded (the server exits)
+    drain_started: float = float("inf")  # monotonic time of SIGTERM
 
     def mark_ready(self) -> None:
         self.ready = True
         self._publish()
 
     def start_draining(self) -> None:
-        self.draining = True
+        if not self.draining:
+            self.draining = True
+            self.drain_started = time.monotonic()
         self._publish()
 
     def fail_loading(self, reason: str) -> None:
         self.load_error = reason
         self._publish()
 
-    def unready_reason(self) -> str | None:
+    def unready_reason(self, entered_at: float | None = None) -> str | None:
         """Why the service does not take requests now, or None when it does: the one place
-        that decides, for /health/ready, the ready gauge and the admission of every request."""
-        if self.draining:
+        that decides, for /health/ready, the ready gauge and the admission of every request.
+        A request that entered the app before the drain began (`entered_at`, monotonic) was
+        accepted: draining does not refuse it."""
+        if self.draining and (entered_at is None or entered_at >= self.drain_started):
             return "the service is draining: retry on another replica"
         if self.load_error:
             return f"the models could not be loaded: {self.load_error}"
@@ -58,8 +63,8 @@ class AppState:
             return f"the runtime is stalled ({self.stalled})"
         return None
 
-    def admit(self) -> None:
-        reason = self.unready_reason()
+    def admit(self, entered_at: float) -> None:
+        reason = self.unready_reason(entered_at)
         if reason:
             raise Unavailable(reason)
 

@@ -53,7 +53,7 @@ async def get_call(request: Request) -> Call:
     def on_model(name: str) -> None:
         request.state.model = name
 
-    return Call(request.headers.get(TIMEOUT_HEADER), disconnected, on_model)
+    return Call(request.headers.get(TIMEOUT_HEADER), request.state.entered_at, disconnected, on_model)
 
 
 CallOf = Annotated[Call, Depends(get_call)]

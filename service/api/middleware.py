@@ -44,7 +44,7 @@ class RequestContext:
         headers = dict(scope["headers"])
         given = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = given if SAFE_REQUEST_ID.match(given) else new_request_id()
-        scope.setdefault("state", {})["request_id"] = request_id
+        scope.setdefault("state", {}).update(request_id=request_id, entered_at=time.monotonic())
         started = time.perf_counter()
         status = {"code": ServiceError.status, "started": False}
         id_header = (b"x-request-id", request_id.encode())

@@ -19,6 +19,7 @@ disconnect) and gets plain values back.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -42,6 +43,8 @@ class Call:
     """One request as the serving layer sees it."""
 
     timeout_header: str | None = None
+    # When the request entered the app (monotonic): one accepted before a drain is served.
+    entered_at: float = field(default_factory=time.monotonic)
     disconnected: Callable[[], Awaitable[None]] = _never
     # Told the resolved model's name as soon as it is known, for metrics and the access log.
     on_model: Callable[[str], None] = field(default=lambda _: None)
@@ -86,7 +89,7 @@ async def serve(
     settings = state.settings
     _check_limits(texts, settings.max_inputs, settings.max_input_chars)
     deadline = state.deadline(call.timeout_header)
-    state.admit()
+    state.admit(call.entered_at)
     model = state.resolve(task, model_name)
     call.on_model(model.name)
     if check_model is not None:

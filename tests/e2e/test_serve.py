@@ -8,6 +8,7 @@ import httpx
 import numpy as np
 import pytest
 
+from tests import expect
 from tests.e2e.procs import DEFAULT_MODELS, Server
 
 pytestmark = pytest.mark.e2e
@@ -86,5 +87,7 @@ def test_openai_client_works_unchanged(server: Server, reference: np.ndarray) ->
 def test_models_lists_both_defaults(server: Server) -> None:
     models = {m["name"]: m for m in httpx.get(f"{server.url}/models").json()["models"]}
     assert models["minilm-sentiment"]["labels"] == ["negative", "positive"]
-    assert models["minilm-sentiment"]["variant"] == "int8"
+    for name in ("minilm-sentiment", "all-minilm-l6-v2"):
+        assert models[name]["variant"] == expect.variant(DEFAULT_MODELS / name)
+        assert models[name]["provider"] == expect.provider()
     assert models["all-minilm-l6-v2"]["dimension"] == 384

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.e2e.procs import run_serve
@@ -99,3 +101,26 @@ def test_busy_port_is_reported_before_loading(tiny_repo: Path) -> None:
         proc = run_serve(tiny_repo, port=port)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"bertserve serve: error: cannot listen on 127.0.0.1:{port}: the port is in use"
+
+
+def test_port_answers_while_the_models_load() -> None:
+    """Bound first: probes get live 200 and ready 503 ("starting"), not connection refused."""
+    from tests.e2e.procs import DEFAULT_MODELS, Server
+
+    server = Server(DEFAULT_MODELS).start()
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert time.monotonic() < deadline, "the port never answered"
+            try:
+                live = httpx.get(f"{server.url}/health/live", timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.02)
+        first_ready = httpx.get(f"{server.url}/health/ready", timeout=2)
+        assert live.status_code == 200
+        assert first_ready.status_code == 503, "models were already loaded: nothing was shown"
+        assert "loading" in first_ready.json()["error"]["message"]
+        server.wait_ready()
+    finally:
+        server.terminate()

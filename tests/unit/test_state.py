@@ -1,0 +1,57 @@
+"""Readiness and admission are one decision: AppState.unready_reason."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from service.errors import Unavailable
+from service.metrics import Metrics
+from service.settings import Settings
+from service.state import AppState, watch_interval
+
+
+def _state() -> AppState:
+    return AppState(Settings(), Metrics())
+
+
+def test_starting_then_ready_then_draining() -> None:
+    state = _state()
+    assert "starting" in (state.unready_reason() or "")
+    with pytest.raises(Unavailable, match="starting"):
+        state.admit(time.monotonic())
+    state.mark_ready()
+    assert state.unready_reason() is None
+    state.admit(time.monotonic())
+    before = time.monotonic()
+    state.start_draining()
+    assert "draining" in (state.unready_reason() or "")
+    state.admit(before)  # accepted before the signal: still served
+    with pytest.raises(Unavailable, match="draining"):
+        state.admit(time.monotonic())
+
+
+def test_load_failure_and_stall_refuse_too() -> None:
+    state = _state()
+    state.mark_ready()
+    state.stalled = "m: batch running for 31.0s"
+    with pytest.raises(Unavailable, match="stalled"):
+        state.admit(time.monotonic())
+    state.fail_loading("bad graph")
+    assert "could not be loaded: bad graph" in (state.unready_reason() or "")
+
+
+def test_gauge_follows_the_decision() -> None:
+    state = _state()
+    gauge = state.metrics.registry.get_sample_value
+    state.mark_ready()
+    assert gauge("bertserve_ready") == 1
+    state.start_draining()
+    assert gauge("bertserve_ready") == 0
+
+
+def test_watchdog_interval_follows_the_stall_timeout() -> None:
+    assert watch_interval(30) == 0.5
+    assert watch_interval(0.2) == pytest.approx(0.05)
+    assert watch_interval(0.001) == 0.01
