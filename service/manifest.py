@@ -18,7 +18,7 @@ FORMAT_VERSION = 1
 # Fields older exporters wrote that no reader uses any more.
 RETIRED_KEYS = frozenset({"pooling_in_graph"})
 
-Task = Literal["classify", "embed"]
+Task = Literal["classify", "embed", "rerank"]
 Precision = Literal["fp32", "int8", "fp16"]
 Pooling = Literal["mean", "cls"]
 
@@ -47,6 +47,9 @@ class Manifest(BaseModel):
     pad_token_id: int = 0
     labels: list[str] | None = None
     multi_label: bool = False
+    # The model takes text pairs: a cross-encoder (task rerank, one logit), or a classifier
+    # trained on pairs (NLI, paraphrase), exported with --pairs and verified on pairs.
+    pairs: bool = False
     dimension: int | None = None
     # Pooling runs inside the graph (always): the runtime only normalises and truncates.
     pooling: Pooling | None = None

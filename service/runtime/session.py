@@ -79,16 +79,23 @@ class OnnxSession:
         self._outputs: dict[int, ort.OrtValue] = {}  # batch rows -> output buffer on the device
 
     def pad(self, rows: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-        """Pad to the batch's longest row only; mask out the padding."""
-        longest = max(len(r) for r in rows)
+        """Pad to the batch's longest row only; mask out the padding. A row is token ids
+        (n,), or token ids and segment ids (2, n) for a text pair."""
+        longest = max(r.shape[-1] for r in rows)
         ids = np.full((len(rows), longest), self.pad_token_id, dtype=np.int64)
         mask = np.zeros((len(rows), longest), dtype=np.int64)
+        segments = np.zeros((len(rows), longest), dtype=np.int64)
         for i, row in enumerate(rows):
-            ids[i, : len(row)] = row
-            mask[i, : len(row)] = 1
+            width = row.shape[-1]
+            if row.ndim == 2:
+                ids[i, :width] = row[0]
+                segments[i, :width] = row[1]
+            else:
+                ids[i, :width] = row
+            mask[i, :width] = 1
         feeds = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self.input_names:
-            feeds["token_type_ids"] = np.zeros_like(ids)
+            feeds["token_type_ids"] = segments
         return feeds
 
     def run(self, rows: Sequence[np.ndarray]) -> np.ndarray:

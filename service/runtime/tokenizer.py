@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 
 
 class InputTooLong(Exception):
@@ -35,6 +35,11 @@ class TextEncoder:
         self._truncating = _load(tokenizer_file)
         self._truncating.no_padding()
         self._truncating.enable_truncation(max_length)
+        # Pairs lose tokens from their second text first, so a query (or premise) survives
+        # whole; a first text that alone is over the limit falls back to longest-first.
+        self._second_first = _load(tokenizer_file)
+        self._second_first.no_padding()
+        self._second_first.enable_truncation(max_length, strategy="only_second")
 
     @property
     def vocab_size(self) -> int:
@@ -51,6 +56,30 @@ class TextEncoder:
                 if len(row) > self.max_length:
                     raise InputTooLong(index, len(row), self.max_length)
         return ids
+
+    def encode_pairs(self, pairs: Sequence[tuple[str, str]], truncate: bool) -> list[np.ndarray]:
+        """One (2, n) int64 array per pair: token ids and segment ids, in the model's own
+        pair template ([CLS] a [SEP] b [SEP] for BERT, RoBERTa's <s> a </s></s> b </s>).
+        Each distinct first text is tokenized once (a rerank query, shared by every pair)."""
+        firsts = list(dict.fromkeys(a for a, _ in pairs))
+        plain = self._full.encode_batch(firsts, add_special_tokens=False)
+        first_of = dict(zip(firsts, plain, strict=True))
+        seconds = self._full.encode_batch([b for _, b in pairs], add_special_tokens=False)
+        rows = []
+        for index, ((a, _), second) in enumerate(zip(pairs, seconds, strict=True)):
+            joined = self._join(first_of[a], second, truncate)
+            if not truncate and len(joined.ids) > self.max_length:
+                raise InputTooLong(index, len(joined.ids), self.max_length)
+            rows.append(np.array([joined.ids, joined.type_ids], dtype=np.int64))
+        return rows
+
+    def _join(self, first: Encoding, second: Encoding, truncate: bool) -> Encoding:
+        if not truncate:
+            return self._full.post_process(first, second)
+        try:
+            return self._second_first.post_process(first, second)
+        except Exception:  # the tokenizer's "sequence to truncate too short": first alone too long
+            return self._truncating.post_process(first, second)
 
 
 def _load(path: Path) -> Tokenizer:

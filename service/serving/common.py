@@ -112,7 +112,7 @@ async def serve(
             param=where,
         ) from exc
     rows = await until_disconnect(call, model.run(ids, deadline))
-    return Output(model, rows, sum(len(r) for r in ids))
+    return Output(model, rows, sum(r.shape[-1] for r in ids))
 
 
 def _check_limits(texts: Texts, max_inputs: int, max_chars: int) -> None:

@@ -86,7 +86,7 @@ class ServedModel:
 
     async def run(self, ids: Sequence[np.ndarray], deadline: float) -> np.ndarray:
         """One row of model output per input, batched with whatever else is queued."""
-        futures = self.batcher.submit([(row, len(row)) for row in ids], deadline)
+        futures = self.batcher.submit([(row, row.shape[-1]) for row in ids], deadline)
         remaining = deadline - asyncio.get_running_loop().time()
         try:
             rows = await asyncio.wait_for(asyncio.gather(*futures), timeout=max(remaining, 0.0))
