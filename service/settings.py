@@ -58,6 +58,7 @@ class Settings(BaseSettings):
 
     # request limits
     max_inputs: int = Field(64, ge=1, description="inputs per request")
+    max_rerank_texts: int = Field(256, ge=1, description="texts per rerank request (ranked lists are long)")
     max_input_chars: int = Field(20_000, ge=1, description="characters per input")
     max_body_bytes: int = Field(1 << 20, ge=1, description="request body size; 413 beyond it")
 

@@ -18,6 +18,9 @@ from service.serving.model import ServedModel
 from service.settings import Settings
 
 TIMEOUT_HEADER = "x-request-timeout"
+# Which model tasks serve a route's task, in order of preference: reranking works out of the
+# box with an embedding model (cosine) until a cross-encoder is served.
+SERVES = {"classify": ("classify",), "embed": ("embed",), "rerank": ("rerank", "embed")}
 log = logging.getLogger("bertserve")
 
 
@@ -90,19 +93,31 @@ class AppState:
             self._publish()
 
     def resolve(self, task: str, name: str | None) -> ServedModel:
-        if name is None:
-            of_task = [m for m in self.models.values() if m.manifest.task == task]
-            if len(of_task) == 1:
-                return of_task[0]
-            if not of_task:
-                raise ModelNotFound(f"no {task} model is served", param="model")
-            names = ", ".join(sorted(m.name for m in of_task))
-            raise InvalidInput(f"several {task} models are served ({names}): name one in 'model'", param="model")
-        model = self.models.get(name)
-        if model is None or model.manifest.task != task:
-            served = ", ".join(sorted(m.name for m in self.models.values() if m.manifest.task == task)) or "none"
-            raise ModelNotFound(f"model {name!r} does not serve {task} (served: {served})", param="model")
-        return model
+        """The model named, or the default for the task: the only model of the first kind in
+        SERVES[task] that has one (rerank: a cross-encoder, else an embedding model)."""
+        kinds = SERVES[task]
+        if name is not None:
+            model = self.models.get(name)
+            if model is None or model.manifest.task not in kinds:
+                served = ", ".join(sorted(m.name for m in self.models.values() if m.manifest.task in kinds))
+                raise ModelNotFound(f"model {name!r} does not serve {task} (served: {served or 'none'})", "model")
+            return model
+        for kind in kinds:
+            of_kind = [m for m in self.models.values() if m.manifest.task == kind]
+            if len(of_kind) == 1:
+                return of_kind[0]
+            if of_kind:
+                names = ", ".join(sorted(m.name for m in of_kind))
+                raise InvalidInput(f"several {task} models are served ({names}): name one in 'model'", "model")
+        raise ModelNotFound(f"no {task} model is served", param="model")
+
+    def rerank_mode(self, model: ServedModel) -> str | None:
+        """How a model serves /rerank: as a cross-encoder, by cosine when it is the embedding
+        model /rerank falls back on, or not at all."""
+        if model.manifest.task == "rerank":
+            return "cross-encoder"
+        cross_encoders = any(m.manifest.task == "rerank" for m in self.models.values())
+        return "cosine" if model.manifest.task == "embed" and not cross_encoders else None
 
     def deadline(self, header: str | None) -> float:
         """Absolute loop time by which the request must be answered; a header may lower it."""

@@ -16,7 +16,8 @@ router = APIRouter()
 
 @router.post("/classify", response_model=ClassifyResponse, responses=MODEL_ROUTE_RESPONSES, response_class=JSONBytes)
 async def classify(body: ClassifyRequest, state: State, call: CallOf, _: Authorized) -> Response:
-    """Classify one text or a batch of texts; one sorted list of label scores per input."""
+    """Classify one text, a batch of texts, or a batch of text pairs; one sorted list of label
+    scores per input."""
     texts = Texts.of(body.inputs, "inputs")
     out = await classify_texts(state, call, texts, body.model, body.top_k, body.function, body.truncate)
     return JSONBytes({"model": out.model, "predictions": out.predictions, "usage": {"input_tokens": out.tokens}})

@@ -66,6 +66,8 @@ async def models(state: State, _: Authorized) -> Response:
             {
                 "name": m.name,
                 "task": m.task,
+                "pairs": m.pairs,
+                "rerank": state.rerank_mode(served),
                 "labels": m.labels,
                 "dimension": m.dimension,
                 "max_length": m.max_length,

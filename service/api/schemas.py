@@ -13,9 +13,12 @@ from service.errors import TABLE
 # texts per request) are settings, checked in the routes.
 Text = Annotated[str, Field(min_length=1, pattern=r"\S")]
 Texts = Annotated[list[Text], Field(min_length=1)]
+# A text pair (premise and hypothesis, query and passage): exactly two texts.
+Pair = Annotated[list[Text], Field(min_length=2, max_length=2)]
+TextsOrPairs = Annotated[list[Text | Pair], Field(min_length=1)]
 
 
-class _Request(BaseModel):
+class StrictRequest(BaseModel):
     # Strict: 0 is not false and "5" is not 5; the schema says what is accepted, exactly.
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -24,8 +27,11 @@ class Usage(BaseModel):
     input_tokens: int
 
 
-class ClassifyRequest(_Request):
-    inputs: Text | Texts = Field(description="one text or a list of texts")
+class ClassifyRequest(StrictRequest):
+    inputs: Text | TextsOrPairs = Field(
+        description="one text, a list of texts, or a list of text pairs ([first, second]); "
+        "pairs need a model exported for pairs"
+    )
     model: str | None = Field(None, description="model name; optional when one classifier is served")
     top_k: int | None = Field(None, ge=1, description="keep the k best labels per input")
     function: Literal["softmax", "sigmoid", "none"] | None = Field(
@@ -45,7 +51,7 @@ class ClassifyResponse(BaseModel):
     usage: Usage
 
 
-class EmbedRequest(_Request):
+class EmbedRequest(StrictRequest):
     inputs: Text | Texts = Field(description="one text or a list of texts")
     model: str | None = Field(None, description="model name; optional when one embedding model is served")
     normalize: bool = Field(True, description="L2-normalise each vector")
@@ -61,7 +67,7 @@ class EmbedResponse(BaseModel):
     usage: Usage
 
 
-class OpenAIEmbeddingRequest(_Request):
+class OpenAIEmbeddingRequest(StrictRequest):
     input: Text | Texts | list[int] | list[list[int]] = Field(
         description="text or list of texts (token-id inputs are refused)"
     )
@@ -91,7 +97,11 @@ class OpenAIEmbeddingResponse(BaseModel):
 
 class ModelInfo(BaseModel):
     name: str
-    task: Literal["classify", "embed"]
+    task: Literal["classify", "embed", "rerank"]
+    pairs: bool = Field(description="takes text pairs ([first, second] inputs)")
+    rerank: Literal["cross-encoder", "cosine"] | None = Field(
+        description="serves /rerank: as a cross-encoder, or by the cosine of embeddings when no cross-encoder is served"
+    )
     labels: list[str] | None
     dimension: int | None
     max_length: int

@@ -45,11 +45,18 @@ class TextEncoder:
     def vocab_size(self) -> int:
         return int(self._full.get_vocab_size(with_added_tokens=True))
 
-    def encode(self, texts: Sequence[str], truncate: bool) -> list[np.ndarray]:
+    def encode(self, texts: Sequence[str], truncate: bool, max_tokens: int | None = None) -> list[np.ndarray]:
         """One int64 array per text. With truncate=False an over-long text raises
-        InputTooLong (its index and token count), never silently cut."""
-        tokenizer = self._truncating if truncate else self._full
-        encodings = tokenizer.encode_batch(list(texts))
+        InputTooLong (its index and token count), never silently cut. `max_tokens` first
+        cuts each text's own tokens (before the special ones) to that many."""
+        if max_tokens is not None:
+            plain = self._full.encode_batch(list(texts), add_special_tokens=False)
+            for encoding in plain:
+                encoding.truncate(max_tokens)
+            tokenizer = self._truncating if truncate else self._full
+            encodings = [tokenizer.post_process(e) for e in plain]
+        else:
+            encodings = (self._truncating if truncate else self._full).encode_batch(list(texts))
         ids = [np.asarray(e.ids, dtype=np.int64) for e in encodings]
         if not truncate:
             for index, row in enumerate(ids):
@@ -57,16 +64,21 @@ class TextEncoder:
                     raise InputTooLong(index, len(row), self.max_length)
         return ids
 
-    def encode_pairs(self, pairs: Sequence[tuple[str, str]], truncate: bool) -> list[np.ndarray]:
+    def encode_pairs(
+        self, pairs: Sequence[tuple[str, str]], truncate: bool, max_second_tokens: int | None = None
+    ) -> list[np.ndarray]:
         """One (2, n) int64 array per pair: token ids and segment ids, in the model's own
         pair template ([CLS] a [SEP] b [SEP] for BERT, RoBERTa's <s> a </s></s> b </s>).
-        Each distinct first text is tokenized once (a rerank query, shared by every pair)."""
+        Each distinct first text is tokenized once (a rerank query, shared by every pair).
+        `max_second_tokens` first cuts each second text to that many tokens."""
         firsts = list(dict.fromkeys(a for a, _ in pairs))
         plain = self._full.encode_batch(firsts, add_special_tokens=False)
         first_of = dict(zip(firsts, plain, strict=True))
         seconds = self._full.encode_batch([b for _, b in pairs], add_special_tokens=False)
         rows = []
         for index, ((a, _), second) in enumerate(zip(pairs, seconds, strict=True)):
+            if max_second_tokens is not None:
+                second.truncate(max_second_tokens)
             joined = self._join(first_of[a], second, truncate)
             if not truncate and len(joined.ids) > self.max_length:
                 raise InputTooLong(index, len(joined.ids), self.max_length)

@@ -4,7 +4,7 @@ every route:
 1. the texts within the request limits (count, characters)        422
 2. the deadline (a header may lower it)                            422
 3. admission: ready, not draining, not stalled                     503
-4. the model: named, or the only one of the task                   404
+4. the model: named, or the default for the task                   404
 5. the task's own options against the model (e.g. dimensions)      422
 6. a request bigger than the whole queue can never fit             422
 7. room in the queue now                                           429
@@ -12,15 +12,16 @@ every route:
 9. queue, batch, run; wait within the deadline, or the client left 504, 499, 500
 10. post-process, in the task's module
 
-Nothing here knows HTTP: a route hands in a `Call` (the header value and a way to hear of a
-disconnect) and gets plain values back.
+Steps 1-5 are `admit`, 6-9 are `run`; `serve` is both. A task whose items depend on the
+model it got (rerank: pairs for a cross-encoder, texts for an embedding model) calls them
+apart. Nothing here knows HTTP: a route hands in a `Call` and gets plain values back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -32,6 +33,7 @@ from service.serving.model import ServedModel
 from service.state import AppState
 
 T = TypeVar("T")
+Pair = tuple[str, str]
 
 
 async def _never() -> None:
@@ -52,18 +54,52 @@ class Call:
 
 @dataclass(frozen=True)
 class Texts:
-    """The request's texts and the wire name they came under, to name a bad one."""
+    """The request's texts (or text pairs) and the wire names they came under, to name a
+    bad one in an error."""
 
-    items: list[str]
+    items: list[str] | list[Pair]
     param: str
-    single: bool
+    single: bool = False
+    names: list[str] | None = None  # per-item wire names, when they are not param[i]
+    max_second_tokens: int | None = None  # cut each pair's second text (or each text) to this
 
     @classmethod
-    def of(cls, value: str | list[str], param: str) -> Texts:
-        return cls([value] if isinstance(value, str) else list(value), param, isinstance(value, str))
+    def of(cls, value: str | Sequence[str | Sequence[str]], param: str) -> Texts:
+        """One text, a list of texts, or a list of [first, second] pairs; not a mix."""
+        if isinstance(value, str):
+            return cls([value], param, single=True)
+        kinds = {isinstance(item, str) for item in value}
+        if len(kinds) > 1:
+            raise InvalidInput(f"{param} mixes single texts and pairs: send one kind per request", param=param)
+        if kinds == {True}:
+            return cls([str(item) for item in value], param)
+        return cls([(item[0], item[1]) for item in value], param)
+
+    @property
+    def pairs(self) -> bool:
+        return bool(self.items) and isinstance(self.items[0], tuple)
 
     def where(self, index: int) -> str:
+        if self.names is not None:
+            return self.names[index]
         return self.param if self.single else f"{self.param}[{index}]"
+
+    def strings(self) -> list[tuple[str, str]]:
+        """(wire name, text) for every string, pairs flattened: what the limits apply to."""
+        out = []
+        for index, item in enumerate(self.items):
+            where = self.where(index)
+            if isinstance(item, tuple):
+                out += [(f"{where}[0]", item[0]), (f"{where}[1]", item[1])]
+            else:
+                out.append((where, item))
+        return out
+
+
+@dataclass(frozen=True)
+class Admitted:
+    model: ServedModel
+    deadline: float
 
 
 @dataclass(frozen=True)
@@ -76,6 +112,56 @@ class Output:
 ModelCheck = Callable[[ServedModel], None]
 
 
+def admit(
+    state: AppState,
+    call: Call,
+    task: str,
+    model_name: str | None,
+    texts: Texts,
+    max_items: int | None = None,
+    check_model: ModelCheck | None = None,
+) -> Admitted:
+    """Steps 1 to 5: everything that can refuse the request before it costs anything."""
+    settings = state.settings
+    check_limits(texts, max_items or settings.max_inputs, settings.max_input_chars)
+    deadline = state.deadline(call.timeout_header)
+    state.admit(call.entered_at)
+    model = state.resolve(task, model_name)
+    call.on_model(model.name)
+    if texts.pairs and not model.manifest.pairs:
+        raise InvalidInput(
+            f"model {model.name!r} takes single texts, not pairs (export it with --pairs if it was trained on pairs)",
+            param=texts.param,
+        )
+    if check_model is not None:
+        check_model(model)
+    return Admitted(model, deadline)
+
+
+async def run(call: Call, admitted: Admitted, texts: Texts, truncate: bool) -> Output:
+    """Steps 6 to 9: queue the items, batched with everything else, and wait for the rows."""
+    model = admitted.model
+    count = len(texts.items)
+    if count > model.batcher.max_queue_items:
+        raise InvalidInput(
+            f"{texts.param} has {count} items, more than the model's whole queue "
+            f"({model.batcher.max_queue_items}): split the request",
+            param=texts.param,
+        )
+    model.batcher.check_room(count)  # refuse before spending the tokenizer on it
+    try:
+        ids = await model.tokenize(texts.items, truncate, texts.max_second_tokens)
+    except InputTooLong as exc:
+        where = texts.where(exc.index)
+        raise InvalidInput(
+            f"{where} has {exc.tokens} tokens, over the model's max length of {exc.max_length}; "
+            "shorten it or pass truncate=true",
+            param=where,
+        ) from exc
+    rows = await until_disconnect(call, model.run(ids, admitted.deadline))
+    return Output(model, rows, sum(r.shape[-1] for r in ids))
+
+
 async def serve(
     state: AppState,
     call: Call,
@@ -86,44 +172,16 @@ async def serve(
     check_model: ModelCheck | None = None,
 ) -> Output:
     """Steps 1 to 9 for one request; the task module does step 10 on the rows."""
-    settings = state.settings
-    _check_limits(texts, settings.max_inputs, settings.max_input_chars)
-    deadline = state.deadline(call.timeout_header)
-    state.admit(call.entered_at)
-    model = state.resolve(task, model_name)
-    call.on_model(model.name)
-    if check_model is not None:
-        check_model(model)
-    count = len(texts.items)
-    if count > model.batcher.max_queue_items:
-        raise InvalidInput(
-            f"{texts.param} has {count} items, more than the model's whole queue "
-            f"({model.batcher.max_queue_items}): split the request",
-            param=texts.param,
-        )
-    model.batcher.check_room(count)  # refuse before spending the tokenizer on it
-    try:
-        ids = await model.tokenize(texts.items, truncate)
-    except InputTooLong as exc:
-        where = texts.where(exc.index)
-        raise InvalidInput(
-            f"{where} has {exc.tokens} tokens, over the model's max length of {exc.max_length}; "
-            "shorten it or pass truncate=true",
-            param=where,
-        ) from exc
-    rows = await until_disconnect(call, model.run(ids, deadline))
-    return Output(model, rows, sum(r.shape[-1] for r in ids))
+    admitted = admit(state, call, task, model_name, texts, check_model=check_model)
+    return await run(call, admitted, texts, truncate)
 
 
-def _check_limits(texts: Texts, max_inputs: int, max_chars: int) -> None:
+def check_limits(texts: Texts, max_items: int, max_chars: int) -> None:
     """The schema has already refused empty lists and blank texts; these bounds are settings."""
-    if len(texts.items) > max_inputs:
-        raise InvalidInput(
-            f"{texts.param} has {len(texts.items)} items, over the limit of {max_inputs}", param=texts.param
-        )
-    for index, text in enumerate(texts.items):
+    if len(texts.items) > max_items:
+        raise InvalidInput(f"{texts.param} has {len(texts.items)} items, over the limit of {max_items}", texts.param)
+    for where, text in texts.strings():
         if len(text) > max_chars:
-            where = texts.where(index)
             raise InvalidInput(f"{where} has {len(text)} characters, over the limit of {max_chars}", param=where)
 
 

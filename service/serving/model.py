@@ -9,6 +9,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 
@@ -73,16 +74,27 @@ class ServedModel:
         self.model.session.run(rows)
         self.model.session.run([np.full(self.manifest.max_length, self.manifest.pad_token_id + 1, dtype=np.int64)])
 
-    async def tokenize(self, texts: Sequence[str], truncate: bool) -> list[np.ndarray]:
-        """Token ids per text (InputTooLong with truncate off), off the loop when large."""
+    async def tokenize(
+        self, items: Sequence[str] | Sequence[tuple[str, str]], truncate: bool, max_second_tokens: int | None = None
+    ) -> list[np.ndarray]:
+        """Token ids per text or pair (InputTooLong with truncate off), off the loop when large."""
         started = time.perf_counter()
-        if sum(map(len, texts)) <= INLINE_TOKENIZE_CHARS:
-            ids = self.model.encoder.encode(texts, truncate)
+        work = partial(self._encode, items, truncate, max_second_tokens)
+        size = sum(len(i) if isinstance(i, str) else len(i[0]) + len(i[1]) for i in items)
+        if size <= INLINE_TOKENIZE_CHARS:
+            ids = work()
         else:
-            loop = asyncio.get_running_loop()
-            ids = await loop.run_in_executor(self._tokenize_pool, self.model.encoder.encode, texts, truncate)
+            ids = await asyncio.get_running_loop().run_in_executor(self._tokenize_pool, work)
         self._tokenize_seconds.observe(time.perf_counter() - started)
         return ids
+
+    def _encode(
+        self, items: Sequence[str] | Sequence[tuple[str, str]], truncate: bool, max_second: int | None
+    ) -> list[np.ndarray]:
+        encoder = self.model.encoder
+        if items and isinstance(items[0], tuple):
+            return encoder.encode_pairs(items, truncate, max_second)  # type: ignore[arg-type]
+        return encoder.encode(items, truncate, max_second)  # type: ignore[arg-type]
 
     async def run(self, ids: Sequence[np.ndarray], deadline: float) -> np.ndarray:
         """One row of model output per input, batched with whatever else is queued."""
