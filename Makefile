@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install models run test test-unit lint clean system-deps bench bench-smoke reliability soak
+.PHONY: install models run test test-unit lint clean system-deps bench bench-smoke reliability soak test-docker
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ system-deps:
 ## test: every test (unit, integration on tiny models, end to end on the default models)
 test: $(STAMP) models system-deps
 	$(BIN)/python -m pytest -q -ra
+
+## test-docker: build the images from Debian's packages and PyPI alone (no image registry), then run
+## docker-compose.yml (two replicas, nginx, Prometheus) and test it; starts a Docker engine if none runs
+test-docker: $(STAMP) models
+	bash tests/docker/engine.sh
+	TEST_DOCKER=1 $(BIN)/python -m pytest -q -ra tests/docker
 
 ## bench: the service against the raw engine and the per-request baseline -> docs/benchmarks.md
 bench: models system-deps
