@@ -13,10 +13,12 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from itertools import islice
 from typing import Generic, Protocol, TypeVar
 
-from service.batching.policy import Item, select_batch
+from service.batching.policy import WINDOW_BATCHES, Item, select_batch
 from service.errors import DeadlineExceeded, InferenceFailed, Overloaded, ServiceError, Unavailable
 
 P = TypeVar("P")
@@ -24,6 +26,11 @@ R = TypeVar("R")
 Runner = Callable[[list[P]], Awaitable[Sequence[R]]]
 
 log = logging.getLogger("bertserve.batcher")
+
+# A full queue is swept for cancelled and expired items before a request is refused (they
+# hold room until they reach the selection window otherwise), at most this often: a sweep
+# walks the whole queue, and under a storm refusals come by the thousand per second.
+SWEEP_INTERVAL_S = 0.05
 
 
 class BatchObserver(Protocol):
@@ -59,6 +66,7 @@ class Batcher(Generic[P, R]):
         min_fill: float = 0.0,
         observer: BatchObserver | None = None,
         name: str = "model",
+        window: int | None = None,
     ) -> None:
         self._runner = runner
         self.max_batch_size = max_batch_size
@@ -66,9 +74,12 @@ class Batcher(Generic[P, R]):
         self.max_queue_items = max_queue_items
         self.max_wait_s = max_wait_s
         self.min_fill = min_fill
+        # Batches are picked among the oldest `window` items only (see select_batch).
+        self.window = window if window is not None else WINDOW_BATCHES * max_batch_size
         self._observer = observer or NullObserver()
         self._name = name
-        self._pending: list[Item[P]] = []
+        self._pending: deque[Item[P]] = deque()
+        self._swept_at = float("-inf")
         self._running: list[Item[P]] = []  # the batch in the runtime now; resolved on stop too
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -95,7 +106,7 @@ class Batcher(Generic[P, R]):
         """429 now if `items` would not fit in the queue; `submit` checks again atomically."""
         if self._task is None:
             raise Unavailable("the model is not serving")
-        if len(self._pending) + items > self.max_queue_items:
+        if len(self._pending) + items > self.max_queue_items and not self._room_after_sweep(items):
             self._observer.rejected("overloaded", items)
             raise Overloaded(f"queue full ({self.max_queue_items} items): retry later")
 
@@ -118,13 +129,12 @@ class Batcher(Generic[P, R]):
             while True:
                 await self._wakeup.wait()
                 self._wakeup.clear()
-                while self._drop_dead():
+                while self._drop_dead_head():
                     if await self._should_wait():
                         continue
-                    batch = select_batch(self._pending, self.max_batch_size, self.max_batch_tokens, self.min_fill)
-                    chosen = set(map(id, batch))
-                    self._pending = [it for it in self._pending if id(it) not in chosen]
-                    self._observer.queue_depth(len(self._pending))
+                    batch = self._take_batch()
+                    if not batch:
+                        continue
                     self._running = batch
                     await self._execute(batch)
                     self._running = []
@@ -144,22 +154,64 @@ class Batcher(Generic[P, R]):
             await asyncio.wait_for(self._wakeup.wait(), remaining)
         return True
 
-    def _drop_dead(self) -> bool:
-        """Drop expired and cancelled items before they cost compute; True if any remain."""
+    def _take_batch(self) -> list[Item[P]]:
+        """Take the next batch off the queue. Only the window at the head is touched: dead
+        items in it are dropped, the batch is picked from the live ones, and the rest go back
+        to the head in their order; the cost does not grow with the queue behind it."""
         now = asyncio.get_running_loop().time()
-        alive = []
-        for item in self._pending:
-            if item.deadline <= now:
-                self._observer.rejected("timeout", 1)
-                _resolve_error(item, DeadlineExceeded("the request deadline passed before it ran"))
-            elif item.future.done():
-                self._observer.rejected("cancelled", 1)
-            else:
-                alive.append(item)
+        pending = self._pending
+        head = list(islice(pending, self.window))
+        window = [it for it in head if it.deadline > now and not it.future.done()]
+        if len(window) < len(head):
+            for item in head:
+                self._alive(item, now)  # resolves and counts the dead ones
+        batch = select_batch(window, self.max_batch_size, self.max_batch_tokens, self.min_fill, self.window)
+        # Only now off the queue: whatever happens above, every item is still in it.
+        for _ in range(len(head)):
+            pending.popleft()
+        if len(batch) < len(window):
+            chosen = set(map(id, batch))
+            pending.extendleft(reversed([it for it in window if id(it) not in chosen]))
+        self._observer.queue_depth(len(pending))
+        return batch
+
+    def _drop_dead_head(self) -> bool:
+        """Drop expired and cancelled items at the head, so the oldest is a live one; True if
+        any item remains. Dead items further back go when they reach the window."""
+        pending = self._pending
+        if pending:
+            now = asyncio.get_running_loop().time()
+            dropped = False
+            while pending and not self._alive(pending[0], now):
+                pending.popleft()
+                dropped = True
+            if dropped:
+                self._observer.queue_depth(len(pending))
+        return bool(pending)
+
+    def _room_after_sweep(self, items: int) -> bool:
+        """Before refusing: drop every dead item in the queue (at most once per sweep
+        interval) and say whether `items` now fit."""
+        now = asyncio.get_running_loop().time()
+        if now - self._swept_at < SWEEP_INTERVAL_S:
+            return False
+        self._swept_at = now
+        alive = [item for item in self._pending if self._alive(item, now)]
         if len(alive) != len(self._pending):
-            self._pending = alive
+            self._pending = deque(alive)
             self._observer.queue_depth(len(alive))
-        return bool(alive)
+        return len(alive) + items <= self.max_queue_items
+
+    def _alive(self, item: Item[P], now: float) -> bool:
+        """False for an item not worth running, which is then resolved (if it was not) and counted."""
+        if item.deadline <= now:
+            self._observer.rejected("timeout", 1)
+            _resolve_error(item, DeadlineExceeded("the request deadline passed before it ran"))
+            return False
+        if item.future.done():
+            self._observer.rejected("cancelled", 1)
+            return False
+        return True
 
     async def _execute(self, batch: list[Item[P]]) -> None:
         """Run one batch and resolve its futures. If it raises, each item is run alone, so
@@ -194,7 +246,7 @@ class Batcher(Generic[P, R]):
         for item in [*self._running, *self._pending]:
             _resolve_error(item, error)
         self._running = []
-        self._pending = []
+        self._pending = deque()
 
 
 def _resolve_error(item: Item[P], error: Exception) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from service.batching import Batcher
+from service.batching.policy import WINDOW_BATCHES
 from service.errors import DeadlineExceeded, InferenceFailed, Overloaded, Unavailable
 
 
@@ -199,4 +200,56 @@ async def test_no_waiter_left_unresolved_under_mixed_load() -> None:
     assert all(f.done() for f in futs)
     ok = [r for r in results if isinstance(r, str)]
     assert ok and all(r.startswith("x") and r.count("x") == 2 for r in ok)
+    await batcher.stop()
+
+
+async def test_a_batch_is_picked_from_the_window_of_oldest_items_only() -> None:
+    runner = FakeRunner()
+    runner.gate = asyncio.Event()
+    batcher, _ = make(runner, max_batch_size=3, window=3)
+    busy = batcher.submit([("a", 1)], far())
+    await asyncio.sleep(0)
+    # e and f match b's length exactly, but they are not among the 3 oldest.
+    futs = batcher.submit([("b", 20), ("c", 50), ("d", 50), ("e", 20), ("f", 20)], far())
+    runner.gate.set()
+    await asyncio.gather(*busy, *futs)
+    assert runner.calls[1:] == [["b", "c", "d"], ["e", "f"]]
+    await batcher.stop()
+
+
+async def test_items_left_behind_keep_their_place_in_the_queue() -> None:
+    runner = FakeRunner()
+    runner.gate = asyncio.Event()
+    batcher, _ = make(runner, max_batch_size=3, max_queue_items=16)
+    busy = batcher.submit([("a", 1)], far())
+    await asyncio.sleep(0)
+    futs = batcher.submit([("b", 10), ("c", 90), ("d", 10), ("e", 90), ("f", 10), ("g", 50)], far())
+    runner.gate.set()
+    await asyncio.gather(*busy, *futs)
+    assert runner.calls[1:] == [["b", "d", "f"], ["c", "e", "g"]]
+    await batcher.stop()
+
+
+async def test_the_default_window_is_bounded_by_the_batch_size() -> None:
+    batcher, _ = make(FakeRunner(), max_batch_size=4, max_queue_items=100_000)
+    assert batcher.window == 4 * WINDOW_BATCHES
+    await batcher.stop()
+
+
+async def test_dead_items_behind_the_window_do_not_hold_room() -> None:
+    runner = FakeRunner()
+    runner.gate = asyncio.Event()
+    batcher, rec = make(runner, max_queue_items=4, window=1)
+    busy = batcher.submit([("a", 1)], far())
+    await asyncio.sleep(0)
+    kept = batcher.submit([("b", 1), ("c", 1)], far())
+    gone = batcher.submit([("d", 1), ("e", 1)], far())
+    for fut in gone:
+        fut.cancel()
+    (f,) = batcher.submit([("f", 1)], far())  # room once the cancelled d and e are swept
+    assert batcher.queued == 3
+    assert rec.rejections == {"cancelled": 2}
+    runner.gate.set()
+    assert await asyncio.gather(*busy, *kept, f) == ["aa", "bb", "cc", "ff"]
+    assert all(c not in call for call in runner.calls for c in "de")
     await batcher.stop()

@@ -63,3 +63,32 @@ def test_fill_floor_keeps_padding_down() -> None:
 def test_fill_floor_never_blocks_the_oldest() -> None:
     pending = items(3, 100, 100)
     assert [b.payload for b in select_batch(pending, 8, 10_000, min_fill=1.0)] == ["p0"]
+
+
+def test_only_the_window_of_oldest_items_is_considered() -> None:
+    # p3 and p4 match the oldest exactly, but they are outside a window of 3.
+    pending = items(20, 50, 50, 20, 20)
+    assert [b.payload for b in select_batch(pending, 3, 10_000)] == ["p0", "p3", "p4"]
+    assert [b.payload for b in select_batch(pending, 3, 10_000, window=3)] == ["p0", "p1", "p2"]
+
+
+def test_oldest_rides_whatever_the_window() -> None:
+    pending = items(30, 30, 30)
+    for window in (-1, 0, 1):
+        assert [b.payload for b in select_batch(pending, 8, 10_000, window=window)] == ["p0"]
+    assert len(select_batch(pending, 8, 10_000, window=100)) == 3
+
+
+def test_nothing_starves_under_a_steady_stream_of_better_matches() -> None:
+    # Each round 4 new items arrive that match the oldest far better than an odd-length
+    # item that is queued first; it must still ride within its position's number of batches.
+    pending = items(10, 200, *([10] * 30))
+    odd = pending[1]
+    for round_ in range(3):
+        batch = select_batch(pending, 4, 10_000, window=16)
+        assert batch[0] is pending[0]
+        pending = [it for it in pending if it not in batch] + items(*([10] * 4))
+        if odd in batch:
+            assert round_ == 1  # second in the queue: rides in the second batch, as the oldest
+            return
+    raise AssertionError("the odd item never rode")
