@@ -1,6 +1,5 @@
 """How well /rerank ranks out of the box: for a query taken from an IMDB review (its first
-sentence), is the passage that follows it (the next two sentences) ranked above the
-passages of other reviews?
+sentence), is the rest of that review ranked above the rest of other reviews?
 
     python -m loadtest.rerank_quality --url http://127.0.0.1:8000 [--queries 200]
 
@@ -30,15 +29,15 @@ class Quality:
     mrr: float
 
 
-def cases(count: int, candidates: int, seed: int = 7) -> list[tuple[str, list[str], int]]:
+def cases(count: int, candidates: int, seed: int = 7, sentences: int | None = None) -> list[tuple[str, list[str], int]]:
     """(query, passages, index of the query's own passage), from reviews of 4+ sentences."""
     rng = random.Random(seed)
     reviews = [t.replace("<br />", " ") for t, _ in load_reviews("imdb")]
     split = []
     for review in rng.sample(reviews, 4 * count):
-        sentences = _SENTENCE.split(review)
-        if len(sentences) >= 4 and len(sentences[0]) >= 30:
-            split.append((sentences[0], " ".join(sentences[1:3])))
+        parts = _SENTENCE.split(review)
+        if len(parts) >= 4 and len(parts[0]) >= 30:
+            split.append((parts[0], " ".join(parts[1 : None if sentences is None else 1 + sentences])))
         if len(split) == count:
             break
     out = []
@@ -50,10 +49,12 @@ def cases(count: int, candidates: int, seed: int = 7) -> list[tuple[str, list[st
     return out
 
 
-def measure(url: str, count: int = 200, candidates: int = 10, model: str | None = None) -> Quality:
+def measure(
+    url: str, count: int = 200, candidates: int = 10, model: str | None = None, sentences: int | None = None
+) -> Quality:
     hits, reciprocal = 0, 0.0
     with httpx.Client(base_url=url, timeout=60) as client:
-        for query, passages, own in cases(count, candidates):
+        for query, passages, own in cases(count, candidates, sentences=sentences):
             body: dict[str, object] = {"query": query, "texts": passages}
             if model:
                 body["model"] = model
@@ -62,7 +63,7 @@ def measure(url: str, count: int = 200, candidates: int = 10, model: str | None 
             rank = [x["index"] for x in r.json()].index(own) + 1
             hits += rank == 1
             reciprocal += 1 / rank
-    n = len(cases(count, candidates))
+    n = len(cases(count, candidates, sentences=sentences))
     return Quality(n, candidates, hits / n, reciprocal / n)
 
 
@@ -72,8 +73,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--candidates", type=int, default=10)
     parser.add_argument("--model")
+    parser.add_argument("--sentences", type=int, help="sentences after the query that make its passage (all)")
     args = parser.parse_args()
-    q = measure(args.url, args.queries, args.candidates, args.model)
+    q = measure(args.url, args.queries, args.candidates, args.model, args.sentences)
     print(f"{q.queries} queries x {q.candidates} candidates: top-1 {q.top1:.3f}, MRR {q.mrr:.3f}")
 
 
