@@ -20,7 +20,13 @@ from service.settings import Settings
 TIMEOUT_HEADER = "x-request-timeout"
 # Which model tasks serve a route's task, in order of preference: reranking works out of the
 # box with an embedding model (cosine) until a cross-encoder is served.
-SERVES = {"classify": ("classify",), "embed": ("embed",), "rerank": ("rerank", "embed")}
+SERVES = {
+    "classify": ("classify",),
+    "embed": ("embed",),
+    "rerank": ("rerank", "embed"),
+    # Any model can tokenize; unnamed, the embedding model's tokenizer is the default.
+    "tokenize": ("embed", "classify", "rerank"),
+}
 log = logging.getLogger("bertserve")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from tokenizers import Encoding, Tokenizer
@@ -18,6 +19,14 @@ class InputTooLong(Exception):
         self.index = index
         self.tokens = tokens
         self.max_length = max_length
+
+
+class Token(NamedTuple):
+    id: int
+    text: str
+    special: bool
+    start: int
+    stop: int
 
 
 class TokenizerError(Exception):
@@ -84,6 +93,34 @@ class TextEncoder:
                 raise InputTooLong(index, len(joined.ids), self.max_length)
             rows.append(np.array([joined.ids, joined.type_ids], dtype=np.int64))
         return rows
+
+    def tokens(
+        self, items: Sequence[str] | Sequence[tuple[str, str]], truncate: bool, add_special_tokens: bool
+    ) -> list[list[Token]]:
+        """Every token of every text (or pair) as the model is fed it, truncation included:
+        id, text, whether it is special, and character offsets (Python str indices) into the
+        text it came from. Without special tokens, the same tokens less the special ones."""
+        if items and isinstance(items[0], tuple):
+            pairs: list[tuple[str, str]] = list(items)  # type: ignore[arg-type]
+            plain = [self._full.encode_batch(list(pair), add_special_tokens=False) for pair in pairs]
+            encodings = [self._join(first, second, truncate) for first, second in plain]
+            sources: list[tuple[str, ...]] = pairs  # type: ignore[assignment]
+        else:
+            texts: list[str] = list(items)  # type: ignore[arg-type]
+            encodings = (self._truncating if truncate else self._full).encode_batch(texts)
+            sources = [(t,) for t in texts]
+        out = []
+        for source, e in zip(sources, encodings, strict=True):
+            row = []
+            for i, (start, stop) in enumerate(e.offsets):
+                special = bool(e.special_tokens_mask[i])
+                if special and not add_special_tokens:
+                    continue
+                seq = e.sequence_ids[i]
+                text = e.tokens[i] if special or seq is None else source[seq][start:stop]
+                row.append(Token(e.ids[i], text, special, start, stop))
+            out.append(row)
+        return out
 
     def _join(self, first: Encoding, second: Encoding, truncate: bool) -> Encoding:
         if not truncate:
