@@ -4,22 +4,31 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# Two install levels: serving (and building the default models, which needs the export
+# extra: torch, transformers) for `make run`; the test and lint tools on top for the rest.
+SERVE_STAMP := $(VENV)/.installed-serve
+STAMP       := $(VENV)/.installed-test
 
-.PHONY: install models run test test-unit lint clean system-deps bench bench-smoke reliability soak test-docker
+.PHONY: install install-test models run test test-unit lint clean system-deps bench bench-smoke reliability soak test-docker
 
-$(STAMP): pyproject.toml requirements/constraints.txt
+$(SERVE_STAMP): pyproject.toml requirements/constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	@# torch first, pinned: the CPU wheel is on disk, an open range would pull a CUDA build
 	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -c requirements/constraints.txt -e '.[export]'
+	@touch $@
+
+$(STAMP): $(SERVE_STAMP)
 	$(BIN)/pip install -q -c requirements/constraints.txt -e '.[export,test]'
 	@touch $@
 
-install: $(STAMP)
+## install: what serving and the default-model build need; install-test adds test and lint tools
+install: $(SERVE_STAMP)
+install-test: $(STAMP)
 
 ## models: build the default models into models/ (kept when present; FORCE=1 rebuilds)
-models: $(STAMP)
+models: $(SERVE_STAMP)
 	$(BIN)/python models/build.py $(if $(FORCE),--force)
 
 ## run: serve the default models on http://127.0.0.1:8000
@@ -42,18 +51,18 @@ test-docker: $(STAMP) models
 	TEST_DOCKER=1 $(BIN)/python -m pytest -q -ra tests/docker
 
 ## bench: the service against the raw engine and the per-request baseline -> docs/benchmarks.md
-bench: models system-deps
+bench: $(STAMP) models system-deps
 	$(BIN)/python -m loadtest.bench --out docs
 
-bench-smoke: models system-deps
+bench-smoke: $(STAMP) models system-deps
 	$(BIN)/python -m loadtest.bench --smoke --out loadtest/results
 
 ## reliability: overload, stall, slow clients and a 3-minute soak -> docs/reliability.md
-reliability: models system-deps
+reliability: $(STAMP) models system-deps
 	$(BIN)/python -m loadtest.reliability --soak-seconds 180 --out docs
 
 ## soak: the same with a longer soak (SOAK_SECONDS, default 600), into loadtest/results
-soak: models system-deps
+soak: $(STAMP) models system-deps
 	$(BIN)/python -m loadtest.reliability --soak-seconds $(or $(SOAK_SECONDS),600) --out loadtest/results
 
 test-unit: $(STAMP)
