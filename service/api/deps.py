@@ -53,7 +53,9 @@ async def get_call(request: Request) -> Call:
     def on_model(name: str) -> None:
         request.state.model = name
 
-    return Call(request.headers.get(TIMEOUT_HEADER), request.state.entered_at, disconnected, on_model)
+    call = Call(request.headers.get(TIMEOUT_HEADER), request.state.entered_at, disconnected, on_model)
+    request.state.timing = call.timing  # the middleware turns it into timing headers
+    return call
 
 
 CallOf = Annotated[Call, Depends(get_call)]

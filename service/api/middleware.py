@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import BadRequest, BodyTooLarge, RequestTimeout, ServiceError, render
+from service.serving.common import Timing
 from service.state import AppState
 
 log = logging.getLogger("bertserve.access")
@@ -53,8 +54,11 @@ class RequestContext:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 status["started"] = True
-                if not any(k == b"x-request-id" for k, _ in message.get("headers", [])):
-                    message["headers"] = [*message.get("headers", []), id_header]
+                headers = list(message.get("headers", []))
+                if not any(k == b"x-request-id" for k, _ in headers):
+                    headers.append(id_header)
+                headers += timing_headers(scope["state"].get("timing"), time.perf_counter() - started)
+                message["headers"] = headers
             await send(message)
 
         self.state.inflight += 1
@@ -118,6 +122,22 @@ class RequestContext:
                     "duration_ms": round(seconds * 1000, 2),
                 },
             )
+
+
+def timing_headers(timing: Timing | None, total_s: float) -> list[tuple[bytes, bytes]]:
+    """Where the time went, in milliseconds, as text-embeddings-inference reports it."""
+    out = [(b"x-total-time", _ms(total_s))]
+    if timing is not None:
+        out += [
+            (b"x-tokenization-time", _ms(timing.tokenize_s)),
+            (b"x-queue-time", _ms(timing.ticket.queue_s)),
+            (b"x-inference-time", _ms(timing.ticket.inference_s)),
+        ]
+    return out
+
+
+def _ms(seconds: float) -> bytes:
+    return f"{seconds * 1000:.3f}".encode()
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from itertools import islice
 from typing import Generic, Protocol, TypeVar
 
-from service.batching.policy import WINDOW_BATCHES, Item, select_batch
+from service.batching.policy import WINDOW_BATCHES, Item, Ticket, select_batch
 from service.errors import DeadlineExceeded, InferenceFailed, Overloaded, ServiceError, Unavailable
 
 P = TypeVar("P")
@@ -84,6 +84,7 @@ class Batcher(Generic[P, R]):
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.busy_since: float | None = None  # monotonic start of the running batch, for stall checks
+        self._batches_run = 0  # a batch's number, so a ticket counts each batch once
 
     @property
     def queued(self) -> int:
@@ -110,15 +111,18 @@ class Batcher(Generic[P, R]):
             self._observer.rejected("overloaded", items)
             raise Overloaded(f"queue full ({self.max_queue_items} items): retry later")
 
-    def submit(self, payloads: Sequence[tuple[P, int]], deadline: float) -> list[asyncio.Future[R]]:
-        """Queue (payload, tokens) pairs as one request: all of them or none (429)."""
+    def submit(
+        self, payloads: Sequence[tuple[P, int]], deadline: float, ticket: Ticket | None = None
+    ) -> list[asyncio.Future[R]]:
+        """Queue (payload, tokens) pairs as one request: all of them or none (429). The
+        ticket, if any, hears of the queue wait and the batches its items ride in."""
         self.check_room(len(payloads))
         loop = asyncio.get_running_loop()
         now = loop.time()
         futures: list[asyncio.Future[R]] = []
         for payload, tokens in payloads:
             future: asyncio.Future[R] = loop.create_future()
-            self._pending.append(Item(payload, tokens, deadline, now, future))
+            self._pending.append(Item(payload, tokens, deadline, now, future, ticket))
             futures.append(future)
         self._observer.queue_depth(len(self._pending))
         self._wakeup.set()
@@ -237,7 +241,12 @@ class Batcher(Generic[P, R]):
         finally:
             self.busy_since = None
         padded = len(batch) * max(it.tokens for it in batch)
-        self._observer.batch(len(batch), padded, waits, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self._batches_run += 1
+        self._observer.batch(len(batch), padded, waits, seconds)
+        for item, waited in zip(batch, waits, strict=True):
+            if item.ticket is not None:
+                item.ticket.rode(waited, self._batches_run, len(batch), seconds)
         for item, result in zip(batch, results, strict=True):
             if not item.future.done():
                 item.future.set_result(result)

@@ -21,6 +21,25 @@ WINDOW_BATCHES = 32
 
 
 @dataclass(eq=False)
+class Ticket:
+    """What one request's items went through: the longest queue wait of its items, the
+    runtime seconds of the batches they rode in (each batch once) and those batches' sizes.
+    For timing headers and traces; the batcher fills it, nothing reads it back there."""
+
+    queue_s: float = 0.0
+    inference_s: float = 0.0
+    batch_sizes: list[int] = field(default_factory=list)
+    _batches: set[int] = field(default_factory=set, repr=False)
+
+    def rode(self, waited_s: float, batch: int, size: int, seconds: float) -> None:
+        self.queue_s = max(self.queue_s, waited_s)
+        if batch not in self._batches:
+            self._batches.add(batch)
+            self.inference_s += seconds
+            self.batch_sizes.append(size)
+
+
+@dataclass(eq=False)
 class Item(Generic[P]):
     """One input waiting for the runtime. `tokens` is its length after tokenization."""
 
@@ -29,6 +48,7 @@ class Item(Generic[P]):
     deadline: float
     enqueued: float
     future: asyncio.Future[Any] = field(repr=False)
+    ticket: Ticket | None = field(default=None, repr=False)
 
 
 def select_batch(

@@ -27,6 +27,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from service.batching import Ticket
 from service.errors import ClientClosed, InvalidInput
 from service.runtime.tokenizer import InputTooLong
 from service.serving.model import ServedModel
@@ -41,6 +42,14 @@ async def _never() -> None:
 
 
 @dataclass
+class Timing:
+    """Where a request's time went, for the timing headers and traces."""
+
+    tokenize_s: float = 0.0
+    ticket: Ticket = field(default_factory=Ticket)
+
+
+@dataclass
 class Call:
     """One request as the serving layer sees it."""
 
@@ -50,6 +59,7 @@ class Call:
     disconnected: Callable[[], Awaitable[None]] = _never
     # Told the resolved model's name as soon as it is known, for metrics and the access log.
     on_model: Callable[[str], None] = field(default=lambda _: None)
+    timing: Timing = field(default_factory=Timing)
 
 
 @dataclass(frozen=True)
@@ -149,6 +159,7 @@ async def run(call: Call, admitted: Admitted, texts: Texts, truncate: bool) -> O
             param=texts.param,
         )
     model.batcher.check_room(count)  # refuse before spending the tokenizer on it
+    started = time.perf_counter()
     try:
         ids = await model.tokenize(texts.items, truncate, texts.max_second_tokens)
     except InputTooLong as exc:
@@ -158,7 +169,9 @@ async def run(call: Call, admitted: Admitted, texts: Texts, truncate: bool) -> O
             "shorten it or pass truncate=true",
             param=where,
         ) from exc
-    rows = await until_disconnect(call, model.run(ids, admitted.deadline))
+    finally:
+        call.timing.tokenize_s += time.perf_counter() - started
+    rows = await until_disconnect(call, model.run(ids, admitted.deadline, call.timing.ticket))
     return Output(model, rows, sum(r.shape[-1] for r in ids))
 
 

@@ -13,7 +13,7 @@ from functools import partial
 
 import numpy as np
 
-from service.batching import Batcher
+from service.batching import Batcher, Ticket
 from service.errors import DeadlineExceeded
 from service.manifest import Manifest
 from service.metrics import Metrics
@@ -96,9 +96,9 @@ class ServedModel:
             return encoder.encode_pairs(items, truncate, max_second)  # type: ignore[arg-type]
         return encoder.encode(items, truncate, max_second)  # type: ignore[arg-type]
 
-    async def run(self, ids: Sequence[np.ndarray], deadline: float) -> np.ndarray:
+    async def run(self, ids: Sequence[np.ndarray], deadline: float, ticket: Ticket | None = None) -> np.ndarray:
         """One row of model output per input, batched with whatever else is queued."""
-        futures = self.batcher.submit([(row, row.shape[-1]) for row in ids], deadline)
+        futures = self.batcher.submit([(row, row.shape[-1]) for row in ids], deadline, ticket)
         remaining = deadline - asyncio.get_running_loop().time()
         try:
             rows = await asyncio.wait_for(asyncio.gather(*futures), timeout=max(remaining, 0.0))

@@ -349,3 +349,12 @@ async def test_base64_saving_is_what_the_readme_says(client: httpx.AsyncClient) 
     readme = Path(__file__).resolve().parents[2] / "README.md"
     quoted = float(re.search(r"about ([0-9.]+)x smaller on the wire", readme.read_text()).group(1))
     assert abs(ratio - quoted) < 0.25, f"measured {ratio:.2f}x, README says {quoted}x"
+
+
+async def test_timing_headers(client: httpx.AsyncClient) -> None:
+    r = await client.post("/embed", json={"inputs": ["timing", "headers for a batch"]})
+    times = {k: float(r.headers[f"x-{k}-time"]) for k in ("total", "tokenization", "queue", "inference")}
+    assert times["inference"] > 0 and times["tokenization"] > 0 and times["queue"] >= 0
+    assert times["total"] >= times["inference"] + times["queue"]
+    health = await client.get("/health/live")  # no model work: only the total
+    assert "x-total-time" in health.headers and "x-inference-time" not in health.headers

@@ -253,3 +253,20 @@ async def test_dead_items_behind_the_window_do_not_hold_room() -> None:
     assert await asyncio.gather(*busy, *kept, f) == ["aa", "bb", "cc", "ff"]
     assert all(c not in call for call in runner.calls for c in "de")
     await batcher.stop()
+
+
+async def test_ticket_hears_of_the_batches_its_items_rode_in() -> None:
+    from service.batching import Ticket
+
+    async def runner(items: list[int]) -> list[int]:
+        await asyncio.sleep(0.01)
+        return items
+
+    batcher: Batcher[int, int] = Batcher(runner, max_batch_size=2, max_batch_tokens=100, max_queue_items=10)
+    batcher.start()
+    ticket = Ticket()
+    futures = batcher.submit([(1, 1), (2, 1), (3, 1)], asyncio.get_running_loop().time() + 5, ticket)
+    assert await asyncio.gather(*futures) == [1, 2, 3]
+    await batcher.stop()
+    assert sorted(ticket.batch_sizes) == [1, 2]  # three items, batches of at most two
+    assert ticket.inference_s >= 0.02 and ticket.queue_s >= 0.01  # the third waited for the first batch
