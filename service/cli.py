@@ -35,6 +35,7 @@ def _export(args: argparse.Namespace) -> int:
         fp16=args.fp16,
         eval_data=Path(args.eval_data) if args.eval_data else None,
         force=args.force,
+        pairs=args.pairs,
     )
     try:
         export_checkpoint(opts)
@@ -63,13 +64,22 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="export a Hugging Face checkpoint to a verified model directory")
     export.add_argument("checkpoint", help="local Hugging Face checkpoint directory")
     export.add_argument("out_dir", help="model directory to write")
-    export.add_argument("--task", choices=["classify", "embed"], required=True)
+    export.add_argument(
+        "--task",
+        choices=["classify", "embed", "rerank"],
+        required=True,
+        help="rerank: a cross-encoder (a sequence-classification head with one output), served on text pairs",
+    )
+    export.add_argument("--pairs", action="store_true", help="classify: a classifier trained on text pairs")
     export.add_argument("--name", help="model name served by the API (default: OUT_DIR's name)")
     export.add_argument("--pooling", choices=["mean", "cls"], help="embedding pooling when the checkpoint does not say")
     export.add_argument("--max-length", type=int, help="max tokens per input (default: the checkpoint's)")
     export.add_argument("--int8", action="store_true", help="add a verified int8 variant (CPU)")
     export.add_argument("--fp16", action="store_true", help="add a verified fp16 variant (CUDA)")
-    export.add_argument("--eval-data", help="CSV or JSONL of text,label to gate classification variants")
+    export.add_argument(
+        "--eval-data",
+        help="CSV or JSONL of text,label (text,text_pair,label with --pairs) to gate classification variants",
+    )
     export.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
     export.set_defaults(func=_export)
     return parser

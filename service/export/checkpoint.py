@@ -33,6 +33,25 @@ class Checkpoint:
         archs = self.config.get("architectures") or []
         return any(a.endswith("ForSequenceClassification") for a in archs)
 
+    @property
+    def num_labels(self) -> int:
+        """Outputs of the classification head, as transformers counts them (2 when unsaid)."""
+        id2label = self.config.get("id2label") or {}
+        return len(id2label) if id2label else int(self.config.get("num_labels", self.config.get("_num_labels", 2)))
+
+    def check_head(self, task: str) -> None:
+        """classify needs a sequence-classification head; rerank one with exactly one output."""
+        if task not in ("classify", "rerank"):
+            return
+        if not self.has_classification_head:
+            hint = "export it with --task embed" if task == "classify" else "--task rerank needs a cross-encoder"
+            raise ExportError(f"{self.path} has no sequence-classification head: {hint}")
+        if task == "rerank" and self.num_labels != 1:
+            raise ExportError(
+                f"{self.path} has a classification head with {self.num_labels} outputs: --task rerank needs a "
+                "cross-encoder with one output (a pair classifier exports with --task classify --pairs)"
+            )
+
     def max_length(self, requested: int | None) -> int:
         limit = int(self.config.get("max_position_embeddings", 512))
         if self.model_type in ("roberta", "xlm-roberta"):
@@ -80,12 +99,15 @@ def load_torch_model(ckpt: Checkpoint, task: str) -> Any:
     """Load the PyTorch model in eval mode with the eager attention, which exports cleanly."""
     from transformers import AutoModel, AutoModelForSequenceClassification
 
-    if task == "classify" and not ckpt.has_classification_head:
-        raise ExportError(f"{ckpt.path} has no sequence-classification head: export it with --task embed")
-    cls = AutoModelForSequenceClassification if task == "classify" else AutoModel
+    ckpt.check_head(task)
+    cls = AutoModel if task == "embed" else AutoModelForSequenceClassification
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = cls.from_pretrained(str(ckpt.path), attn_implementation="eager")
+    if task == "rerank" and int(model.config.num_labels) != 1:
+        raise ExportError(
+            f"{ckpt.path}: the loaded head has {model.config.num_labels} outputs: --task rerank needs one"
+        )
     return model.eval()
 
 

@@ -6,7 +6,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -17,9 +17,23 @@ import torch
 
 from service import __version__
 from service.export.checkpoint import Checkpoint, inspect_checkpoint, load_tokenizer, load_torch_model
-from service.export.data import Example, read_eval_file, verification_texts
+from service.export.data import (
+    read_eval_file,
+    read_eval_pairs,
+    verification_pairs,
+    verification_texts,
+)
 from service.export.errors import ExportError
 from service.export.graph import build_graph, export_onnx
+from service.export.pairs import (
+    CrossEncoderReference,
+    PairSet,
+    arrange_pairs,
+    crossencoder_parity,
+    crossencoder_reference,
+    encode_pair_batches,
+    served_pair_rows,
+)
 from service.export.plain import plain_output
 from service.export.quantize import FP16_RECIPES, INT8_RECIPES, Recipe
 from service.export.verify import (
@@ -56,22 +70,32 @@ class ExportOptions:
     fp16: bool = False
     eval_data: Path | None = None
     force: bool = False
+    # A classifier trained on text pairs (NLI, paraphrase): verified, and served, on pairs.
+    # Implied by task rerank (a cross-encoder always takes pairs).
+    pairs: bool = False
+
+    @property
+    def takes_pairs(self) -> bool:
+        return self.task == "rerank" or self.pairs
 
 
 @dataclass
 class _Context:
     """What every verification step needs: the served token ids of the inputs, how the
-    service feeds the graph, and the PyTorch answers to the same texts."""
+    service feeds the graph, and the PyTorch answers to the same texts (or pairs)."""
 
     task: str
     output: str
     pad_token_id: int
-    example: Batch
-    rows: Rows
-    reference: np.ndarray
-    eval_rows: Rows
-    eval_labels: list[int]
+    pairs: bool
+    example: Batch = field(default_factory=dict)
+    rows: Rows = field(default_factory=list)
+    reference: np.ndarray = field(default_factory=lambda: np.empty(0))
+    eval_rows: Rows = field(default_factory=list)
+    eval_labels: list[int] = field(default_factory=list)
     eval_fp32: float | None = None
+    pair_set: PairSet = field(default_factory=lambda: PairSet([], 0, []))
+    crossencoder: CrossEncoderReference | None = None
 
 
 def export_checkpoint(opts: ExportOptions, log: Log = _stderr) -> Manifest:
@@ -85,6 +109,9 @@ def _preflight(opts: ExportOptions) -> Checkpoint:
     ckpt = inspect_checkpoint(opts.checkpoint)
     if opts.out_dir.exists() and not opts.force:
         raise ExportError(f"{opts.out_dir} exists: pass --force to replace it")
+    if opts.pairs and opts.task == "embed":
+        raise ExportError("--pairs applies to classify (a pair classifier); rerank always takes pairs")
+    ckpt.check_head(opts.task)
     _pooling(ckpt, opts)
     if opts.eval_data is not None:
         if opts.task != "classify":
@@ -101,7 +128,6 @@ def _export(ckpt: Checkpoint, opts: ExportOptions, log: Log) -> Manifest:
     tokenizer = load_tokenizer(ckpt)
     max_length = ckpt.max_length(opts.max_length)
     labels = _labels(model.config) if opts.task == "classify" else None
-    examples = read_eval_file(opts.eval_data, labels) if opts.eval_data is not None and labels else []
     graph = build_graph(model, opts.task, ckpt.input_names, pooling)
     staging = opts.out_dir.parent / f".{opts.out_dir.name}.staging"
     shutil.rmtree(staging, ignore_errors=True)
@@ -110,7 +136,7 @@ def _export(ckpt: Checkpoint, opts: ExportOptions, log: Log) -> Manifest:
         # The tokenizer the service will load is written first: verification goes through it.
         tokenizer.save_pretrained(str(staging))
         shutil.copyfile(ckpt.path / "config.json", staging / "config.json")
-        ctx = _reference(opts.task, graph, tokenizer, ckpt.input_names, staging, max_length, examples, log)
+        ctx = _reference(opts, ckpt, graph, tokenizer, staging, max_length, labels, log)
         variants = _variants(ctx, graph, staging, opts, max_length, log)
         manifest = Manifest(
             name=opts.name or opts.out_dir.name,
@@ -121,6 +147,7 @@ def _export(ckpt: Checkpoint, opts: ExportOptions, log: Log) -> Manifest:
             output=ctx.output,
             pad_token_id=ctx.pad_token_id,
             labels=labels,
+            pairs=ctx.pairs,
             multi_label=getattr(model.config, "problem_type", None) == "multi_label_classification",
             dimension=int(ctx.reference.shape[1]) if opts.task == "embed" else None,
             pooling=pooling if opts.task == "embed" else None,
@@ -141,33 +168,71 @@ def _export(ckpt: Checkpoint, opts: ExportOptions, log: Log) -> Manifest:
 
 
 def _reference(
-    task: str,
+    opts: ExportOptions,
+    ckpt: Checkpoint,
     graph: torch.nn.Module,
     tokenizer: Any,
-    input_names: list[str],
     staging: Path,
     max_length: int,
-    examples: list[Example],
+    labels: list[str] | None,
     log: Log,
 ) -> _Context:
     """Both sides' inputs from the same texts, the token ids checked equal, and PyTorch's answers."""
-    encoder = TextEncoder(staging / "tokenizer.json", max_length)
-    texts = verification_texts()
-    rows = served_rows(encoder, tokenizer, texts, max_length, "verification texts")
-    eval_texts = [t for t, _ in examples]
-    eval_rows = served_rows(encoder, tokenizer, eval_texts, max_length, "--eval-data rows") if examples else []
-    batches = encode_batches(tokenizer, texts, max_length, input_names)
-    log(f"export: PyTorch reference on {len(texts)} inputs")
-    return _Context(
-        task=task,
-        output="logits" if task == "classify" else "sentence_embedding",
+    ctx = _Context(
+        task=opts.task,
+        output="sentence_embedding" if opts.task == "embed" else "logits",
         pad_token_id=int(tokenizer.pad_token_id or 0),
-        example=batches[0],
-        rows=rows,
-        reference=torch_outputs(graph, batches),
-        eval_rows=eval_rows,
-        eval_labels=[y for _, y in examples],
+        pairs=opts.takes_pairs,
     )
+    encoder = TextEncoder(staging / "tokenizer.json", max_length)
+    eval_data = opts.eval_data if labels else None
+    if ctx.pairs:
+        batches = _pair_inputs(ctx, encoder, tokenizer, ckpt.input_names, max_length, eval_data, labels or [])
+        ctx.crossencoder = crossencoder_reference(ckpt.path, tokenizer, ctx.pair_set, max_length, log)
+    else:
+        batches = _text_inputs(ctx, encoder, tokenizer, ckpt.input_names, max_length, eval_data, labels or [])
+    log(f"export: PyTorch reference on {len(ctx.rows)} {'pairs' if ctx.pairs else 'inputs'}")
+    ctx.example = batches[0]
+    ctx.reference = torch_outputs(graph, batches)
+    return ctx
+
+
+def _text_inputs(
+    ctx: _Context,
+    encoder: TextEncoder,
+    tokenizer: Any,
+    names: list[str],
+    max_length: int,
+    eval_data: Path | None,
+    labels: list[str],
+) -> list[Batch]:
+    texts = verification_texts()
+    ctx.rows = served_rows(encoder, tokenizer, texts, max_length, "verification texts")
+    if eval_data is not None:
+        examples = read_eval_file(eval_data, labels)
+        ctx.eval_rows = served_rows(encoder, tokenizer, [t for t, _ in examples], max_length, "--eval-data rows")
+        ctx.eval_labels = [y for _, y in examples]
+    return encode_batches(tokenizer, texts, max_length, names)
+
+
+def _pair_inputs(
+    ctx: _Context,
+    encoder: TextEncoder,
+    tokenizer: Any,
+    names: list[str],
+    max_length: int,
+    eval_data: Path | None,
+    labels: list[str],
+) -> list[Batch]:
+    """As `_text_inputs`, on pairs: grouped by the truncation transformers applies to them."""
+    ctx.pair_set = arrange_pairs(tokenizer, verification_pairs(), max_length)
+    ctx.rows = served_pair_rows(encoder, tokenizer, ctx.pair_set, max_length, names, "verification pairs")
+    if eval_data is not None:
+        examples = read_eval_pairs(eval_data, labels)
+        eval_set = arrange_pairs(tokenizer, [pair for pair, _ in examples], max_length)
+        ctx.eval_rows = served_pair_rows(encoder, tokenizer, eval_set, max_length, names, "--eval-data rows")
+        ctx.eval_labels = [examples[i][1] for i in eval_set.order]
+    return encode_pair_batches(tokenizer, ctx.pair_set, max_length, names)
 
 
 def _variants(
@@ -194,6 +259,11 @@ def _verify(ctx: _Context, path: Path) -> dict[str, float]:
     sets = [ctx.rows, ctx.eval_rows] if ctx.eval_rows else [ctx.rows]
     outputs = served_outputs(path, sets, output=ctx.output, pad_token_id=ctx.pad_token_id)
     figures = parity(ctx.task, ctx.reference, outputs[0])
+    if ctx.pairs:
+        # crossencoder_rows 0: the CrossEncoder.predict check did not run (see the export log).
+        figures.update(
+            crossencoder_parity(ctx.crossencoder, outputs[0]) if ctx.crossencoder else {"crossencoder_rows": 0.0}
+        )
     if ctx.eval_rows:
         figures["eval_accuracy"] = accuracy(outputs[1], ctx.eval_labels)
         if ctx.eval_fp32 is None:
@@ -239,6 +309,8 @@ def _labels(config: Any) -> list[str]:
 
 def _evaluation(ctx: _Context, variants: dict[str, VariantInfo], seconds: float) -> dict[str, float | int | str]:
     out: dict[str, float | int | str] = {"export_seconds": round(seconds, 1)}
+    if ctx.crossencoder is not None:
+        out["crossencoder_activation"] = ctx.crossencoder.activation
     if ctx.eval_rows:
         out["eval_rows"] = len(ctx.eval_labels)
         for name, info in variants.items():

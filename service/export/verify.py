@@ -33,6 +33,9 @@ VARIANT_MEAN_COSINE = 0.995
 VARIANT_MIN_COSINE = 0.99
 VARIANT_ARGMAX_AGREEMENT = 0.95
 VARIANT_MAX_ACCURACY_DROP = 0.015
+# Rerank (one logit): see models/README.md for the choice.
+VARIANT_RANK_AGREEMENT = 0.98
+VARIANT_SCORE_MAX_ABS_DIFF = 0.05
 BATCH_SIZE = 16
 
 
@@ -67,19 +70,23 @@ def served_rows(encoder: TextEncoder, tokenizer: Any, texts: Sequence[str], max_
     side, normalisation, special tokens), the served model is not the PyTorch model."""
     rows = encoder.encode(texts, truncate=True)
     expected = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
-    differ = [i for i, (row, ids) in enumerate(zip(rows, expected, strict=True)) if row.tolist() != list(ids)]
-    if differ:
-        first = differ[0]
-        served, wanted = rows[first].tolist(), list(expected[first])
-        at = next(
-            (i for i, (a, b) in enumerate(zip(served, wanted, strict=False)) if a != b), min(len(served), len(wanted))
-        )
-        raise ExportError(
-            f"verification failed: the served tokenizer (tokenizer.json) and the checkpoint's tokenizer give "
-            f"different token ids for {len(differ)} of {len(texts)} {what} (first: #{first} from token {at}, "
-            f"{served[at : at + 3]} vs {wanted[at : at + 3]}); nothing written"
-        )
+    check_same_ids([row.tolist() for row in rows], [list(ids) for ids in expected], what)
     return rows
+
+
+def check_same_ids(served: list[list[int]], expected: list[list[int]], what: str, kind: str = "token ids") -> None:
+    """Refuse the export, naming the first difference, unless both sides encode alike."""
+    differ = [i for i, (row, ids) in enumerate(zip(served, expected, strict=True)) if row != ids]
+    if not differ:
+        return
+    first = differ[0]
+    got, wanted = served[first], expected[first]
+    at = next((i for i, (a, b) in enumerate(zip(got, wanted, strict=False)) if a != b), min(len(got), len(wanted)))
+    raise ExportError(
+        f"verification failed: the served tokenizer (tokenizer.json) and the checkpoint's tokenizer give "
+        f"different {kind} for {len(differ)} of {len(served)} {what} (first: #{first} from token {at}, "
+        f"{got[at : at + 3]} vs {wanted[at : at + 3]}); nothing written"
+    )
 
 
 def served_outputs(
@@ -110,11 +117,27 @@ def parity(task: str, reference: np.ndarray, candidate: np.ndarray) -> dict[str,
     if task == "classify":
         agree = reference.argmax(axis=1) == candidate.argmax(axis=1)
         figures["argmax_agreement"] = float(agree.mean())
+    elif task == "rerank":
+        figures["rank_agreement"] = rank_agreement(reference[:, 0], candidate[:, 0])
+        figures["score_max_abs_diff"] = float(np.abs(_sigmoid(reference) - _sigmoid(candidate)).max())
     else:
         cos = _cosine(reference, candidate)
         figures["cosine_min"] = float(cos.min())
         figures["cosine_mean"] = float(cos.mean())
     return figures
+
+
+def rank_agreement(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """Of every two rows the reference scores differently, the share the candidate orders the
+    same way (Kendall's concordance): what a reranker's user sees is the order."""
+    ref = np.sign(reference[:, None] - reference[None, :])
+    cand = np.sign(candidate[:, None] - candidate[None, :])
+    counted = np.triu(ref != 0, k=1)
+    return float((ref[counted] == cand[counted]).mean()) if counted.any() else 1.0
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return np.asarray(1.0 / (1.0 + np.exp(-x.astype(np.float64))))
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -125,10 +148,15 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def check_fp32(task: str, figures: dict[str, float]) -> None:
     """The fp32 graph must be the PyTorch model; anything else is a broken export."""
-    if task == "classify" and figures["max_abs_diff"] > FP32_MAX_ABS_DIFF:
+    if task in ("classify", "rerank") and figures["max_abs_diff"] > FP32_MAX_ABS_DIFF:
         raise ExportError(
             f"verification failed: fp32 logits differ from PyTorch by {figures['max_abs_diff']:.3g} "
             f"(limit {FP32_MAX_ABS_DIFF:g}); nothing written"
+        )
+    if figures.get("crossencoder_max_abs_diff", 0.0) > FP32_MAX_ABS_DIFF:
+        raise ExportError(
+            f"verification failed: fp32 logits differ from CrossEncoder.predict by "
+            f"{figures['crossencoder_max_abs_diff']:.3g} (limit {FP32_MAX_ABS_DIFF:g}); nothing written"
         )
     if task == "embed" and figures["cosine_min"] < FP32_MIN_COSINE:
         raise ExportError(
@@ -152,6 +180,8 @@ def variant_gate(task: str, figures: dict[str, float]) -> Gate:
             f"cosine mean {figures['cosine_mean']:.4f} (>= {VARIANT_MEAN_COSINE}), "
             f"min {figures['cosine_min']:.4f} (>= {VARIANT_MIN_COSINE})",
         )
+    if task == "rerank":
+        return _rerank_gate(figures)
     ok = figures["argmax_agreement"] >= VARIANT_ARGMAX_AGREEMENT
     reason = f"argmax agreement {figures['argmax_agreement']:.4f} (>= {VARIANT_ARGMAX_AGREEMENT})"
     if "eval_accuracy" in figures:
@@ -162,6 +192,19 @@ def variant_gate(task: str, figures: dict[str, float]) -> Gate:
             f" (drop <= {VARIANT_MAX_ACCURACY_DROP})"
         )
     return Gate(ok, reason)
+
+
+def _rerank_gate(figures: dict[str, float]) -> Gate:
+    """One logit, no argmax: the order of the scores and the served (sigmoid) score itself."""
+    ok = (
+        figures["rank_agreement"] >= VARIANT_RANK_AGREEMENT
+        and figures["score_max_abs_diff"] <= VARIANT_SCORE_MAX_ABS_DIFF
+    )
+    return Gate(
+        ok,
+        f"rank agreement {figures['rank_agreement']:.4f} (>= {VARIANT_RANK_AGREEMENT}), "
+        f"sigmoid score max abs diff {figures['score_max_abs_diff']:.4f} (<= {VARIANT_SCORE_MAX_ABS_DIFF})",
+    )
 
 
 def accuracy(logits: np.ndarray, labels: Sequence[int]) -> float:

@@ -16,7 +16,7 @@ from onnx import numpy_helper
 from transformers import AutoModel, AutoTokenizer
 
 from service.cli import main
-from service.export import pipeline
+from service.export import exporter
 from service.export.errors import ExportError
 from service.export.exporter import ExportOptions, export_checkpoint
 from service.export.quantize import Recipe
@@ -113,7 +113,7 @@ def _copy(src: Path, dst: Path) -> None:
 def test_a_recipe_that_fails_its_gate_is_not_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, task: str, reason: str
 ) -> None:
-    monkeypatch.setattr(pipeline, "INT8_RECIPES", (Recipe("negated", _negated_output),))
+    monkeypatch.setattr(exporter, "INT8_RECIPES", (Recipe("negated", _negated_output),))
     ckpt = make_checkpoint(tmp_path / "ckpt", "bert", head=task == "classify")
     out = tmp_path / "model"
     lines: list[str] = []
@@ -129,7 +129,7 @@ def test_a_recipe_that_fails_its_gate_is_not_written(
 
 def test_the_next_recipe_is_tried_after_a_rejected_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     recipes = (Recipe("negated", _negated_output), Recipe("copy", _copy))
-    monkeypatch.setattr(pipeline, "INT8_RECIPES", recipes)
+    monkeypatch.setattr(exporter, "INT8_RECIPES", recipes)
     ckpt = make_checkpoint(tmp_path / "ckpt", "bert", head=True)
     lines: list[str] = []
     manifest = export_checkpoint(ExportOptions(ckpt, tmp_path / "model", "classify", int8=True), log=lines.append)
@@ -152,7 +152,7 @@ def test_embedding_variant_gate_figures() -> None:
 def test_corrupted_export_fails_verification_and_writes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_export = pipeline.export_onnx
+    real_export = exporter.export_onnx
 
     def corrupting_export(*args: object, **kwargs: object) -> None:
         real_export(*args, **kwargs)  # type: ignore[arg-type]
@@ -164,7 +164,7 @@ def test_corrupted_export_fails_verification_and_writes_nothing(
         weight.CopyFrom(numpy_helper.from_array(array, weight.name))
         onnx.save(model, str(path))
 
-    monkeypatch.setattr(pipeline, "export_onnx", corrupting_export)
+    monkeypatch.setattr(exporter, "export_onnx", corrupting_export)
     ckpt = make_checkpoint(tmp_path / "ckpt", "bert", head=True)
     with pytest.raises(ExportError, match="verification failed"):
         export_checkpoint(ExportOptions(ckpt, tmp_path / "model", "classify"), **quiet)
