@@ -55,14 +55,14 @@ WORKDIR /tmp/src
 COPY pyproject.toml README.md deploy/docker/install-service.sh ./
 COPY requirements/ requirements/
 COPY service/ service/
-RUN sh install-service.sh
+RUN sh install-service.sh && rm -rf /tmp/src
 WORKDIR /app
 # Read-only for the service: owned by root.
 COPY --from=build /src/models/ /app/models/
 USER 10001
 EXPOSE 8000
 # Python, not curl: the image has no curl.
-HEALTHCHECK --interval=5s --timeout=3s --start-period=60s --retries=3 \
+HEALTHCHECK --interval=5s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health/ready', timeout=2).status != 200)"]
 # Exec form: bertserve runs as PID 1 and receives SIGTERM itself, which starts the drain.
 ENTRYPOINT ["bertserve", "serve"]
@@ -84,12 +84,12 @@ WORKDIR /tmp/src
 COPY pyproject.toml README.md deploy/docker/install-service.sh ./
 COPY requirements/ requirements/
 COPY service/ service/
-RUN sh install-service.sh "onnxruntime-gpu==${ORT_GPU_VERSION}"
+RUN sh install-service.sh "onnxruntime-gpu==${ORT_GPU_VERSION}" && rm -rf /tmp/src
 WORKDIR /app
 COPY --from=build /src/models/ /app/models/
 USER 10001
 EXPOSE 8000
-HEALTHCHECK --interval=5s --timeout=3s --start-period=90s --retries=3 \
+HEALTHCHECK --interval=5s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health/ready', timeout=2).status != 200)"]
 ENTRYPOINT ["bertserve", "serve"]
 

@@ -12,7 +12,8 @@
 # the host: the host's CA bundle (HOST_CA_BUNDLE) is copied into the image as its system bundle,
 # and the image's pip.conf points pip at it. The host's pip index (PIP_INDEX_URL, else
 # `pip config get global.index-url`) is written to that pip.conf too, so builds reach the same
-# index; file:// indexes and find-links of the host are not (they are not in the image).
+# index (credentials in that URL end up in the image); file:// indexes and find-links of the host
+# are not (they are not in the image). Bookworm's security and point-release updates are applied.
 #
 # Needs root, debootstrap (apt-get install debootstrap) and a running Docker engine.
 # Environment: BASE_IMAGE (name:tag), DEBIAN_MIRROR, DEBIAN_SECURITY_MIRROR, HOST_CA_BUNDLE.
@@ -46,7 +47,7 @@ INDEX_URL=${PIP_INDEX_URL:-$(pip config get global.index-url 2>/dev/null || true
 command -v debootstrap >/dev/null || { echo "base-image: debootstrap is missing (apt-get install debootstrap)" >&2; exit 1; }
 
 ROOT=$(mktemp -d /var/tmp/bertserve-base.XXXXXX)
-trap 'rm -rf "$ROOT"' EXIT
+trap 'rm -rf "$ROOT" "$ROOT.log"' EXIT
 echo "base-image: debootstrap $SUITE from $MIRROR"
 started=$(date +%s)
 debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
@@ -63,14 +64,25 @@ cat >"$ROOT/etc/apt/apt.conf.d/90bertserve" <<'APT'
 APT::Install-Recommends "false";
 APT::Install-Suggests "false";
 APT
-cp "$HOST_CA_BUNDLE" "$ROOT/etc/ssl/certs/ca-certificates.crt"
 {
     echo "[global]"
     echo "cert = /etc/ssl/certs/ca-certificates.crt"
     echo "disable-pip-version-check = true"
-    [ -n "$INDEX_URL" ] && [[ "$INDEX_URL" != file:* ]] && echo "index-url = $INDEX_URL"
+    if [ -n "$INDEX_URL" ] && [[ "$INDEX_URL" != file:* ]]; then echo "index-url = $INDEX_URL"; fi
 } >"$ROOT/etc/pip.conf"
 
+# Security and point-release updates: debootstrap fetches the release suite only.
+cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+chroot "$ROOT" /bin/sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get upgrade -y -qq' >"$ROOT.log" 2>&1 \
+    || { tail -n 30 "$ROOT.log" >&2; rm -f "$ROOT.log"; exit 1; }
+rm -f "$ROOT.log" "$ROOT/etc/resolv.conf"
+
+# The host's CA bundle is the image's bundle. The site CAs the host added the Debian way go to
+# the same place in the image, so an update-ca-certificates run in a later build keeps them.
+cp "$HOST_CA_BUNDLE" "$ROOT/etc/ssl/certs/ca-certificates.crt"
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+    cp /usr/local/share/ca-certificates/*.crt "$ROOT/usr/local/share/ca-certificates/"
+fi
 chroot "$ROOT" /usr/bin/python3 -m venv /opt/venv
 rm -rf "$ROOT"/var/lib/apt/lists/* "$ROOT"/var/cache/apt/*.bin "$ROOT"/var/cache/apt/archives/*.deb \
     "$ROOT"/usr/share/doc/* "$ROOT"/usr/share/man/* "$ROOT"/usr/share/info/* "$ROOT"/var/log/*.log

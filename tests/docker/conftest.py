@@ -84,7 +84,10 @@ def stack(images: Images) -> Iterator[Stack]:
     assert not busy, f"ports {busy} on 127.0.0.1 are taken: the compose file publishes 8080 and 9090"
     try:
         started, wall = time.monotonic(), time.time()
-        d.run_logged([*d.compose_command(), "up", "-d", "--build"], images.log, timeout=900, env=d.compose_env())
+        try:
+            d.run_logged([*d.compose_command(), "up", "-d", "--build"], images.log, timeout=900, env=d.compose_env())
+        except d.DockerError as exc:
+            raise d.DockerError(f"{exc}\n{d.diagnose()}") from exc
         up_returned = time.monotonic() - started
         replicas = d.containers("bertserve")
         d.wait_healthy(replicas)

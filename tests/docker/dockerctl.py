@@ -112,7 +112,7 @@ def started_at(name: str) -> float:
     return timestamp(inspect(name)["State"]["StartedAt"])
 
 
-def wait_healthy(names: list[str], timeout: float = 120) -> float:
+def wait_healthy(names: list[str], timeout: float = 180) -> float:
     """Wait until every container reports healthy through its image's HEALTHCHECK; seconds waited."""
     started = time.monotonic()
     while True:
@@ -169,6 +169,22 @@ def image_size(image: str) -> int:
 def port_free(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def diagnose() -> str:
+    """State, health checks and last log lines of every container of the project."""
+    lines = []
+    for name in containers():
+        state = inspect(name)["State"]
+        checks = state.get("Health", {}).get("Log", [])[-3:]
+        lines.append(
+            f"{name}: {state['Status']} exit {state['ExitCode']} restarts {inspect(name)['RestartCount']}"
+            f" health {state.get('Health', {}).get('Status', 'none')}"
+            f" last checks {[(c['ExitCode'], c['Output'][-200:]) for c in checks]}"
+        )
+        tail = run(["docker", "logs", "--tail", "15", name], check=False)
+        lines += [f"  {line[:300]}" for line in (tail.stdout + tail.stderr).splitlines()]
+    return "\n".join(lines)
 
 
 def leftovers() -> list[str]:
