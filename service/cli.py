@@ -66,9 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("out_dir", help="model directory to write")
     export.add_argument(
         "--task",
-        choices=["classify", "embed", "rerank"],
+        choices=["classify", "embed", "rerank", "tokens"],
         required=True,
-        help="rerank: a cross-encoder (a sequence-classification head with one output), served on text pairs",
+        help="rerank: a cross-encoder (a sequence-classification head with one output), served on text pairs; "
+        "tokens: a token-classification (NER) checkpoint, per-token logits",
     )
     export.add_argument("--pairs", action="store_true", help="classify: a classifier trained on text pairs")
     export.add_argument("--name", help="model name served by the API (default: OUT_DIR's name)")
@@ -78,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--fp16", action="store_true", help="add a verified fp16 variant (CUDA)")
     export.add_argument(
         "--eval-data",
-        help="CSV or JSONL of text,label (text,text_pair,label with --pairs) to gate classification variants",
+        help="CSV or JSONL of text,label (text,text_pair,label with --pairs) to gate classification variants; "
+        'tokens: JSONL of {"text", "entities": [{"start", "end", "label"}]} to gate them on entity F1',
     )
     export.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
     export.set_defaults(func=_export)

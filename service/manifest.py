@@ -18,7 +18,7 @@ FORMAT_VERSION = 1
 # Fields older exporters wrote that no reader uses any more.
 RETIRED_KEYS = frozenset({"pooling_in_graph"})
 
-Task = Literal["classify", "embed", "rerank"]
+Task = Literal["classify", "embed", "rerank", "tokens"]
 Precision = Literal["fp32", "int8", "fp16"]
 Pooling = Literal["mean", "cls"]
 

@@ -152,3 +152,23 @@ def bpe_tokenizer() -> Any:
         pad_token="<pad>",
         mask_token="<mask>",
     )
+
+
+BIO_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
+
+
+def make_token_checkpoint(directory: Path, arch: str, seed: int = 0, labels: tuple[str, ...] = BIO_TAGS) -> Path:
+    """A `*ForTokenClassification` checkpoint with a BIO head whose logits are of order 1
+    (init range 0.2), under MiniLM's WordPiece tokenizer."""
+    from transformers import AutoModelForTokenClassification
+
+    directory.mkdir(parents=True, exist_ok=True)
+    source = Path(get_model_path())
+    for name in TOKENIZER_FILES:
+        shutil.copyfile(source / name, directory / name)
+    torch.manual_seed(seed)
+    config: Any = tiny_config(arch, len(labels), init_range=PAIR_INIT_RANGE)
+    config.id2label = dict(enumerate(labels))
+    config.label2id = {label: i for i, label in enumerate(labels)}
+    AutoModelForTokenClassification.from_config(config).save_pretrained(str(directory))
+    return directory

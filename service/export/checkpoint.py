@@ -34,17 +34,35 @@ class Checkpoint:
         return any(a.endswith("ForSequenceClassification") for a in archs)
 
     @property
+    def has_token_classification_head(self) -> bool:
+        archs = self.config.get("architectures") or []
+        return any(a.endswith("ForTokenClassification") for a in archs)
+
+    @property
     def num_labels(self) -> int:
         """Outputs of the classification head, as transformers counts them (2 when unsaid)."""
         id2label = self.config.get("id2label") or {}
         return len(id2label) if id2label else int(self.config.get("num_labels", self.config.get("_num_labels", 2)))
 
     def check_head(self, task: str) -> None:
-        """classify needs a sequence-classification head; rerank one with exactly one output."""
+        """classify needs a sequence-classification head; rerank one with exactly one output;
+        tokens a token-classification head."""
+        if task == "tokens":
+            if not self.has_token_classification_head:
+                raise ExportError(
+                    f"{self.path} has no token-classification head: --task tokens needs a *ForTokenClassification "
+                    "checkpoint"
+                )
+            return
         if task not in ("classify", "rerank"):
             return
         if not self.has_classification_head:
-            hint = "export it with --task embed" if task == "classify" else "--task rerank needs a cross-encoder"
+            if self.has_token_classification_head:
+                hint = "it is a token classifier: export it with --task tokens"
+            elif task == "classify":
+                hint = "export it with --task embed"
+            else:
+                hint = "--task rerank needs a cross-encoder"
             raise ExportError(f"{self.path} has no sequence-classification head: {hint}")
         if task == "rerank" and self.num_labels != 1:
             raise ExportError(
@@ -97,10 +115,10 @@ def inspect_checkpoint(path: Path) -> Checkpoint:
 
 def load_torch_model(ckpt: Checkpoint, task: str) -> Any:
     """Load the PyTorch model in eval mode with the eager attention, which exports cleanly."""
-    from transformers import AutoModel, AutoModelForSequenceClassification
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoModelForTokenClassification
 
     ckpt.check_head(task)
-    cls = AutoModel if task == "embed" else AutoModelForSequenceClassification
+    cls = {"embed": AutoModel, "tokens": AutoModelForTokenClassification}.get(task, AutoModelForSequenceClassification)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = cls.from_pretrained(str(ckpt.path), attn_implementation="eager")

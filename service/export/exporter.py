@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -50,6 +50,9 @@ from service.export.verify import (
 )
 from service.manifest import Manifest, VariantInfo, sha256_file
 from service.runtime.tokenizer import TextEncoder
+
+if TYPE_CHECKING:
+    from service.export.entities import EntityEval
 
 Log = Callable[[str], None]
 
@@ -96,6 +99,13 @@ class _Context:
     eval_fp32: float | None = None
     pair_set: PairSet = field(default_factory=lambda: PairSet([], 0, []))
     crossencoder: CrossEncoderReference | None = None
+    # Token classification: every output row is one real token; entity F1 on --eval-data.
+    entity_eval: EntityEval | None = None
+    eval_f1_fp32: float | None = None
+
+    @property
+    def per_token(self) -> bool:
+        return self.task == "tokens"
 
 
 def export_checkpoint(opts: ExportOptions, log: Log = _stderr) -> Manifest:
@@ -114,8 +124,8 @@ def _preflight(opts: ExportOptions) -> Checkpoint:
     ckpt.check_head(opts.task)
     _pooling(ckpt, opts)
     if opts.eval_data is not None:
-        if opts.task != "classify":
-            raise ExportError("--eval-data applies to classification exports only")
+        if opts.task not in ("classify", "tokens"):
+            raise ExportError("--eval-data applies to classification and token-classification exports only")
         if not opts.eval_data.is_file():
             raise ExportError(f"--eval-data {opts.eval_data} does not exist")
     return ckpt
@@ -127,7 +137,7 @@ def _export(ckpt: Checkpoint, opts: ExportOptions, log: Log) -> Manifest:
     model = load_torch_model(ckpt, opts.task)
     tokenizer = load_tokenizer(ckpt)
     max_length = ckpt.max_length(opts.max_length)
-    labels = _labels(model.config) if opts.task == "classify" else None
+    labels = _labels(model.config) if opts.task in ("classify", "tokens") else None
     graph = build_graph(model, opts.task, ckpt.input_names, pooling)
     staging = opts.out_dir.parent / f".{opts.out_dir.name}.staging"
     shutil.rmtree(staging, ignore_errors=True)
@@ -189,11 +199,23 @@ def _reference(
     if ctx.pairs:
         batches = _pair_inputs(ctx, encoder, tokenizer, ckpt.input_names, max_length, eval_data, labels or [])
         ctx.crossencoder = crossencoder_reference(ckpt.path, tokenizer, ctx.pair_set, max_length, log)
+    elif ctx.per_token:
+        batches = _text_inputs(ctx, encoder, tokenizer, ckpt.input_names, max_length, None, [])
+        if eval_data is not None:
+            # Encoded by the windows the token route serves with, and checked like the rest.
+            # Imported here: the serving package's aggregation is needed for this gate only.
+            from service.export.entities import EntityEval, read_eval_entities
+
+            ctx.entity_eval = EntityEval(
+                read_eval_entities(eval_data), staging / "tokenizer.json", max_length, labels or []
+            )
+            ctx.entity_eval.check_ids(tokenizer, max_length)
+            ctx.eval_rows = ctx.entity_eval.rows
     else:
         batches = _text_inputs(ctx, encoder, tokenizer, ckpt.input_names, max_length, eval_data, labels or [])
     log(f"export: PyTorch reference on {len(ctx.rows)} {'pairs' if ctx.pairs else 'inputs'}")
     ctx.example = batches[0]
-    ctx.reference = torch_outputs(graph, batches)
+    ctx.reference = torch_outputs(graph, batches, per_token=ctx.per_token)
     return ctx
 
 
@@ -257,8 +279,16 @@ def _variants(
 def _verify(ctx: _Context, path: Path) -> dict[str, float]:
     """The graph's figures, run the way the service runs it."""
     sets = [ctx.rows, ctx.eval_rows] if ctx.eval_rows else [ctx.rows]
-    outputs = served_outputs(path, sets, output=ctx.output, pad_token_id=ctx.pad_token_id)
+    outputs = served_outputs(path, sets, output=ctx.output, pad_token_id=ctx.pad_token_id, per_token=ctx.per_token)
     figures = parity(ctx.task, ctx.reference, outputs[0])
+    if ctx.per_token:
+        figures.update({"rows": float(len(ctx.rows)), "tokens": float(len(ctx.reference))})
+    if ctx.entity_eval is not None:
+        figures["eval_entity_f1"] = ctx.entity_eval.f1(outputs[1])
+        if ctx.eval_f1_fp32 is None:
+            ctx.eval_f1_fp32 = figures["eval_entity_f1"]
+        figures["eval_entity_f1_fp32"] = ctx.eval_f1_fp32
+        return figures
     if ctx.pairs:
         # crossencoder_rows 0: the CrossEncoder.predict check did not run (see the export log).
         figures.update(
@@ -311,7 +341,12 @@ def _evaluation(ctx: _Context, variants: dict[str, VariantInfo], seconds: float)
     out: dict[str, float | int | str] = {"export_seconds": round(seconds, 1)}
     if ctx.crossencoder is not None:
         out["crossencoder_activation"] = ctx.crossencoder.activation
-    if ctx.eval_rows:
+    if ctx.entity_eval is not None:
+        out["eval_rows"] = len(ctx.eval_rows)
+        out["eval_entities"] = ctx.entity_eval.gold_count
+        for name, info in variants.items():
+            out[f"eval_entity_f1_{name}"] = round(info.verification["eval_entity_f1"], 4)
+    elif ctx.eval_rows:
         out["eval_rows"] = len(ctx.eval_labels)
         for name, info in variants.items():
             out[f"eval_accuracy_{name}"] = round(info.verification["eval_accuracy"], 4)

@@ -15,8 +15,9 @@ from service.export.errors import ExportError
 
 
 class ClassifierGraph(torch.nn.Module):
-    """Returns raw logits, one per label (a cross-encoder: one); softmax/sigmoid are request
-    options, applied by the service."""
+    """Returns raw logits, one per label (a cross-encoder: one), or for a token classifier one
+    row per token, (batch, sequence, labels); softmax/sigmoid/aggregation are applied by the
+    service."""
 
     def __init__(self, model: torch.nn.Module, input_names: list[str]) -> None:
         super().__init__()
@@ -60,7 +61,7 @@ def _feeds(
 
 
 def build_graph(model: torch.nn.Module, task: str, input_names: list[str], pooling: str | None) -> torch.nn.Module:
-    if task in ("classify", "rerank"):
+    if task in ("classify", "rerank", "tokens"):
         return ClassifierGraph(model, input_names).eval()
     return EmbeddingGraph(model, input_names, pooling or "mean").eval()
 

@@ -9,7 +9,7 @@ verified export also verifies the code that serves it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,9 @@ VARIANT_MEAN_COSINE = 0.995
 VARIANT_MIN_COSINE = 0.99
 VARIANT_ARGMAX_AGREEMENT = 0.95
 VARIANT_MAX_ACCURACY_DROP = 0.015
+# Token classification: agreement over every real (unpadded) token, and entity F1.
+VARIANT_TOKEN_ARGMAX_AGREEMENT = 0.98
+VARIANT_MAX_F1_DROP = 0.015
 # Rerank (one logit): see models/README.md for the choice.
 VARIANT_RANK_AGREEMENT = 0.98
 VARIANT_SCORE_MAX_ABS_DIFF = 0.05
@@ -58,9 +61,12 @@ def encode_batches(
     return batches
 
 
-def torch_outputs(graph: torch.nn.Module, batches: list[Batch]) -> np.ndarray:
+def torch_outputs(graph: torch.nn.Module, batches: list[Batch], per_token: bool = False) -> np.ndarray:
+    """One row per input; `per_token`: one row per real (unpadded) token, inputs in order."""
     with torch.inference_mode():
         outs = [graph(*(torch.from_numpy(b[n]) for n in b)).float().numpy() for b in batches]
+    if per_token:
+        outs = [out[b["attention_mask"].astype(bool)] for out, b in zip(outs, batches, strict=True)]
     return np.concatenate(outs)
 
 
@@ -90,10 +96,18 @@ def check_same_ids(served: list[list[int]], expected: list[list[int]], what: str
 
 
 def served_outputs(
-    path: Path, row_sets: Sequence[Rows], *, output: str, pad_token_id: int, batch_size: int = BATCH_SIZE
+    path: Path,
+    row_sets: Sequence[Rows],
+    *,
+    output: str,
+    pad_token_id: int,
+    batch_size: int = BATCH_SIZE,
+    per_token: bool = False,
 ) -> list[np.ndarray]:
     """Run each set of rows through `OnnxSession`, as the service would, in batches of
-    mixed lengths so padding is exercised; one output array per set, in row order."""
+    mixed lengths so padding is exercised; one output array per set, in row order.
+    `per_token`: the graph gives (batch, sequence, labels); each row's real tokens are kept,
+    one output row per token, the padding dropped."""
     try:
         session = OnnxSession(
             path,
@@ -102,8 +116,9 @@ def served_outputs(
             providers=resolve_providers("auto"),
             threads=available_cpus(),
         )
+        run = _token_rows(session) if per_token else session.run
         return [
-            np.concatenate([session.run(rows[i : i + batch_size]) for i in range(0, len(rows), batch_size)])
+            np.concatenate([run(rows[i : i + batch_size]) for i in range(0, len(rows), batch_size)])
             for rows in row_sets
         ]
     except SessionError as exc:
@@ -112,9 +127,26 @@ def served_outputs(
         raise ExportError(f"onnxruntime fails to run {path.name}: {exc}") from exc
 
 
+def _token_rows(session: OnnxSession) -> Callable[[Rows], np.ndarray]:
+    """`session.run` for a token classifier: the padded (batch, sequence, labels) output,
+    checked for its shape, cut back to each row's own tokens."""
+
+    def run(rows: Rows) -> np.ndarray:
+        out = session.run(rows)
+        longest = max(r.shape[-1] for r in rows)
+        if out.ndim != 3 or out.shape[:2] != (len(rows), longest):
+            raise ExportError(
+                f"the graph gives shape {out.shape} for {len(rows)} rows of up to {longest} tokens: "
+                "a token classifier gives (batch, sequence, labels)"
+            )
+        return np.concatenate([out[i, : r.shape[-1]] for i, r in enumerate(rows)])
+
+    return run
+
+
 def parity(task: str, reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
     figures = {"max_abs_diff": float(np.abs(reference - candidate).max()), "rows": float(len(reference))}
-    if task == "classify":
+    if task in ("classify", "tokens"):
         agree = reference.argmax(axis=1) == candidate.argmax(axis=1)
         figures["argmax_agreement"] = float(agree.mean())
     elif task == "rerank":
@@ -148,7 +180,7 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def check_fp32(task: str, figures: dict[str, float]) -> None:
     """The fp32 graph must be the PyTorch model; anything else is a broken export."""
-    if task in ("classify", "rerank") and figures["max_abs_diff"] > FP32_MAX_ABS_DIFF:
+    if task in ("classify", "rerank", "tokens") and figures["max_abs_diff"] > FP32_MAX_ABS_DIFF:
         raise ExportError(
             f"verification failed: fp32 logits differ from PyTorch by {figures['max_abs_diff']:.3g} "
             f"(limit {FP32_MAX_ABS_DIFF:g}); nothing written"
@@ -182,6 +214,8 @@ def variant_gate(task: str, figures: dict[str, float]) -> Gate:
         )
     if task == "rerank":
         return _rerank_gate(figures)
+    if task == "tokens":
+        return _tokens_gate(figures)
     ok = figures["argmax_agreement"] >= VARIANT_ARGMAX_AGREEMENT
     reason = f"argmax agreement {figures['argmax_agreement']:.4f} (>= {VARIANT_ARGMAX_AGREEMENT})"
     if "eval_accuracy" in figures:
@@ -190,6 +224,20 @@ def variant_gate(task: str, figures: dict[str, float]) -> Gate:
         reason += (
             f", eval accuracy {figures['eval_accuracy']:.4f} vs fp32 {figures['eval_accuracy_fp32']:.4f}"
             f" (drop <= {VARIANT_MAX_ACCURACY_DROP})"
+        )
+    return Gate(ok, reason)
+
+
+def _tokens_gate(figures: dict[str, float]) -> Gate:
+    """Per-token argmax over every real token, and the entities a user gets from them."""
+    ok = figures["argmax_agreement"] >= VARIANT_TOKEN_ARGMAX_AGREEMENT
+    reason = f"token argmax agreement {figures['argmax_agreement']:.4f} (>= {VARIANT_TOKEN_ARGMAX_AGREEMENT})"
+    if "eval_entity_f1" in figures:
+        drop = figures["eval_entity_f1_fp32"] - figures["eval_entity_f1"]
+        ok = ok and drop <= VARIANT_MAX_F1_DROP
+        reason += (
+            f", eval entity F1 {figures['eval_entity_f1']:.4f} vs fp32 {figures['eval_entity_f1_fp32']:.4f}"
+            f" (drop <= {VARIANT_MAX_F1_DROP})"
         )
     return Gate(ok, reason)
 

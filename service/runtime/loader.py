@@ -149,7 +149,8 @@ def _check_fit(directory: Path, manifest: Manifest, session: OnnxSession) -> Non
             f"{directory}: graph inputs {session.input_names} do not match the manifest's {manifest.inputs}"
         )
     width = session.output_shape[-1] if session.output_shape else None
-    expected = {"classify": len(manifest.labels or []), "rerank": 1, "embed": manifest.dimension}[manifest.task]
+    labels = len(manifest.labels or [])
+    expected = {"classify": labels, "tokens": labels, "rerank": 1, "embed": manifest.dimension}[manifest.task]
     if isinstance(width, int) and width != expected:
         raise ModelLoadError(f"{directory}: graph output width {width} does not match the manifest ({expected})")
 
