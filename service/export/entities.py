@@ -107,11 +107,14 @@ class EntityEval:
 
     def f1(self, token_logits: np.ndarray) -> float:
         """`token_logits`: one row per real token of every eval row, rows in order."""
+        return entity_f1(self.predict(token_logits), self.gold)
+
+    def predict(self, token_logits: np.ndarray) -> list[set[Span]]:
+        """Each row's entities as the service gives them by default, as (start, end, label)."""
         sizes = [len(w) for w in self.windows]
         per_row = np.split(token_logits, np.cumsum(sizes)[:-1])
         try:
             found = tag_batch(self.texts, [[w] for w in self.windows], [[rows] for rows in per_row], self.options)
         except TokensError as exc:
             raise ExportError(f"--eval-data: entities cannot be aggregated: {exc}") from exc
-        predicted = [{(int(e["start"] or 0), int(e["end"] or 0), e["label"]) for e in row} for row in found]
-        return entity_f1(predicted, self.gold)
+        return [{(int(e["start"] or 0), int(e["end"] or 0), e["label"]) for e in row} for row in found]

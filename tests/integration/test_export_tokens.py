@@ -13,12 +13,12 @@ import torch
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 from service.cli import main
-from service.export import exporter
-from service.export.entities import entity_f1, read_eval_entities
+from service.export import exporter, verify
+from service.export.entities import EntityEval, EntityExample, entity_f1, read_eval_entities
 from service.export.errors import ExportError
 from service.export.exporter import ExportOptions, export_checkpoint
 from service.export.quantize import Recipe
-from service.export.verify import VARIANT_TOKEN_ARGMAX_AGREEMENT, variant_gate
+from service.export.verify import VARIANT_TOKEN_ARGMAX_AGREEMENT, served_outputs, variant_gate
 from service.manifest import Manifest, sha256_file
 from service.runtime.loader import load_model_dir
 from service.settings import Settings
@@ -157,6 +157,41 @@ def test_the_f1_gate_reads_eval_data(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert int8.verification["eval_entity_f1"] == int8.verification["eval_entity_f1_fp32"]
     assert manifest.evaluation["eval_entity_f1_int8"] == manifest.evaluation["eval_entity_f1_fp32"]
     assert any("eval entity F1" in line and "copy" in line for line in lines)
+
+
+def test_the_f1_gate_rejects_a_recipe_that_changes_the_entities(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gold entities are the fp32 graph's own (F1 1.0): a negated graph, let past the
+    token agreement, must still be refused on entity F1, and the next recipe kept."""
+    ckpt = make_token_checkpoint(tmp_path / "ckpt", "bert", seed=1)
+    fp32 = export_checkpoint(ExportOptions(ckpt, tmp_path / "fp32", "tokens"), **quiet)
+    texts = [json.loads(line)["text"] for line in _eval_jsonl(tmp_path / "texts.jsonl").read_text().splitlines()]
+    examples = [EntityExample(t, frozenset()) for t in texts]
+    scorer = EntityEval(examples, tmp_path / "fp32" / "tokenizer.json", fp32.max_length, fp32.labels or [])
+    logits = served_outputs(
+        tmp_path / "fp32" / "model.onnx", [scorer.rows], output="logits", pad_token_id=0, per_token=True
+    )[0]
+    gold = scorer.predict(logits)
+    assert sum(map(len, gold)) > 0
+    eval_data = tmp_path / "gold.jsonl"
+    eval_data.write_text(
+        "".join(
+            json.dumps({"text": t, "entities": [{"start": a, "end": b, "label": c} for a, b, c in sorted(g)]}) + "\n"
+            for t, g in zip(texts, gold, strict=True)
+        )
+    )
+    monkeypatch.setattr(verify, "VARIANT_TOKEN_ARGMAX_AGREEMENT", 0.0)
+    monkeypatch.setattr(exporter, "INT8_RECIPES", (Recipe("negated", _negated_output), Recipe("copy", _copy)))
+    lines: list[str] = []
+    manifest = export_checkpoint(
+        ExportOptions(ckpt, tmp_path / "model", "tokens", int8=True, eval_data=eval_data), log=lines.append
+    )
+
+    assert manifest.evaluation["eval_entity_f1_fp32"] == 1.0
+    assert manifest.variants["int8"].recipe == "copy"
+    rejected = next(line for line in lines if "recipe negated fails its gate" in line)
+    assert "vs fp32 1.0000 (drop <= 0.015)" in rejected
 
 
 def test_the_entity_f1_gate_figures() -> None:
