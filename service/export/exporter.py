@@ -119,7 +119,7 @@ def _preflight(opts: ExportOptions) -> Checkpoint:
     ckpt = inspect_checkpoint(opts.checkpoint)
     if opts.out_dir.exists() and not opts.force:
         raise ExportError(f"{opts.out_dir} exists: pass --force to replace it")
-    if opts.pairs and opts.task == "embed":
+    if opts.pairs and opts.task in ("embed", "tokens"):
         raise ExportError("--pairs applies to classify (a pair classifier); rerank always takes pairs")
     ckpt.check_head(opts.task)
     _pooling(ckpt, opts)

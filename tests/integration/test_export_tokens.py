@@ -96,6 +96,10 @@ def test_a_classifier_is_refused_for_tokens_in_one_line(tmp_path: Path, capsys: 
     assert code == 2 and len(err) == 1
     assert "it is a token classifier: export it with --task tokens" in err[0]
 
+    code = main(["export", str(tagger), str(tmp_path / "out"), "--task", "tokens", "--pairs"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--pairs applies to classify" in err[0]
+
 
 def _negated_output(src: Path, dst: Path) -> None:
     """A recipe gone wrong: the graph's output comes out negated."""
