@@ -125,7 +125,7 @@ def _preflight(opts: ExportOptions) -> Checkpoint:
     _pooling(ckpt, opts)
     if opts.eval_data is not None:
         if opts.task not in ("classify", "tokens"):
-            raise ExportError("--eval-data applies to classification and token-classification exports only")
+            raise ExportError("--eval-data applies to classification exports only")
         if not opts.eval_data.is_file():
             raise ExportError(f"--eval-data {opts.eval_data} does not exist")
     return ckpt
