@@ -27,6 +27,7 @@ from service.api.routes_meta import DOCS_ASSETS
 from service.api.routes_meta import router as meta_router
 from service.api.routes_rerank import router as rerank_router
 from service.api.routes_tokenize import router as tokenize_router
+from service.api.routes_tokens import router as tokens_router
 from service.metrics import Metrics
 from service.runtime.cpus import available_cpus
 from service.runtime.loader import LoadedModel, ModelLoadError, load_repository
@@ -111,7 +112,7 @@ def create_app(
     )
     app.state.bertserve = state
     errors.install(app)
-    for router in (classify_router, embed_router, rerank_router, tokenize_router, meta_router):
+    for router in (tokens_router, classify_router, embed_router, rerank_router, tokenize_router, meta_router):
         app.include_router(router)
     app.mount("/docs/assets", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
     if settings.cors_origins:

@@ -24,8 +24,9 @@ SERVES = {
     "classify": ("classify",),
     "embed": ("embed",),
     "rerank": ("rerank", "embed"),
+    "tokens": ("tokens",),
     # Any model can tokenize; unnamed, the embedding model's tokenizer is the default.
-    "tokenize": ("embed", "classify", "rerank"),
+    "tokenize": ("embed", "classify", "rerank", "tokens"),
 }
 log = logging.getLogger("bertserve")
 

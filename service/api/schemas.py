@@ -95,6 +95,32 @@ class OpenAIEmbeddingResponse(BaseModel):
     usage: OpenAIUsage
 
 
+class TokensRequest(StrictRequest):
+    inputs: Text | Texts = Field(description="one text or a list of texts")
+    model: str | None = Field(None, description="model name; optional when one token classifier is served")
+    aggregation: Literal["none", "simple", "first", "average", "max"] = Field(
+        "simple", description="how tokens become entities, as transformers' token-classification pipeline"
+    )
+    ignore_labels: list[str] = Field(["O"], description="entity labels (raw tags with 'none') left out")
+    truncate: bool = Field(True, description="tag the first window of a long input; false: 422 instead")
+    stride: int | None = Field(None, ge=0, description="tag a long input whole, in windows overlapping by this")
+
+
+class TaggedEntity(BaseModel):
+    label: str
+    score: float
+    text: str
+    start: int | None
+    end: int | None
+
+
+class TokensResponse(BaseModel):
+    model: str
+    entities: list[list[TaggedEntity]]
+    covered: list[int | None] = Field(description="characters of each input that were tagged")
+    usage: Usage
+
+
 class TokenizeRequest(StrictRequest):
     inputs: Text | TextsOrPairs = Field(description="one text, a list of texts, or a list of text pairs")
     model: str | None = Field(None, description="whose tokenizer; default: the embedding model's")
@@ -112,7 +138,7 @@ class TokenInfo(BaseModel):
 
 class ModelInfo(BaseModel):
     name: str
-    task: Literal["classify", "embed", "rerank"]
+    task: Literal["classify", "embed", "rerank", "tokens"]
     pairs: bool = Field(description="takes text pairs ([first, second] inputs)")
     rerank: Literal["cross-encoder", "cosine"] | None = Field(
         description="serves /rerank: as a cross-encoder, or by the cosine of embeddings when no cross-encoder is served"

@@ -9,6 +9,8 @@ from typing import NamedTuple
 import numpy as np
 from tokenizers import Encoding, Tokenizer
 
+from service.runtime.windows import TokenWindows
+
 
 class InputTooLong(Exception):
     """An input over the model's max length, with truncation off. It carries the input's
@@ -49,6 +51,7 @@ class TextEncoder:
         self._second_first = _load(tokenizer_file)
         self._second_first.no_padding()
         self._second_first.enable_truncation(max_length, strategy="only_second")
+        self._windows: TokenWindows | None = None
 
     @property
     def vocab_size(self) -> int:
@@ -121,6 +124,12 @@ class TextEncoder:
                 row.append(Token(e.ids[i], text, special, start, stop))
             out.append(row)
         return out
+
+    def token_windows(self) -> TokenWindows:
+        """The windowing for token classification, built on first use (one per model)."""
+        if self._windows is None:
+            self._windows = TokenWindows(self._full, self.max_length)
+        return self._windows
 
     def _join(self, first: Encoding, second: Encoding, truncate: bool) -> Encoding:
         if not truncate:

@@ -151,28 +151,41 @@ def admit(
 async def run(call: Call, admitted: Admitted, texts: Texts, truncate: bool) -> Output:
     """Steps 6 to 9: queue the items, batched with everything else, and wait for the rows."""
     model = admitted.model
-    count = len(texts.items)
-    if count > model.batcher.max_queue_items:
-        raise InvalidInput(
-            f"{texts.param} has {count} items, more than the model's whole queue "
-            f"({model.batcher.max_queue_items}): split the request",
-            param=texts.param,
-        )
-    model.batcher.check_room(count)  # refuse before spending the tokenizer on it
+    check_queue(model, len(texts.items), texts.param)
     started = time.perf_counter()
     try:
         ids = await model.tokenize(texts.items, truncate, texts.max_second_tokens)
     except InputTooLong as exc:
-        where = texts.where(exc.index)
-        raise InvalidInput(
-            f"{where} has {exc.tokens} tokens, over the model's max length of {exc.max_length}; "
-            "shorten it or pass truncate=true",
-            param=where,
-        ) from exc
+        raise too_long(texts, exc) from exc
     finally:
         call.timing.tokenize_s += time.perf_counter() - started
-    rows = await until_disconnect(call, model.run(ids, admitted.deadline, call.timing.ticket))
-    return Output(model, rows, sum(r.shape[-1] for r in ids))
+    rows = await run_ids(call, admitted, ids)
+    return Output(model, np.stack(rows), sum(r.shape[-1] for r in ids))
+
+
+def check_queue(model: ServedModel, count: int, param: str) -> None:
+    """Steps 6 and 7: a request bigger than the whole queue (422), then room now (429)."""
+    if count > model.batcher.max_queue_items:
+        raise InvalidInput(
+            f"{param} has {count} items, more than the model's whole queue "
+            f"({model.batcher.max_queue_items}): split the request",
+            param=param,
+        )
+    model.batcher.check_room(count)  # refuse before spending the tokenizer on it
+
+
+def too_long(texts: Texts, exc: InputTooLong) -> InvalidInput:
+    where = texts.where(exc.index)
+    return InvalidInput(
+        f"{where} has {exc.tokens} tokens, over the model's max length of {exc.max_length}; "
+        "shorten it or pass truncate=true",
+        param=where,
+    )
+
+
+async def run_ids(call: Call, admitted: Admitted, ids: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Step 9 for items already tokenized: one output row per item, in order."""
+    return await until_disconnect(call, admitted.model.run(ids, admitted.deadline, call.timing.ticket))
 
 
 async def serve(

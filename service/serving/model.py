@@ -96,15 +96,16 @@ class ServedModel:
             return encoder.encode_pairs(items, truncate, max_second)  # type: ignore[arg-type]
         return encoder.encode(items, truncate, max_second)  # type: ignore[arg-type]
 
-    async def run(self, ids: Sequence[np.ndarray], deadline: float, ticket: Ticket | None = None) -> np.ndarray:
-        """One row of model output per input, batched with whatever else is queued."""
+    async def run(self, ids: Sequence[np.ndarray], deadline: float, ticket: Ticket | None = None) -> list[np.ndarray]:
+        """One row of model output per input, batched with whatever else is queued (a row
+        of a per-token output keeps its batch's padded length)."""
         futures = self.batcher.submit([(row, row.shape[-1]) for row in ids], deadline, ticket)
         remaining = deadline - asyncio.get_running_loop().time()
         try:
             rows = await asyncio.wait_for(asyncio.gather(*futures), timeout=max(remaining, 0.0))
         except TimeoutError as exc:
             raise DeadlineExceeded("the request deadline passed before it finished") from exc
-        return np.stack(rows)
+        return list(rows)
 
     async def start(self) -> None:
         self.batcher.start()

@@ -1,0 +1,66 @@
+"""Token classification (NER): the common steps, over windows of each text, then the
+pipeline-equivalent aggregation of service/tasks/tokens.py.
+
+A text over the model's max length is tagged on its first window (the answer says how many
+characters that covered), or, with a stride, split into overlapping windows that are
+queued as items of the same request, batched like everything else, and merged."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from service.errors import InvalidInput
+from service.runtime.tokenizer import InputTooLong
+from service.serving.common import Call, Texts, admit, check_queue, run_ids, too_long
+from service.serving.model import INLINE_TOKENIZE_CHARS
+from service.state import AppState
+from service.tasks.tokens import Entity, TagOptions, TokensError, check_options, tag_batch
+
+
+@dataclass(frozen=True)
+class Tagged:
+    model: str
+    entities: list[list[Entity]]
+    covered: list[int | None]  # characters of each input that were tagged
+    tokens: int
+
+
+async def tag_texts(
+    state: AppState,
+    call: Call,
+    texts: Texts,
+    model_name: str | None,
+    aggregation: str,
+    ignore_labels: list[str],
+    truncate: bool,
+    stride: int | None,
+) -> Tagged:
+    admitted = admit(state, call, "tokens", model_name, texts)
+    served = admitted.model
+    windows = served.model.encoder.token_windows()
+    try:
+        strategy = check_options(aggregation, stride, windows.max_stride)
+    except TokensError as exc:
+        raise InvalidInput(str(exc), param="stride" if "stride" in str(exc) else "aggregation") from exc
+    items: list[str] = texts.items  # type: ignore[assignment]
+    if not truncate and stride is None:
+        try:
+            served.model.encoder.encode(items, truncate=False)
+        except InputTooLong as exc:
+            raise too_long(texts, exc) from exc
+    if sum(map(len, items)) <= INLINE_TOKENIZE_CHARS:
+        splits = windows.split(items, stride)
+    else:
+        splits = await asyncio.to_thread(windows.split, items, stride)
+    ids = [w.ids for split in splits for w in split.windows]
+    check_queue(served, len(ids), texts.param)
+    rows = iter(await run_ids(call, admitted, ids))
+    logits = [[next(rows)[: len(w)] for w in split.windows] for split in splits]
+    labels = served.manifest.labels or []
+    options = TagOptions(labels, windows.traits, strategy, ignore_labels)
+    try:
+        entities = tag_batch(items, [s.windows for s in splits], logits, options)
+    except TokensError as exc:
+        raise InvalidInput(str(exc), param="aggregation") from exc
+    return Tagged(served.name, entities, [s.covered for s in splits], sum(len(i) for i in ids))
