@@ -14,9 +14,9 @@ from starlette.responses import Response
 from service.errors import InvalidInput, ServiceError, for_status, render
 
 
-def respond(error: ServiceError, request_id: str) -> Response:
+def respond(error: ServiceError, request_id: str, extra: dict[str, str] | None = None) -> Response:
     status, headers, body = render(error, request_id)
-    return Response(body, status_code=status, headers=headers)
+    return Response(body, status_code=status, headers={**headers, **(extra or {})})
 
 
 async def service_error(request: Request, exc: Exception) -> Response:
@@ -75,7 +75,8 @@ async def http_error(request: Request, exc: Exception) -> Response:
         # FastAPI's answer to a body it could not decode (invalid UTF-8, JSON nested past
         # the parser's depth): the same class of error as malformed JSON.
         return respond(InvalidInput("body is not valid UTF-8 JSON", "body"), request.state.request_id)
-    return respond(for_status(exc.status_code, str(exc.detail)), request.state.request_id)
+    # The framework's own headers stay (a 405's Allow lists the methods the route takes).
+    return respond(for_status(exc.status_code, str(exc.detail)), request.state.request_id, exc.headers)
 
 
 def install(app: FastAPI) -> None:

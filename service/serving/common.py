@@ -78,6 +78,8 @@ class Texts:
         """One text, a list of texts, or a list of [first, second] pairs; not a mix."""
         if isinstance(value, str):
             return cls([value], param, single=True)
+        if not value:  # where the schema allows an empty list (OpenAI's token-id branch)
+            raise InvalidInput(f"{param} is empty: send at least one text", param=param)
         kinds = {isinstance(item, str) for item in value}
         if len(kinds) > 1:
             raise InvalidInput(f"{param} mixes single texts and pairs: send one kind per request", param=param)

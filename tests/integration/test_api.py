@@ -92,6 +92,8 @@ async def test_openai_route(client: httpx.AsyncClient) -> None:
     assert body["object"] == "list" and body["model"] == "tiny-emb"
     assert [d["index"] for d in body["data"]] == [0, 1]
     assert body["usage"] == {"prompt_tokens": 6, "total_tokens": 6}
+    r = await client.post("/v1/embeddings", json={"input": [], "model": "tiny-emb"})
+    assert r.status_code == 422 and r.json()["error"]["message"] == "input is empty: send at least one text"
     r = await client.post("/v1/embeddings", json={"input": [[1, 2, 3]], "model": "tiny-emb"})
     assert r.status_code == 422 and r.json()["error"]["param"] == "input"
     r = await client.post("/v1/embeddings", json={"input": "a", "model": "text-embedding-3-small"})
@@ -174,6 +176,7 @@ async def test_unknown_route_and_method(client: httpx.AsyncClient) -> None:
     assert r.status_code == 404 and r.json()["error"]["type"] == "not_found"
     r = await client.get("/classify")
     assert r.status_code == 405 and r.json()["error"]["type"] == "method_not_allowed"
+    assert r.headers["allow"] == "POST"
 
 
 async def test_body_over_the_limit_is_413(make_client: Client) -> None:
