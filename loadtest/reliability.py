@@ -2,7 +2,7 @@
 each bounded in time. Used by the e2e tests (short) and by `make reliability` / `make soak`,
 which write docs/reliability.md.
 
-  python -m loadtest.reliability [--soak-seconds 180] [--out docs]
+  python -m loadtest.reliability [--soak-seconds 180] [--storm-seconds 20] [--only storm ...] [--out docs]
 """
 
 from __future__ import annotations
@@ -13,16 +13,35 @@ import json
 import socket
 import statistics
 import sys
+import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from loadtest import procs, rawhttp, wrk
+from loadtest.reliability_report import write
+from loadtest.reliability_results import OverloadResult, SlowClientResult, SoakResult, StallResult, StormResult
 from loadtest.texts import short_sentences
+
+__all__ = [
+    "OverloadResult",
+    "Service",
+    "SlowClientResult",
+    "SoakResult",
+    "StallResult",
+    "StormResult",
+    "connection_cap",
+    "overload",
+    "slow_clients",
+    "soak",
+    "stall",
+    "storm",
+]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -42,7 +61,7 @@ class Service:
     def start(cls, env: dict[str, str], log: Path) -> Service:
         port = procs.free_port()
         url = f"http://127.0.0.1:{port}"
-        proc = procs.start(procs.serve_cmd(port), {"BERTSERVE_LOG_LEVEL": "warning", **env}, f"{url}/health/ready", log)
+        proc = procs.start(procs.serve_cmd(port), env, f"{url}/health/ready", log)
         return cls(url, proc.pid, proc)
 
     def stop(self) -> None:
@@ -50,42 +69,6 @@ class Service:
 
 
 # ------------------------------------------------------------------ overload
-
-
-@dataclass
-class OverloadResult:
-    workers: int
-    rate: float
-    seconds: float
-    statuses: dict[str, int]
-    ok_p99_ms: float
-    ok_max_ms: float
-    rejected_p50_ms: float
-    rejected_p99_ms: float
-    retry_after_missing: int
-    rss_before_mb: float
-    rss_after_mb: float
-    idle_p50_before_ms: float
-    idle_p50_after_ms: float
-
-    def problems(self) -> list[str]:
-        out = []
-        if set(self.statuses) - {"200", "429"}:
-            out.append(f"statuses other than 200/429: {self.statuses}")
-        if not self.statuses.get("429") or not self.statuses.get("200"):
-            out.append("expected both accepted (200) and refused (429) requests")
-        # The load generator shares the 2 cores with the server here: bounds with that margin.
-        if self.rejected_p50_ms > 50 or self.rejected_p99_ms > 250:
-            out.append(f"429 p50 {self.rejected_p50_ms:.0f} ms / p99 {self.rejected_p99_ms:.0f} ms (> 50 / 250 ms)")
-        if self.retry_after_missing:
-            out.append(f"{self.retry_after_missing} 429s without Retry-After")
-        if self.ok_max_ms > 5000:
-            out.append(f"an accepted request took {self.ok_max_ms:.0f} ms, past its 5 s deadline")
-        if self.rss_after_mb - self.rss_before_mb > 100:
-            out.append(f"resident memory grew {self.rss_after_mb - self.rss_before_mb:.0f} MB")
-        if self.idle_p50_after_ms > 2 * self.idle_p50_before_ms + 5:
-            out.append(f"no recovery: idle p50 {self.idle_p50_before_ms:.1f} -> {self.idle_p50_after_ms:.1f} ms")
-        return out
 
 
 async def _idle_p50(client: httpx.AsyncClient, url: str, n: int = 20) -> float:
@@ -172,25 +155,6 @@ def overload(
 # ------------------------------------------------------------------ stall
 
 
-@dataclass
-class StallResult:
-    stall_timeout_s: float
-    seconds_to_unready: float | None
-    unready_message: str
-    batch_status: int
-    seconds_to_ready_after_batch: float | None
-
-    def problems(self) -> list[str]:
-        out = []
-        if self.seconds_to_unready is None or "stalled" not in self.unready_message:
-            out.append("readiness never reported the stall")
-        if self.batch_status != 200:
-            out.append(f"the long batch ended {self.batch_status}")
-        if self.seconds_to_ready_after_batch is None or self.seconds_to_ready_after_batch > 2:
-            out.append("readiness did not come back within 2 s of the batch returning")
-        return out
-
-
 def stall(svc: Service, stall_timeout_s: float) -> StallResult:
     """A batch that runs far longer than the stall timeout (64 reviews of 256 tokens on 2 cores):
     readiness must turn 503 while it runs and come back when it returns."""
@@ -227,26 +191,6 @@ def stall(svc: Service, stall_timeout_s: float) -> StallResult:
 
 
 # ------------------------------------------------------------------ slow clients
-
-
-@dataclass
-class SlowClientResult:
-    scenario: str
-    answer: str
-    seconds: float
-    closed: bool
-
-    def problems(self, status: str, within_s: float) -> list[str]:
-        out = []
-        if not self.answer.startswith(f"HTTP/1.1 {status}") and not (
-            status == "-" and self.answer.startswith("HTTP/1.1 200")
-        ):
-            out.append(f"{self.scenario}: answered {self.answer!r}, expected {status}")
-        if not self.closed or self.seconds > within_s:
-            out.append(
-                f"{self.scenario}: connection {'closed' if self.closed else 'still open'} after {self.seconds:.1f} s"
-            )
-        return out
 
 
 def _exchange(port: int, payload: bytes, wait_s: float) -> SlowClientResult:
@@ -303,31 +247,6 @@ def connection_cap(svc: Service, cap: int) -> SlowClientResult:
 # ------------------------------------------------------------------ soak
 
 
-@dataclass
-class SoakResult:
-    seconds: float
-    concurrency: int
-    requests: int
-    errors: int
-    rps: float
-    p99_ms: float
-    rss_samples_mb: list[float] = field(default_factory=list)
-
-    def problems(self) -> list[str]:
-        out = []
-        if self.errors:
-            out.append(f"{self.errors} errors")
-        if self.rss_growth_mb > 30:
-            out.append(f"resident memory grew {self.rss_growth_mb:.0f} MB")
-        return out
-
-    @property
-    def rss_growth_mb(self) -> float:
-        """Last third against first third (after warm-up), medians: noise-resistant."""
-        third = max(1, len(self.rss_samples_mb) // 3)
-        return statistics.median(self.rss_samples_mb[-third:]) - statistics.median(self.rss_samples_mb[:third])
-
-
 def soak(svc: Service, seconds: float, concurrency: int = 8, work: Path | None = None) -> SoakResult:
     """Moderate steady load (mixed /classify and /embed) while sampling resident memory."""
     work = work or Path("/tmp")
@@ -353,55 +272,165 @@ def soak(svc: Service, seconds: float, concurrency: int = 8, work: Path | None =
     return SoakResult(seconds, concurrency, result.requests, result.errors, result.rps, result.p99_ms, samples)
 
 
+# ------------------------------------------------------------------ storm
+
+
+def storm(
+    svc: Service,
+    clients: int = 1500,
+    seconds: float = 20,
+    reference_clients: int = 64,
+    reference_seconds: float = 10,
+    queue_items: int = 256,
+    onset_s: float = 3,
+    work: Path | None = None,
+) -> StormResult:
+    """A retry storm: `clients` closed-loop wrk connections that resend the moment any answer
+    comes back, 429 included (no back-off), after a reference run at `reference_clients` on
+    the same server. The service should spend its cores on answers, not on refusals: the
+    storm's goodput is the share of the reference's throughput it keeps."""
+    work = work or Path("/tmp")
+    bodies: list[dict[str, object]] = [{"inputs": t} for t in short_sentences(256)]
+    script = wrk.write_script(work, "storm", "/classify", bodies, by_status=True, warmup_s=onset_s)
+    cpu0 = procs.cpu_seconds(svc.pid)
+    reference = wrk.run(svc.url, script, reference_clients, reference_seconds)
+    reference_cpu = (procs.cpu_seconds(svc.pid) - cpu0) / reference.seconds
+    time.sleep(1)
+    batches0 = _batch_totals(svc.url)
+    cpu0 = procs.cpu_seconds(svc.pid)
+    result = wrk.run(svc.url, script, clients, seconds)
+    cpu = (procs.cpu_seconds(svc.pid) - cpu0) / result.seconds
+    batches1 = _batch_totals(svc.url)
+    time.sleep(1)
+    with httpx.Client(timeout=30) as client:
+        idle_after = _idle_p50_sync(client, svc.url)
+    ok = result.by_status.get("200")
+    rejected = result.by_status.get("429")
+    onset_ok = result.warmup_by_status.get("200")
+    onset_rejected = result.warmup_by_status.get("429")
+    ref_ok = reference.by_status.get("200")
+    statuses = {k: v.count for k, v in result.by_status.items()}
+    for key, v in result.warmup_by_status.items():
+        statuses[key] = statuses.get(key, 0) + v.count
+    count = batches1[1] - batches0[1]
+    return StormResult(
+        clients=clients,
+        seconds=result.seconds,
+        queue_items=queue_items,
+        reference_clients=reference_clients,
+        reference_rps=(ref_ok.count if ref_ok else 0) / reference.seconds,
+        reference_p99_ms=ref_ok.p99_ms if ref_ok else 0.0,
+        statuses=dict(sorted(statuses.items())),
+        ok_rps=((ok.count if ok else 0) + (onset_ok.count if onset_ok else 0)) / result.seconds,
+        ok_p50_ms=ok.p50_ms if ok else 0.0,
+        ok_p99_ms=ok.p99_ms if ok else 0.0,
+        rejected_p50_ms=rejected.p50_ms if rejected else 0.0,
+        rejected_p99_ms=rejected.p99_ms if rejected else 0.0,
+        rejected_max_ms=rejected.max_ms if rejected else 0.0,
+        onset_s=onset_s,
+        onset_rejected=onset_rejected.count if onset_rejected else 0,
+        onset_rejected_p99_ms=onset_rejected.p99_ms if onset_rejected else 0.0,
+        socket_errors=result.socket_errors,
+        server_cpu=cpu,
+        wrk_cpu=result.wrk_cpu,
+        reference_server_cpu=reference_cpu,
+        mean_batch=(batches1[0] - batches0[0]) / count if count else 0.0,
+        idle_p50_after_ms=idle_after,
+    )
+
+
+def _batch_totals(url: str) -> tuple[float, float]:
+    """Items and batches run so far, over every model (from /metrics)."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    totals = [0.0, 0.0]
+    for line in text.splitlines():
+        for i, name in enumerate(("bertserve_batch_size_sum{", "bertserve_batch_size_count{")):
+            if line.startswith(name):
+                totals[i] += float(line.rsplit(" ", 1)[1])
+    return totals[0], totals[1]
+
+
+def _idle_p50_sync(client: httpx.Client, url: str, n: int = 20) -> float:
+    times = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        client.post(f"{url}/classify", json={"inputs": f"a calm request number {i}"}).raise_for_status()
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
 # ------------------------------------------------------------------ report
+
+
+SCENARIOS = ("overload", "storm", "stall", "slow_clients", "soak")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--soak-seconds", type=float, default=180)
+    parser.add_argument("--storm-seconds", type=float, default=20)
+    parser.add_argument("--only", nargs="+", choices=SCENARIOS, help="run these scenarios only")
     parser.add_argument("--out", type=Path, default=procs.REPO / "docs")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    work = Path(__import__("tempfile").mkdtemp())
+    work = Path(tempfile.mkdtemp())
     results: dict[str, Any] = {}
 
     def log(msg: str) -> None:
         print(f"reliability: {msg}", file=sys.stderr, flush=True)
 
-    log("overload: 1,000 requests/s offered (about 3x capacity) on 256 connections, 64-item queue")
-    svc = Service.start({"BERTSERVE_MAX_QUEUE_ITEMS": "64"}, work / "overload.log")
-    try:
-        results["overload"] = asdict(overload(svc))
-    finally:
-        svc.stop()
-    log("stall: a batch longer than a 0.5 s stall timeout")
-    svc = Service.start({"BERTSERVE_STALL_TIMEOUT_S": "0.5"}, work / "stall.log")
-    try:
-        results["stall"] = asdict(stall(svc, 0.5))
-    finally:
-        svc.stop()
-    log("slow clients and connection cap")
-    env = {
+    def run(name: str, env: dict[str, str], what: str, scenario: Callable[[Service], Any]) -> None:
+        if args.only and name not in args.only:
+            return
+        log(f"{name}: {what}")
+        svc = Service.start(env, work / f"{name}.log")
+        try:
+            results[name] = scenario(svc)
+        finally:
+            svc.stop()
+
+    run(
+        "overload",
+        {"BERTSERVE_MAX_QUEUE_ITEMS": "64"},
+        "1,000 requests/s offered (about 3x capacity) on 256 connections, 64-item queue",
+        lambda svc: asdict(overload(svc)),
+    )
+
+    def run_storm(svc: Service) -> dict[str, Any]:
+        st = storm(svc, seconds=args.storm_seconds, work=work)
+        return {**asdict(st), "goodput": st.goodput}
+
+    run(
+        "storm",
+        {"BERTSERVE_MAX_QUEUE_ITEMS": "256"},
+        "1,500 closed-loop clients against a 256-item queue, after a c=64 reference",
+        run_storm,
+    )
+    run(
+        "stall",
+        {"BERTSERVE_STALL_TIMEOUT_S": "0.5"},
+        "a batch longer than a 0.5 s stall timeout",
+        lambda svc: asdict(stall(svc, 0.5)),
+    )
+    slow_env = {
         "BERTSERVE_HEADER_TIMEOUT_S": "1",
         "BERTSERVE_BODY_TIMEOUT_S": "1",
         "BERTSERVE_KEEP_ALIVE_TIMEOUT_S": "2",
         "BERTSERVE_MAX_CONNECTIONS": "8",
     }
-    svc = Service.start(env, work / "slow.log")
-    try:
-        results["slow_clients"] = [asdict(r) for r in slow_clients(svc)] + [asdict(connection_cap(svc, 8))]
-    finally:
-        svc.stop()
-    log(f"soak: {args.soak_seconds:.0f} s of steady load")
-    svc = Service.start({}, work / "soak.log")
-    try:
-        s = soak(svc, args.soak_seconds, work=work)
-        results["soak"] = {**asdict(s), "rss_growth_mb": s.rss_growth_mb}
-    finally:
-        svc.stop()
-    (args.out / "reliability.json").write_text(json.dumps(results, indent=1))
-    from loadtest.reliability_report import write
+    run(
+        "slow_clients",
+        slow_env,
+        "slow clients and connection cap",
+        lambda svc: [asdict(r) for r in slow_clients(svc)] + [asdict(connection_cap(svc, 8))],
+    )
 
+    def run_soak(svc: Service) -> dict[str, Any]:
+        s = soak(svc, args.soak_seconds, work=work)
+        return {**asdict(s), "rss_growth_mb": s.rss_growth_mb}
+
+    run("soak", {}, f"{args.soak_seconds:.0f} s of steady load", run_soak)
+    (args.out / "reliability.json").write_text(json.dumps(results, indent=1))
     write(results, args.out / "reliability.md")
     log(f"wrote {args.out / 'reliability.md'}")
     return 0
