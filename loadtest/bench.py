@@ -82,7 +82,7 @@ def sweep(url: str, pid: int, script: Path, concurrency: list[int], seconds: flo
 def run_service(variant: str, scripts: dict[str, Path], plan: Plan, work: Path) -> tuple[dict[str, list[Step]], float]:
     port = procs.free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {"BERTSERVE_VARIANT": variant, "BERTSERVE_LOG_LEVEL": "warning"}
+    env = {"BERTSERVE_VARIANT": variant}  # otherwise the defaults, log level info included
     proc = procs.start(procs.serve_cmd(port), env, f"{url}/health/ready", work / f"service-{variant}.log")
     try:
         out = {}
