@@ -4,6 +4,7 @@ renderer in `service.errors`."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,7 +15,7 @@ from starlette.responses import Response
 from service.errors import InvalidInput, ServiceError, for_status, render
 
 
-def respond(error: ServiceError, request_id: str, extra: dict[str, str] | None = None) -> Response:
+def respond(error: ServiceError, request_id: str, extra: Mapping[str, str] | None = None) -> Response:
     status, headers, body = render(error, request_id)
     return Response(body, status_code=status, headers={**headers, **(extra or {})})
 
