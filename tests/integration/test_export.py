@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ from service.export.exporter import ExportOptions, export_checkpoint
 from service.export.quantize import Recipe
 from service.export.verify import VARIANT_ARGMAX_AGREEMENT, VARIANT_MIN_COSINE, variant_gate
 from service.manifest import Manifest, sha256_file
+from tests.recipes import copy_graph, negated_output
 from tests.tiny import make_checkpoint
 
 quiet = {"log": lambda _: None}
@@ -90,22 +90,6 @@ def test_variants_are_kept_only_when_they_pass_their_gate(tmp_path: Path) -> Non
             assert info.verification["argmax_agreement"] >= VARIANT_ARGMAX_AGREEMENT
 
 
-def _negated_output(src: Path, dst: Path) -> None:
-    """A recipe gone wrong: the graph's output comes out negated."""
-    model = onnx.load(str(src))
-    out = model.graph.output[0].name
-    for node in model.graph.node:
-        for i, name in enumerate(node.output):
-            if name == out:
-                node.output[i] = f"{out}_raw"
-    model.graph.node.append(onnx.helper.make_node("Neg", [f"{out}_raw"], [out]))
-    onnx.save(model, str(dst))
-
-
-def _copy(src: Path, dst: Path) -> None:
-    shutil.copyfile(src, dst)
-
-
 @pytest.mark.parametrize(
     ("task", "reason"),
     [("classify", "argmax agreement 0.0000 (>= 0.95)"), ("embed", "cosine mean -1.0000 (>= 0.995)")],
@@ -113,7 +97,7 @@ def _copy(src: Path, dst: Path) -> None:
 def test_a_recipe_that_fails_its_gate_is_not_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, task: str, reason: str
 ) -> None:
-    monkeypatch.setattr(exporter, "INT8_RECIPES", (Recipe("negated", _negated_output),))
+    monkeypatch.setattr(exporter, "INT8_RECIPES", (Recipe("negated", negated_output),))
     ckpt = make_checkpoint(tmp_path / "ckpt", "bert", head=task == "classify")
     out = tmp_path / "model"
     lines: list[str] = []
@@ -128,7 +112,7 @@ def test_a_recipe_that_fails_its_gate_is_not_written(
 
 
 def test_the_next_recipe_is_tried_after_a_rejected_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    recipes = (Recipe("negated", _negated_output), Recipe("copy", _copy))
+    recipes = (Recipe("negated", negated_output), Recipe("copy", copy_graph))
     monkeypatch.setattr(exporter, "INT8_RECIPES", recipes)
     ckpt = make_checkpoint(tmp_path / "ckpt", "bert", head=True)
     lines: list[str] = []

@@ -35,6 +35,7 @@ from service.runtime.session import OnnxSession
 from service.runtime.tokenizer import TextEncoder
 from service.settings import Settings
 from tests.integration.test_export_cli import _run_on_a_terminal
+from tests.recipes import negated_output
 from tests.tiny import make_checkpoint, make_crossencoder, make_pair_checkpoint
 
 quiet = {"log": lambda _: None}
@@ -294,21 +295,10 @@ def test_a_checkpoint_with_the_wrong_head_is_refused_before_loading(
 # --- reduced precision --------------------------------------------------------------------------
 
 
-def _negated_output(src: Path, dst: Path) -> None:
-    model = onnx.load(str(src))
-    out = model.graph.output[0].name
-    for node in model.graph.node:
-        for i, name in enumerate(node.output):
-            if name == out:
-                node.output[i] = f"{out}_raw"
-    model.graph.node.append(onnx.helper.make_node("Neg", [f"{out}_raw"], [out]))
-    onnx.save(model, str(dst))
-
-
 def test_rerank_variants_are_gated_on_score_order_and_sigmoid_scores(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    recipes = (Recipe("negated", _negated_output), Recipe("copy", lambda s, d: shutil.copyfile(s, d)))
+    recipes = (Recipe("negated", negated_output), Recipe("copy", lambda s, d: shutil.copyfile(s, d)))
     monkeypatch.setattr(exporter, "INT8_RECIPES", recipes)
     ckpt = make_pair_checkpoint(tmp_path / "ckpt", "distilbert", num_labels=1)
     lines: list[str] = []

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 import torch
 from transformers import AutoModelForTokenClassification, AutoTokenizer
@@ -22,6 +20,7 @@ from service.export.verify import VARIANT_TOKEN_ARGMAX_AGREEMENT, served_outputs
 from service.manifest import Manifest, sha256_file
 from service.runtime.loader import load_model_dir
 from service.settings import Settings
+from tests.recipes import copy_graph, negated_output
 from tests.tiny import BIO_TAGS, make_checkpoint, make_token_checkpoint
 
 quiet = {"log": lambda _: None}
@@ -101,26 +100,10 @@ def test_a_classifier_is_refused_for_tokens_in_one_line(tmp_path: Path, capsys: 
     assert code == 2 and len(err) == 1 and "--pairs applies to classify" in err[0]
 
 
-def _negated_output(src: Path, dst: Path) -> None:
-    """A recipe gone wrong: the graph's output comes out negated."""
-    model = onnx.load(str(src))
-    out = model.graph.output[0].name
-    for node in model.graph.node:
-        for i, name in enumerate(node.output):
-            if name == out:
-                node.output[i] = f"{out}_raw"
-    model.graph.node.append(onnx.helper.make_node("Neg", [f"{out}_raw"], [out]))
-    onnx.save(model, str(dst))
-
-
-def _copy(src: Path, dst: Path) -> None:
-    shutil.copyfile(src, dst)
-
-
 def test_an_int8_recipe_that_fails_the_token_gate_is_not_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(exporter, "INT8_RECIPES", (Recipe("negated", _negated_output),))
+    monkeypatch.setattr(exporter, "INT8_RECIPES", (Recipe("negated", negated_output),))
     ckpt = make_token_checkpoint(tmp_path / "ckpt", "bert")
     out = tmp_path / "model"
     lines: list[str] = []
@@ -147,7 +130,7 @@ def _eval_jsonl(path: Path) -> Path:
 
 
 def test_the_f1_gate_reads_eval_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(exporter, "INT8_RECIPES", (Recipe("negated", _negated_output), Recipe("copy", _copy)))
+    monkeypatch.setattr(exporter, "INT8_RECIPES", (Recipe("negated", negated_output), Recipe("copy", copy_graph)))
     ckpt = make_token_checkpoint(tmp_path / "ckpt", "bert")
     eval_data = _eval_jsonl(tmp_path / "dev.jsonl")
     lines: list[str] = []
@@ -186,7 +169,7 @@ def test_the_f1_gate_rejects_a_recipe_that_changes_the_entities(
         )
     )
     monkeypatch.setattr(verify, "VARIANT_TOKEN_ARGMAX_AGREEMENT", 0.0)
-    monkeypatch.setattr(exporter, "INT8_RECIPES", (Recipe("negated", _negated_output), Recipe("copy", _copy)))
+    monkeypatch.setattr(exporter, "INT8_RECIPES", (Recipe("negated", negated_output), Recipe("copy", copy_graph)))
     lines: list[str] = []
     manifest = export_checkpoint(
         ExportOptions(ckpt, tmp_path / "model", "tokens", int8=True, eval_data=eval_data), log=lines.append
