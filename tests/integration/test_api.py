@@ -358,6 +358,8 @@ async def test_timing_headers(client: httpx.AsyncClient) -> None:
     r = await client.post("/embed", json={"inputs": ["timing", "headers for a batch"]})
     times = {k: float(r.headers[f"x-{k}-time"]) for k in ("total", "tokenization", "queue", "inference")}
     assert times["inference"] > 0 and times["tokenization"] > 0 and times["queue"] >= 0
-    assert times["total"] >= times["inference"] + times["queue"]
+    # Queue wait and runtime can overlap (a second item waits while the first one's batch
+    # runs), so each alone is within the total, not necessarily their sum.
+    assert times["total"] >= max(times["inference"], times["queue"], times["tokenization"])
     health = await client.get("/health/live")  # no model work: only the total
     assert "x-total-time" in health.headers and "x-inference-time" not in health.headers
