@@ -83,19 +83,27 @@ class TextEncoder:
         pair template ([CLS] a [SEP] b [SEP] for BERT, RoBERTa's <s> a </s></s> b </s>).
         Each distinct first text is tokenized once (a rerank query, shared by every pair).
         `max_second_tokens` first cuts each second text to that many tokens."""
-        firsts = list(dict.fromkeys(a for a, _ in pairs))
-        plain = self._full.encode_batch(firsts, add_special_tokens=False)
-        first_of = dict(zip(firsts, plain, strict=True))
-        seconds = self._full.encode_batch([b for _, b in pairs], add_special_tokens=False)
         rows = []
-        for index, ((a, _), second) in enumerate(zip(pairs, seconds, strict=True)):
-            if max_second_tokens is not None:
-                second.truncate(max_second_tokens)
-            joined = self._join(first_of[a], second, truncate)
+        for index, joined in enumerate(self._joined_pairs(pairs, truncate, max_second_tokens)):
             if not truncate and len(joined.ids) > self.max_length:
                 raise InputTooLong(index, len(joined.ids), self.max_length)
             rows.append(np.array([joined.ids, joined.type_ids], dtype=np.int64))
         return rows
+
+    def _joined_pairs(
+        self, pairs: Sequence[tuple[str, str]], truncate: bool, max_second_tokens: int | None
+    ) -> list[Encoding]:
+        """Each pair in the model's template, truncated second text first; each distinct first
+        text encoded once."""
+        firsts = list(dict.fromkeys(a for a, _ in pairs))
+        first_of = dict(zip(firsts, self._full.encode_batch(firsts, add_special_tokens=False), strict=True))
+        seconds = self._full.encode_batch([b for _, b in pairs], add_special_tokens=False)
+        joined = []
+        for (a, _), second in zip(pairs, seconds, strict=True):
+            if max_second_tokens is not None:
+                second.truncate(max_second_tokens)
+            joined.append(self._join(first_of[a], second, truncate))
+        return joined
 
     def tokens(
         self, items: Sequence[str] | Sequence[tuple[str, str]], truncate: bool, add_special_tokens: bool
@@ -105,8 +113,7 @@ class TextEncoder:
         text it came from. Without special tokens, the same tokens less the special ones."""
         if items and isinstance(items[0], tuple):
             pairs: list[tuple[str, str]] = list(items)  # type: ignore[arg-type]
-            plain = [self._full.encode_batch(list(pair), add_special_tokens=False) for pair in pairs]
-            encodings = [self._join(first, second, truncate) for first, second in plain]
+            encodings = self._joined_pairs(pairs, truncate, None)
             sources: list[tuple[str, ...]] = pairs  # type: ignore[assignment]
         else:
             texts: list[str] = list(items)  # type: ignore[arg-type]
