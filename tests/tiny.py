@@ -137,6 +137,18 @@ def _bpe_tokenizer_json() -> str:
     return str(bpe.to_str())
 
 
+# RoBERTa's special tokens, as its tokenizer class names them.
+ROBERTA_SPECIALS = {
+    "bos_token": "<s>",
+    "eos_token": "</s>",
+    "sep_token": "</s>",
+    "cls_token": "<s>",
+    "unk_token": "<unk>",
+    "pad_token": "<pad>",
+    "mask_token": "<mask>",
+}
+
+
 def bpe_tokenizer() -> Any:
     """RoBERTa's tokenizer class over the trained byte-level BPE (ids: <s> 0, <pad> 1, </s> 2)."""
     from tokenizers import Tokenizer
@@ -144,13 +156,7 @@ def bpe_tokenizer() -> Any:
 
     return RobertaTokenizerFast(
         tokenizer_object=Tokenizer.from_str(_bpe_tokenizer_json()),
-        bos_token="<s>",
-        eos_token="</s>",
-        sep_token="</s>",
-        cls_token="<s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        mask_token="<mask>",
+        **ROBERTA_SPECIALS,
     )
 
 
