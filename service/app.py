@@ -9,6 +9,7 @@ balancers then see "starting", not "connection refused".
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -53,6 +54,10 @@ async def _start_models(state: AppState, loaded: list[LoadedModel], pool: Thread
             await asyncio.to_thread(served.warm_up)
     for served in state.models.values():
         await served.start()
+    # Everything loaded so far lives as long as the process: moved out of the collector's
+    # view, a full collection no longer walks it (under load those walks were the tail of
+    # the latency: gen-2 pauses of up to 160 ms on 2 busy cores).
+    gc.freeze()
     state.mark_ready()
     log.info("ready", extra={"models": sorted(state.models)})
 

@@ -23,16 +23,19 @@ async def get_state(request: Request) -> AppState:
 State = Annotated[AppState, Depends(get_state)]
 
 
-async def authorize(request: Request, state: State) -> None:
-    if not state.api_keys:
-        return
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+def key_matches(keys: list[bytes], authorization: str) -> bool:
+    """Whether an Authorization header value is `Bearer <one of the keys>`."""
+    scheme, _, token = authorization.partition(" ")
     given = token.strip().encode()
     # Compare against every key, always, each in constant time: nothing to learn from timing.
     matched = False
-    for key in state.api_keys:
+    for key in keys:
         matched |= hmac.compare_digest(given, key)
-    if scheme.lower() != "bearer" or not matched:
+    return scheme.lower() == "bearer" and matched
+
+
+async def authorize(request: Request, state: State) -> None:
+    if state.api_keys and not key_matches(state.api_keys, request.headers.get("authorization", "")):
         raise Unauthorized("missing or invalid API key: send Authorization: Bearer <key>")
 
 

@@ -16,6 +16,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.api.overload import refusal
 from service.errors import BadRequest, BodyTooLarge, RequestTimeout, ServiceError, render
 from service.serving.common import Timing
 from service.state import AppState
@@ -64,6 +65,11 @@ class RequestContext:
         self.state.inflight += 1
         self.metrics.inflight.inc()
         try:
+            overloaded = refusal(self.state, scope["method"], scope["path"], headers)
+            if overloaded is not None:
+                scope["state"]["route_path"] = scope["path"]
+                await send_error(send_with_id, overloaded, request_id)
+                return
             try:
                 async with asyncio.timeout(self.body_timeout_s):
                     body = await self._read_body(receive, headers)
@@ -106,7 +112,7 @@ class RequestContext:
 
     def _record(self, scope: Scope, status: int, seconds: float, request_id: str) -> None:
         route = scope.get("route")
-        path = getattr(route, "path", "unmatched")
+        path = getattr(route, "path", None) or scope["state"].get("route_path", "unmatched")
         model = scope["state"].get("model", "")
         self.metrics.requests.labels(path, model, str(status)).inc()
         self.metrics.request_duration.labels(path).observe(seconds)

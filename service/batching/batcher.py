@@ -111,6 +111,14 @@ class Batcher(Generic[P, R]):
             self._observer.rejected("overloaded", items)
             raise Overloaded(f"queue full ({self.max_queue_items} items): retry later")
 
+    def full(self) -> bool:
+        """No request, however small, would fit now (after a sweep of dead items)."""
+        return len(self._pending) >= self.max_queue_items and not self._room_after_sweep(1)
+
+    def count_refusal(self) -> None:
+        """A request refused before its size was known (the fast 429): counted as one item."""
+        self._observer.rejected("overloaded", 1)
+
     def submit(
         self, payloads: Sequence[tuple[P, int]], deadline: float, ticket: Ticket | None = None
     ) -> list[asyncio.Future[R]]:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
+from service.api.overload import QUEUED_ROUTES
 from service.app import create_app
 from service.settings import Settings
 from tests import expect
@@ -192,24 +195,60 @@ async def test_body_over_the_limit_is_413(make_client: Client) -> None:
         assert r.status_code == 413
 
 
+@asynccontextmanager
+async def _full_queue(c: httpx.AsyncClient, headers: dict[str, str] | None = None) -> AsyncIterator[None]:
+    """tiny-clf's queue (2 items) full: the runtime's one thread is held, the first request's
+    batch waits on it and the next request fills the queue. Both are answered 200 after."""
+    served = c.app.state.bertserve.models["tiny-clf"]  # type: ignore[attr-defined]
+    release = threading.Event()
+    served._runtime_pool.submit(release.wait)
+    running = asyncio.ensure_future(c.post("/classify", json={"inputs": ["a", "b"]}, headers=headers))
+    await _until(lambda: served.batcher.queued == 0 and served.batcher.busy_since is not None)
+    queued = asyncio.ensure_future(c.post("/classify", json={"inputs": ["c", "d"]}, headers=headers))
+    await _until(lambda: served.batcher.queued == 2)
+    try:
+        yield
+    finally:
+        release.set()
+        assert (await running).status_code == 200 and (await queued).status_code == 200
+
+
 async def test_queue_full_is_429_with_retry_after(make_client: Client) -> None:
     async with make_client(max_queue_items=2) as c:
-        served = c.app.state.bertserve.models["tiny-clf"]  # type: ignore[attr-defined]
-        release = threading.Event()
-        # Hold the runtime's one thread: the first request's batch waits on it, the next
-        # request fills the queue, and the third finds no room.
-        served._runtime_pool.submit(release.wait)
-        running = asyncio.ensure_future(c.post("/classify", json={"inputs": ["a", "b"]}))
-        await _until(lambda: served.batcher.queued == 0 and served.batcher.busy_since is not None)
-        queued = asyncio.ensure_future(c.post("/classify", json={"inputs": ["c", "d"]}))
-        await _until(lambda: served.batcher.queued == 2)
-        r = await c.post("/classify", json={"inputs": "e"})
-        release.set()
+        async with _full_queue(c):
+            r = await c.post("/classify", json={"inputs": "e"})
         assert r.status_code == 429
         assert r.headers["retry-after"] == "1"
         assert r.json()["error"]["type"] == "overloaded"
-        assert (await running).status_code == 200 and (await queued).status_code == 200
-        assert 'bertserve_rejections_total{model="tiny-clf",reason="overloaded"} 1.0' in (await c.get("/metrics")).text
+        assert r.headers["x-request-id"]
+        metrics = (await c.get("/metrics")).text
+        assert 'bertserve_rejections_total{model="tiny-clf",reason="overloaded"} 1.0' in metrics
+        assert 'bertserve_requests_total{model="",route="/classify",status="429"} 1.0' in metrics
+
+
+async def test_full_queue_refuses_before_the_body_is_read(make_client: Client) -> None:
+    """The fast 429: with no room in any classify queue, even a body that would be a 422 is
+    refused at once; other routes, and the checks that come first (API key), are untouched."""
+    async with make_client(max_queue_items=2, api_keys="k1") as c:
+        key = {"Authorization": "Bearer k1"}
+        async with _full_queue(c, key):
+            bad = await c.post("/classify", content=b"{not json", headers=key)
+            alias_bad = await c.post("/classify", json={"inputs": []}, headers=key)
+            anonymous = await c.post("/classify", json={"inputs": "e"})
+            other_route = await c.post("/embed", json={"inputs": "e"}, headers=key)
+        assert bad.status_code == 429 and bad.json()["error"]["type"] == "overloaded"
+        assert alias_bad.status_code == 429
+        assert anonymous.status_code == 401
+        assert other_route.status_code == 200
+        after = await c.post("/classify", content=b"{not json", headers=key)
+        assert after.status_code == 422  # room again: the body is read and judged
+
+
+def test_fast_refusal_covers_every_queued_route() -> None:
+    """Every model route but /tokenize waits in a queue, and the fast 429 knows each."""
+    app = create_app(Settings(models=Path("/nonexistent")))
+    posted = {path for path, operations in app.openapi()["paths"].items() if "post" in operations}
+    assert set(QUEUED_ROUTES) == posted - {"/tokenize"}
 
 
 async def test_more_inputs_than_the_queue_holds_is_422_not_429(make_client: Client) -> None:
@@ -363,3 +402,10 @@ async def test_timing_headers(client: httpx.AsyncClient) -> None:
     assert times["total"] >= max(times["inference"], times["queue"], times["tokenization"])
     health = await client.get("/health/live")  # no model work: only the total
     assert "x-total-time" in health.headers and "x-inference-time" not in health.headers
+
+
+async def test_what_start_up_loaded_is_kept_out_of_the_collector(client: httpx.AsyncClient) -> None:
+    """Once ready, the objects loaded so far are frozen, so a full collection under load does
+    not walk them (those walks were the tail of the latency)."""
+
+    assert gc.get_freeze_count() > 1000
