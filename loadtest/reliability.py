@@ -81,13 +81,16 @@ async def _idle_p50(client: httpx.AsyncClient, url: str, n: int = 20) -> float:
     return statistics.median(times)
 
 
-async def _overload(svc: Service, workers: int, seconds: float, deadline_s: float, rate: float) -> OverloadResult:
+async def _overload(
+    svc: Service, workers: int, seconds: float, deadline_s: float, rate: float, onset_s: float
+) -> OverloadResult:
     """Open loop: `rate` requests per second offered on `workers` connections whatever the
     answers, as independent callers would (a closed loop that resends each 429 at once would
     measure its own retry storm, not the service)."""
     texts = short_sentences(256)
     ok: list[float] = []
     rejected: list[float] = []
+    onset_rejected: list[float] = []
     statuses: dict[str, int] = {}
     missing_retry = 0
     host, port = "127.0.0.1", int(svc.url.rsplit(":", 1)[1])
@@ -95,6 +98,7 @@ async def _overload(svc: Service, workers: int, seconds: float, deadline_s: floa
         before_p50 = await _idle_p50(client, svc.url)
     rss_before = procs.rss_mb(svc.pid)
     stop = time.monotonic() + seconds
+    onset_end = stop - seconds + onset_s
 
     interval = workers / rate
 
@@ -109,6 +113,7 @@ async def _overload(svc: Service, workers: int, seconds: float, deadline_s: floa
             i += 1
             body = {"inputs": texts[(w * 31 + i) % len(texts)]}
             t0 = time.perf_counter()
+            in_onset = time.monotonic() < onset_end
             try:
                 status, headers, _ = await conn.post("/classify", body, {"X-Request-Timeout": str(deadline_s)})
                 key = str(status)
@@ -120,7 +125,7 @@ async def _overload(svc: Service, workers: int, seconds: float, deadline_s: floa
             if key == "200":
                 ok.append(elapsed)
             elif key == "429":
-                rejected.append(elapsed)
+                (onset_rejected if in_onset else rejected).append(elapsed)
                 missing_retry += "retry-after" not in headers
         await conn.close()
 
@@ -143,13 +148,16 @@ async def _overload(svc: Service, workers: int, seconds: float, deadline_s: floa
         rss_after,
         before_p50,
         after_p50,
+        onset_s,
+        len(onset_rejected),
+        percentile(onset_rejected, 99),
     )
 
 
 def overload(
-    svc: Service, workers: int = 256, seconds: float = 6, deadline_s: float = 5, rate: float = 1000
+    svc: Service, workers: int = 256, seconds: float = 6, deadline_s: float = 5, rate: float = 1000, onset_s: float = 1
 ) -> OverloadResult:
-    return asyncio.run(_overload(svc, workers, seconds, deadline_s, rate))
+    return asyncio.run(_overload(svc, workers, seconds, deadline_s, rate, onset_s))
 
 
 # ------------------------------------------------------------------ stall

@@ -23,6 +23,11 @@ class OverloadResult:
     rss_after_mb: float
     idle_p50_before_ms: float
     idle_p50_after_ms: float
+    # 429s of requests sent in the first `onset_s`, while the connections open and the first
+    # burst meets an empty queue, reported apart (as in the storm) and not bounded.
+    onset_s: float = 0.0
+    onset_rejected: int = 0
+    onset_rejected_p99_ms: float = 0.0
 
     def problems(self) -> list[str]:
         out = []

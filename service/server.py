@@ -4,6 +4,8 @@ load in the background. Every start-up failure is one line on stderr and exit co
 from __future__ import annotations
 
 import errno
+import logging
+import resource
 import socket
 import sys
 from pathlib import Path
@@ -46,6 +48,20 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def raise_open_files(connections: int) -> str | None:
+    """Lift the soft open-file limit so `connections` sockets fit (plus room for the model
+    files and the runtime), up to the hard limit; a warning when even that is too low."""
+    wanted = connections + 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        ceiling = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
+        soft = ceiling
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        return f"the open-file limit ({soft}) is below BERTSERVE_MAX_CONNECTIONS ({connections}) + 256"
+    return None
+
+
 def serve(models: str | None = None, host: str | None = None, port: int | None = None) -> int:
     overrides: dict[str, Any] = {"models": Path(models) if models else None, "host": host, "port": port}
     try:
@@ -53,6 +69,9 @@ def serve(models: str | None = None, host: str | None = None, port: int | None =
     except ValidationError as exc:
         return fail(settings_error(exc))
     logs.configure(settings.log_level)
+    warning = raise_open_files(settings.max_connections)
+    if warning:
+        logging.getLogger("bertserve").warning(warning)
     try:
         read_manifests(settings)
     except ModelLoadError as exc:
@@ -75,7 +94,7 @@ def serve(models: str | None = None, host: str | None = None, port: int | None =
     app = create_app(settings, on_load_error=on_load_error)
     config = uvicorn.Config(
         app,
-        http=protocol_class(settings.header_timeout_s, settings.max_connections),
+        http=protocol_class(settings.header_timeout_s, settings.max_connections, app.state.bertserve.held),
         timeout_keep_alive=int(max(1, settings.keep_alive_timeout_s)),
         log_config=None,
         access_log=False,

@@ -12,6 +12,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from service.backpressure import HeldConnections
 from service.errors import InvalidInput, ModelNotFound, Unavailable
 from service.metrics import Metrics
 from service.serving.model import ServedModel
@@ -43,6 +44,19 @@ class AppState:
     stalled: str | None = None  # why readiness is 503 while a batch hangs
     load_error: str | None = None  # why the models could not be loaded (the server exits)
     drain_started: float = float("inf")  # monotonic time of SIGTERM
+    held: HeldConnections = field(init=False)  # connections refused with a fast 429, waiting for room
+
+    def __post_init__(self) -> None:
+        self.held = HeldConnections(self.room, lambda: self.unready_reason() is None, self.settings.request_timeout_s)
+
+    def serving(self, task: str) -> list[ServedModel]:
+        """Every model that could serve a request of `task`, named or not."""
+        kinds = SERVES[task]
+        return [m for m in self.models.values() if m.manifest.task in kinds]
+
+    def room(self, task: str) -> int:
+        """Free items in the queues of the models that could serve `task`."""
+        return sum(max(0, m.batcher.max_queue_items - m.batcher.queued) for m in self.serving(task))
 
     def mark_ready(self) -> None:
         self.ready = True

@@ -12,10 +12,16 @@
    listening, answers 503 (readiness and new requests), lets accepted requests finish, then
    exits 0 within the drain timeout.
 
+4. Holding a connection refused with a fast 429 (`service/backpressure.py`): after the
+   response, reading stops (uvicorn's flow control) and the keep-alive timer is disarmed
+   until the connection's turn comes; then both are restored.
+
 What this leans on, checked by `assumptions()` (and by a test that fails by name when a new
 uvicorn breaks one): HttpToolsProtocol's hooks `connection_made`, `on_message_begin`,
-`on_headers_complete`, `connection_lost`, its attributes `loop`, `transport`, `connections`;
-`uvicorn.Server.handle_exit(sig, frame)` and `should_exit`. pyproject bounds uvicorn to the
+`on_headers_complete`, `on_response_complete`, `connection_lost`, `timeout_keep_alive_handler`,
+its attributes `loop`, `transport`, `connections`, `flow`, `pipeline`, `scope`,
+`timeout_keep_alive_task`, `timeout_keep_alive`; `uvicorn.Server.handle_exit(sig, frame)` and
+`should_exit`. pyproject bounds uvicorn to the
 releases this was checked on.
 """
 
@@ -26,6 +32,7 @@ import inspect
 import logging
 import signal
 import time
+from functools import partial
 from types import FrameType
 from typing import Any
 
@@ -33,6 +40,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from service.api.middleware import new_request_id
+from service.backpressure import HeldConnections
 from service.errors import RequestTimeout, Unavailable, raw_http
 from service.state import AppState
 
@@ -41,7 +49,8 @@ log = logging.getLogger("bertserve")
 
 class GuardedHttpProtocol(HttpToolsProtocol):
     header_timeout_s: float = 10.0
-    max_connections: int = 1024
+    max_connections: int = 4096
+    held: HeldConnections | None = None  # where a connection refused with a fast 429 waits
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -62,10 +71,47 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm()
         super().on_headers_complete()
+        if self.held is not None and self.held.request_started(self):
+            # It waited its turn: the middleware lets it in, then ends the promise of room.
+            self.scope.setdefault("state", {})["resumed"] = partial(self.held.release, self)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.held is None:
+            return
+        task = self.scope.get("state", {}).get("hold_for")  # set with a fast 429
+        if (
+            task
+            and not self.transport.is_closing()
+            and not self.pipeline
+            and not __import__("os").environ.get("NOHOLD")
+        ):
+            self.held.hold(task, self)
+        else:
+            self.held.release(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self.held is not None:
+            self.held.release(self)
         super().connection_lost(exc)
+
+    # Holdable, for HeldConnections: a held connection is neither read nor timed out as idle.
+    def pause(self) -> None:
+        self.flow.pause_reading()
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
+
+    def resume(self) -> None:
+        self.flow.resume_reading()
+        if self.timeout_keep_alive_task is None and not self.transport.is_closing():
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+
+    def closing(self) -> bool:
+        return bool(self.transport.is_closing())
 
     def _arm(self) -> None:
         self._disarm()
@@ -83,12 +129,12 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
-def protocol_class(header_timeout_s: float, max_connections: int) -> type[GuardedHttpProtocol]:
+def protocol_class(header_timeout_s: float, max_connections: int, held: HeldConnections) -> type[GuardedHttpProtocol]:
     """A protocol class carrying this server's limits (uvicorn instantiates it per connection)."""
     return type(
         "ConfiguredHttpProtocol",
         (GuardedHttpProtocol,),
-        {"header_timeout_s": header_timeout_s, "max_connections": max_connections},
+        {"header_timeout_s": header_timeout_s, "max_connections": max_connections, "held": held},
     )
 
 
@@ -124,11 +170,13 @@ class DrainingServer(uvicorn.Server):
 def assumptions() -> list[str]:
     """What of the above no longer holds in the installed uvicorn: empty when all is well."""
     broken = []
-    for hook in ("connection_made", "on_message_begin", "on_headers_complete", "connection_lost"):
+    hooks = ("connection_made", "on_message_begin", "on_headers_complete", "on_response_complete", "connection_lost")
+    for hook in (*hooks, "timeout_keep_alive_handler"):
         if not callable(getattr(HttpToolsProtocol, hook, None)):
             broken.append(f"HttpToolsProtocol.{hook} is gone")
     init = inspect.getsource(HttpToolsProtocol.__init__)
-    for attribute in ("self.loop", "self.connections", "self.transport"):
+    attributes = ("self.loop", "self.connections", "self.transport", "self.flow", "self.pipeline", "self.scope")
+    for attribute in (*attributes, "self.timeout_keep_alive_task", "self.timeout_keep_alive"):
         if attribute not in inspect.getsource(HttpToolsProtocol):
             broken.append(f"HttpToolsProtocol no longer sets {attribute}")
     if "server_state.connections" not in init:

@@ -16,7 +16,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.overload import refusal
+from service.api.overload import fast_path
 from service.errors import BadRequest, BodyTooLarge, RequestTimeout, ServiceError, render
 from service.serving.common import Timing
 from service.state import AppState
@@ -65,11 +65,16 @@ class RequestContext:
         self.state.inflight += 1
         self.metrics.inflight.inc()
         try:
-            overloaded = refusal(self.state, scope["method"], scope["path"], headers)
-            if overloaded is not None:
-                scope["state"]["route_path"] = scope["path"]
-                await send_error(send_with_id, overloaded, request_id)
+            # A connection held after a 429 and resumed in its turn skips the fast 429; the room
+            # promised to it (or reserved below) is released once the request is queued, or
+            # answered without.
+            release = scope["state"].get("resumed")
+            decision = None if release else fast_path(self.state, scope["method"], scope["path"], headers)
+            if decision is not None and decision.refused is not None:
+                scope["state"].update(route_path=scope["path"], hold_for=decision.task)  # the protocol holds it
+                await send_error(send_with_id, decision.refused, request_id)
                 return
+            release = release or (decision.release if decision else None)
             try:
                 async with asyncio.timeout(self.body_timeout_s):
                     body = await self._read_body(receive, headers)
@@ -80,12 +85,15 @@ class RequestContext:
                 error = BodyTooLarge(f"request body over {self.max_body_bytes} bytes", "body")
                 await send_error(send_with_id, error, request_id)
             else:
+                scope["state"]["release_room"] = release  # ended once queued (deps.get_call)
                 await self.app(scope, _replay(body, receive), send_with_id)
         except Exception:
             errors_log.exception("unhandled error, request_id=%s", request_id)
             if not status["started"]:
                 await send_error(send_with_id, ServiceError("internal error"), request_id)
         finally:
+            if release:
+                release()
             self.state.inflight -= 1
             self.metrics.inflight.dec()
             self._record(scope, int(status["code"]), time.perf_counter() - started, request_id)

@@ -10,14 +10,19 @@ overload a malformed body gets the 429 rather than its 422.
 
 What still takes the full path: a service that is not ready or is draining (its 503 is
 decided there), a request without a valid API key (its 401), a cross-origin request when
-CORS is on (its answer needs the CORS headers), and any route whose models still have room.
+CORS is on (its answer needs the CORS headers), any route whose models still have room, and
+a request on a connection that was held after a 429 and resumed with room promised to it.
+The connection of a fast 429 is then held (see `service/backpressure.py`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from service.api.deps import key_matches
 from service.errors import Overloaded
-from service.state import SERVES, AppState
+from service.state import AppState
 
 # The routes whose requests wait in a model's queue, and the task each serves.
 QUEUED_ROUTES = {
@@ -31,8 +36,17 @@ QUEUED_ROUTES = {
 }
 
 
-def refusal(state: AppState, method: str, path: str, headers: dict[bytes, bytes]) -> Overloaded | None:
-    """The 429 to answer at once, or None for the full path."""
+@dataclass(frozen=True)
+class FastPath:
+    """What the middleware does with a request before reading its body."""
+
+    task: str
+    refused: Overloaded | None = None  # answer this at once, then hold the connection
+    release: Callable[[], None] | None = None  # let in with room reserved: call once it is in the app
+
+
+def fast_path(state: AppState, method: str, path: str, headers: dict[bytes, bytes]) -> FastPath | None:
+    """The decision for a model route's request, or None when the full path decides alone."""
     if method != "POST" or (state.settings.cors_origins and b"origin" in headers):
         return None
     task = QUEUED_ROUTES.get(path)
@@ -40,10 +54,17 @@ def refusal(state: AppState, method: str, path: str, headers: dict[bytes, bytes]
         return None
     if state.api_keys and not key_matches(state.api_keys, headers.get(b"authorization", b"").decode("latin-1")):
         return None
-    kinds = SERVES[task]
-    models = [m for m in state.models.values() if m.manifest.task in kinds]
-    if not models or not all(m.batcher.full() for m in models):
+    models = state.serving(task)
+    if not models:
         return None
+    held = state.held
+    if not held.waiting(task):
+        if not all(m.batcher.full() for m in models):
+            return None
+    elif held.free_room(task) > 0:
+        # Room beyond what was promised to the held connections: reserved until the request
+        # is in the app, so the resumer does not promise it again meanwhile.
+        return FastPath(task, release=held.reserve(task))
     for model in models:
         model.batcher.count_refusal()
-    return Overloaded(f"every {task} queue is full: retry later")
+    return FastPath(task, refused=Overloaded(f"every {task} queue is full: retry later"))

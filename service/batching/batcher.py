@@ -134,6 +134,8 @@ class Batcher(Generic[P, R]):
             futures.append(future)
         self._observer.queue_depth(len(self._pending))
         self._wakeup.set()
+        if ticket is not None and ticket.on_queued is not None:
+            ticket.on_queued()
         return futures
 
     async def _loop(self) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -29,6 +29,9 @@ class Ticket:
     queue_s: float = 0.0
     inference_s: float = 0.0
     batch_sizes: list[int] = field(default_factory=list)
+    # Called once the request's items are in the queue (it ends a room reservation, see
+    # service/backpressure.py).
+    on_queued: Callable[[], None] | None = field(default=None, repr=False)
     _batches: set[int] = field(default_factory=set, repr=False)
 
     def rode(self, waited_s: float, batch: int, size: int, seconds: float) -> None:

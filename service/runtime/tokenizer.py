@@ -68,7 +68,9 @@ class TextEncoder:
             tokenizer = self._truncating if truncate else self._full
             encodings = [tokenizer.post_process(e) for e in plain]
         else:
-            encodings = (self._truncating if truncate else self._full).encode_batch(list(texts))
+            tokenizer = self._truncating if truncate else self._full
+            # One text skips encode_batch's hop through the Rust thread pool (the common case).
+            encodings = [tokenizer.encode(texts[0])] if len(texts) == 1 else tokenizer.encode_batch(list(texts))
         ids = [np.asarray(e.ids, dtype=np.int64) for e in encodings]
         if not truncate:
             for index, row in enumerate(ids):

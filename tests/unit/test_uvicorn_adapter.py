@@ -3,6 +3,7 @@ uvicorn release breaks one of them."""
 
 from __future__ import annotations
 
+from service.backpressure import HeldConnections
 from service.uvicorn_adapter import GuardedHttpProtocol, assumptions, protocol_class
 
 
@@ -11,6 +12,7 @@ def test_uvicorn_still_offers_what_the_adapter_leans_on() -> None:
 
 
 def test_protocol_class_carries_the_limits() -> None:
-    cls = protocol_class(2.5, 7)
+    held = HeldConnections(lambda task: 0, lambda: True, 30.0)
+    cls = protocol_class(2.5, 7, held)
     assert issubclass(cls, GuardedHttpProtocol)
-    assert (cls.header_timeout_s, cls.max_connections) == (2.5, 7)
+    assert (cls.header_timeout_s, cls.max_connections, cls.held) == (2.5, 7, held)
