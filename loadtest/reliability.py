@@ -29,6 +29,7 @@ from loadtest.reliability_results import OverloadResult, SlowClientResult, SoakR
 from loadtest.texts import short_sentences
 
 __all__ = [
+    "STALL_ENV",
     "OverloadResult",
     "Service",
     "SlowClientResult",
@@ -163,15 +164,42 @@ def overload(
 # ------------------------------------------------------------------ stall
 
 
-def stall(svc: Service, stall_timeout_s: float) -> StallResult:
-    """A batch that runs far longer than the stall timeout (64 reviews of 256 tokens on 2 cores):
-    readiness must turn 503 while it runs and come back when it returns."""
-    body = {"inputs": ["a long review that goes on and on about the film, " * 30] * 64}
+# Room for one batch big enough to outlast the stall timeout on any machine: up to 512
+# reviews of the embedding model's 256 tokens, in one request and one batch.
+STALL_MAX_ITEMS = 512
+STALL_TIMEOUT_S = 0.2
+STALL_ENV = {
+    "BERTSERVE_STALL_TIMEOUT_S": str(STALL_TIMEOUT_S),
+    "BERTSERVE_MAX_BATCH_SIZE": str(STALL_MAX_ITEMS),
+    "BERTSERVE_MAX_BATCH_TOKENS": str(STALL_MAX_ITEMS * 256),
+    "BERTSERVE_MAX_INPUTS": str(STALL_MAX_ITEMS),
+}
+
+
+def stall(svc: Service, stall_timeout_s: float = STALL_TIMEOUT_S, factor: float = 3) -> StallResult:
+    """One batch that runs at least `factor` times the stall timeout: readiness must turn
+    503 while it runs and come back when it returns. The batch is sized to the machine, not
+    assumed slow: 32 reviews of 256 tokens, doubled until one batch runs long enough (up to
+    STALL_MAX_ITEMS; the service runs with STALL_ENV, so a request is one batch)."""
+    items = 32
+    while True:
+        result = _stall_once(svc, items, stall_timeout_s, factor)
+        if result.batch_seconds >= factor * stall_timeout_s or items >= STALL_MAX_ITEMS:
+            return result
+        items = min(2 * items, STALL_MAX_ITEMS)
+        time.sleep(0.5)
+
+
+def _stall_once(svc: Service, items: int, stall_timeout_s: float, factor: float) -> StallResult:
+    body = {"inputs": ["a long review that goes on and on about the film, " * 30] * items}
     done: dict[str, Any] = {}
 
     def send() -> None:
-        done["status"] = httpx.post(f"{svc.url}/embed", json=body, timeout=120).status_code
-        done["at"] = time.monotonic()
+        t0 = time.monotonic()
+        r = httpx.post(f"{svc.url}/embed", json=body, timeout=300)
+        done["status"], done["at"] = r.status_code, time.monotonic()
+        done["inference_s"] = float(r.headers.get("x-inference-time", "0")) / 1000
+        done["total_s"] = done["at"] - t0
 
     sender = threading.Thread(target=send)
     started = time.monotonic()
@@ -181,20 +209,23 @@ def stall(svc: Service, stall_timeout_s: float) -> StallResult:
         r = httpx.get(f"{svc.url}/health/ready", timeout=5)
         if r.status_code == 503 and unready_at is None:
             unready_at, message = time.monotonic(), r.json()["error"]["message"]
-        time.sleep(0.05)
+        time.sleep(0.02)
     sender.join()
     ready_at = None
     while time.monotonic() < done["at"] + 10:
         if httpx.get(f"{svc.url}/health/ready", timeout=5).status_code == 200:
             ready_at = time.monotonic()
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
     return StallResult(
         stall_timeout_s,
         unready_at - started if unready_at else None,
         message,
         done["status"],
         ready_at - done["at"] if ready_at else None,
+        items=items,
+        batch_seconds=done["inference_s"],
+        factor=factor,
     )
 
 
@@ -416,9 +447,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     run(
         "stall",
-        {"BERTSERVE_STALL_TIMEOUT_S": "0.5"},
-        "a batch longer than a 0.5 s stall timeout",
-        lambda svc: asdict(stall(svc, 0.5)),
+        STALL_ENV,
+        f"a batch longer than a {STALL_TIMEOUT_S} s stall timeout",
+        lambda svc: asdict(stall(svc)),
     )
     slow_env = {
         "BERTSERVE_HEADER_TIMEOUT_S": "1",

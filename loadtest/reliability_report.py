@@ -88,7 +88,8 @@ def _storm_row(st: StormResult) -> str:
 
 def _stall_row(st: StallResult) -> str:
     return (
-        f"| Stalled runtime | one batch of 64 x 256 tokens with a {st.stall_timeout_s} s stall timeout "
+        f"| Stalled runtime | one batch of {st.items} x 256 tokens ({st.batch_seconds:.2f} s, sized to last "
+        f"{st.factor:g}x the stall timeout) with a {st.stall_timeout_s} s stall timeout "
         f'| readiness 503 after {st.seconds_to_unready or 0:.2f} s ("{st.unready_message}"); batch ended '
         f"{st.batch_status}; ready again {st.seconds_to_ready_after_batch or 0:.2f} s after it "
         f"| {_ok(st.problems())} |"

@@ -56,9 +56,17 @@ class StallResult:
     unready_message: str
     batch_status: int
     seconds_to_ready_after_batch: float | None
+    items: int = 0  # reviews of 256 tokens in the one batch
+    batch_seconds: float = 0.0  # its runtime (X-Inference-Time)
+    factor: float = 3.0  # how many stall timeouts it had to last
 
     def problems(self) -> list[str]:
         out = []
+        if self.batch_seconds < self.factor * self.stall_timeout_s:
+            out.append(
+                f"the largest batch ({self.items} items) ran {self.batch_seconds:.2f} s, "
+                f"under {self.factor:g} x the {self.stall_timeout_s} s stall timeout: no stall to see"
+            )
         if self.seconds_to_unready is None or "stalled" not in self.unready_message:
             out.append("readiness never reported the stall")
         if self.batch_status != 200:

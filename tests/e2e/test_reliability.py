@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.reliability import Service, connection_cap, overload, slow_clients, soak, stall
+from loadtest.reliability import STALL_ENV, Service, connection_cap, overload, slow_clients, soak, stall
 
 pytestmark = pytest.mark.e2e
 
@@ -28,9 +28,9 @@ def test_overload_gets_fast_429s_and_recovers(service: Service) -> None:
     assert result.problems() == [], result
 
 
-@pytest.mark.parametrize("service", [{"BERTSERVE_STALL_TIMEOUT_S": "0.5"}], indirect=True)
+@pytest.mark.parametrize("service", [STALL_ENV], indirect=True)
 def test_stalled_batch_turns_readiness_503_until_it_returns(service: Service) -> None:
-    result = stall(service, 0.5)
+    result = stall(service)
     assert result.problems() == [], result
 
 
