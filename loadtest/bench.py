@@ -21,7 +21,7 @@ import httpx
 
 from loadtest import procs, raw_engine, wrk
 from loadtest.report import write_report
-from loadtest.texts import short_sentences
+from loadtest.texts import rerank_sets, short_sentences
 
 MODELS = procs.REPO / "models"
 CHECKPOINT = procs.REPO / ".build" / "minilm-sentiment-checkpoint"
@@ -37,7 +37,7 @@ class Plan:
 
     @classmethod
     def smoke(cls) -> Plan:
-        return cls(seconds=2, concurrency=[1, 16], raw_seconds=1, batch_sizes=[1, 8], baseline_concurrency=[1])
+        return cls(seconds=2, concurrency=[1, 4], raw_seconds=1, batch_sizes=[1, 8], baseline_concurrency=[1])
 
 
 @dataclass
@@ -79,6 +79,25 @@ def sweep(url: str, pid: int, script: Path, concurrency: list[int], seconds: flo
     return steps
 
 
+# The model each benched route runs on with the default models (rerank: cosine on the
+# embedding model, as served when no cross-encoder is).
+ROUTE_MODELS = {
+    "classify": "minilm-sentiment",
+    "embed": "all-minilm-l6-v2",
+    "rerank": "all-minilm-l6-v2",
+    "tokens": "minilm-ner",
+}
+ROUTES = {"classify": "/classify", "embed": "/embed", "rerank": "/rerank", "tokens": "/classify/tokens"}
+RERANK_PASSAGES = 32
+
+
+def cpu_variant(model: str) -> str:
+    """The variant the service picks on the CPU provider by default: int8 when it was built."""
+    from service.manifest import Manifest
+
+    return "int8" if "int8" in Manifest.read(MODELS / model).variants else "fp32"
+
+
 def run_service(variant: str, scripts: dict[str, Path], plan: Plan, work: Path) -> tuple[dict[str, list[Step]], float]:
     port = procs.free_port()
     url = f"http://127.0.0.1:{port}"
@@ -87,9 +106,10 @@ def run_service(variant: str, scripts: dict[str, Path], plan: Plan, work: Path) 
     try:
         out = {}
         for name, script in scripts.items():
-            model = "minilm-sentiment" if name == "classify" else "all-minilm-l6-v2"
-            print(f"bench: service ({variant}) /{name}", file=sys.stderr, flush=True)
-            out[name] = sweep(url, proc.pid, script, plan.concurrency, plan.seconds, model)
+            print(f"bench: service ({variant}) {ROUTES[name]}", file=sys.stderr, flush=True)
+            # A rerank request is 33 rows: a few clients saturate the service.
+            concurrency = [c for c in plan.concurrency if c <= 16] if name == "rerank" else plan.concurrency
+            out[name] = sweep(url, proc.pid, script, concurrency, plan.seconds, ROUTE_MODELS[name])
         return out, procs.rss_mb(proc.pid)
     finally:
         procs.stop(proc)
@@ -118,12 +138,17 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     texts = short_sentences()
+    sets = rerank_sets(passages=RERANK_PASSAGES)
+    tagger = (MODELS / ROUTE_MODELS["tokens"] / "manifest.json").is_file()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         scripts = {
             "classify": wrk.write_script(work, "classify", "/classify", [{"inputs": t} for t in texts]),
             "embed": wrk.write_script(work, "embed", "/embed", [{"inputs": t} for t in texts]),
+            "rerank": wrk.write_script(work, "rerank", "/rerank", [{"query": q, "texts": p} for q, p in sets]),
         }
+        if tagger:
+            scripts["tokens"] = wrk.write_script(work, "tokens", ROUTES["tokens"], [{"inputs": t} for t in texts])
         print("bench: raw engine", file=sys.stderr, flush=True)
         raw = {
             "classify-int8": raw_engine.bench(
@@ -135,19 +160,30 @@ def main(argv: list[str] | None = None) -> int:
             "embed-fp32": raw_engine.bench(
                 MODELS / "all-minilm-l6-v2", "fp32", texts, plan.batch_sizes, plan.raw_seconds
             ),
+            "rerank-fp32": [raw_engine.bench_rerank(MODELS / "all-minilm-l6-v2", "fp32", sets, plan.raw_seconds)],
         }
+        tokens_key = f"tokens-{cpu_variant(ROUTE_MODELS['tokens'])}" if tagger else ""
+        if tagger:
+            raw[tokens_key] = raw_engine.bench(
+                MODELS / ROUTE_MODELS["tokens"], tokens_key.split("-")[1], texts, plan.batch_sizes, plan.raw_seconds
+            )
         auto, rss = run_service("auto", scripts, plan, work)
         fp32, _ = run_service("fp32", {"classify": scripts["classify"]}, plan, work)
         baseline = run_baseline(scripts["classify"], plan, work)
+    service = {
+        "classify-int8": [asdict(s) for s in auto["classify"]],
+        "embed-fp32": [asdict(s) for s in auto["embed"]],
+        "rerank-fp32": [asdict(s) for s in auto["rerank"]],
+        "classify-fp32": [asdict(s) for s in fp32["classify"]],
+    }
+    if tagger:
+        service[tokens_key] = [asdict(s) for s in auto["tokens"]]
     results = {
         "plan": asdict(plan),
         "smoke": args.smoke,
+        "rerank_passages": RERANK_PASSAGES,
         "raw": {k: [asdict(r) for r in v] for k, v in raw.items()},
-        "service": {
-            "classify-int8": [asdict(s) for s in auto["classify"]],
-            "embed-fp32": [asdict(s) for s in auto["embed"]],
-            "classify-fp32": [asdict(s) for s in fp32["classify"]],
-        },
+        "service": service,
         "baseline": [asdict(s) for s in baseline],
         "rss_mb": rss,
         "bench_seconds": round(time.perf_counter() - started, 1),

@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from service.manifest import Manifest
 from service.runtime.cpus import available_cpus
 from service.runtime.session import OnnxSession
@@ -22,7 +24,7 @@ class RawResult:
     p50_ms: float  # per batch, tokenization included
 
 
-def bench(model_dir: Path, variant: str, texts: list[str], batch_sizes: list[int], seconds: float) -> list[RawResult]:
+def _open(model_dir: Path, variant: str) -> tuple[OnnxSession, TextEncoder]:
     manifest = Manifest.read(model_dir)
     settings = Settings()  # the service's own session settings, so the comparison is fair
     session = OnnxSession(
@@ -33,7 +35,11 @@ def bench(model_dir: Path, variant: str, texts: list[str], batch_sizes: list[int
         threads=settings.intra_op_threads or available_cpus(),
         spinning=settings.ort_spinning,
     )
-    encoder = TextEncoder(model_dir / "tokenizer.json", manifest.max_length)
+    return session, TextEncoder(model_dir / "tokenizer.json", manifest.max_length)
+
+
+def bench(model_dir: Path, variant: str, texts: list[str], batch_sizes: list[int], seconds: float) -> list[RawResult]:
+    session, encoder = _open(model_dir, variant)
     # Best case for the engine: batches of neighbours in token length, so padding is minimal,
     # as a perfect length-bucketing batcher would form them.
     lengths = [len(ids) for ids in encoder.encode(texts, True)]
@@ -55,3 +61,28 @@ def bench(model_dir: Path, variant: str, texts: list[str], batch_sizes: list[int
         elapsed = time.perf_counter() - start
         results.append(RawResult(size, rows / elapsed, statistics.median(latencies) * 1000))
     return results
+
+
+def bench_rerank(model_dir: Path, variant: str, sets: list[tuple[str, list[str]]], seconds: float) -> RawResult:
+    """Ranking by cosine with an embedding model, one query and its passages per loop: one
+    batch of them all (tokenize, run, normalise, score). rows/s counts passages, as the
+    service's rerank rows do; p50 is per query."""
+    session, encoder = _open(model_dir, variant)
+
+    def rank(query: str, passages: list[str]) -> np.ndarray:
+        vectors = np.asarray(session.run(encoder.encode([query, *passages], True)), dtype=np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors[1:] @ vectors[0]
+
+    rank(*sets[0])  # warm up
+    latencies = []
+    rows = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        query, passages = sets[len(latencies) % len(sets)]
+        t0 = time.perf_counter()
+        rank(query, passages)
+        latencies.append(time.perf_counter() - t0)
+        rows += len(passages)
+    elapsed = time.perf_counter() - start
+    return RawResult(len(sets[0][1]) + 1, rows / elapsed, statistics.median(latencies) * 1000)
