@@ -29,6 +29,7 @@ from service.api.routes_meta import router as meta_router
 from service.api.routes_rerank import router as rerank_router
 from service.api.routes_tokenize import router as tokenize_router
 from service.api.routes_tokens import router as tokens_router
+from service.cache import ResultCache
 from service.metrics import Metrics
 from service.runtime.cpus import available_cpus
 from service.runtime.loader import LoadedModel, ModelLoadError, load_repository
@@ -45,7 +46,7 @@ OnLoadError = Callable[[str], None]
 async def _start_models(state: AppState, loaded: list[LoadedModel], pool: ThreadPoolExecutor) -> None:
     settings = state.settings
     for model in loaded:
-        served = ServedModel(model, settings, state.metrics, pool)
+        served = ServedModel(model, settings, state.metrics, pool, state.cache)
         state.models[model.name] = served
         info = state.metrics.model_info.labels(model.name, model.manifest.task, model.variant, model.session.provider)
         info.set(1)
@@ -86,6 +87,7 @@ def create_app(
     exits with its one-line reason); without it, readiness stays 503 with the reason."""
     settings = settings or Settings()
     state = AppState(settings, Metrics(), api_keys=[k.encode() for k in settings.all_api_keys()])
+    state.cache = ResultCache(settings.cache_bytes) if settings.cache_bytes else None
     state.metrics.ready.set(0)
 
     @asynccontextmanager

@@ -59,11 +59,43 @@ class Metrics:
         self.model_info = Gauge(
             "bertserve_model_info", "Loaded models", ["model", "task", "variant", "provider"], registry=r
         )
+        self.cache_rows = Counter(
+            "bertserve_cache_rows",
+            "Rows looked up in the result cache: hit (answered from it), shared (waited for an identical "
+            "row already queued), miss (queued)",
+            ["model", "result"],
+            registry=r,
+        )
+        self.cache_bytes = Gauge("bertserve_cache_bytes", "Bytes held by the result cache", registry=r)
         self.inflight = Gauge("bertserve_inflight_requests", "Requests being served", registry=r)
         self.ready = Gauge("bertserve_ready", "1 when ready to serve, 0 otherwise", registry=r)
 
     def observer(self, model: str) -> ModelObserver:
         return ModelObserver(self, model)
+
+    def cache_observer(self, model: str) -> CacheObserver:
+        return CacheObserver(self, model)
+
+
+class CacheObserver:
+    """The result cache's counters, bound to one model."""
+
+    def __init__(self, metrics: Metrics, model: str) -> None:
+        self._hits = metrics.cache_rows.labels(model, "hit")
+        self._shared = metrics.cache_rows.labels(model, "shared")
+        self._misses = metrics.cache_rows.labels(model, "miss")
+        self._bytes = metrics.cache_bytes
+
+    def counted(self, hits: int, shared: int, misses: int) -> None:
+        if hits:
+            self._hits.inc(hits)
+        if shared:
+            self._shared.inc(shared)
+        if misses:
+            self._misses.inc(misses)
+
+    def size(self, nbytes: int) -> None:
+        self._bytes.set(nbytes)
 
 
 class ModelObserver:

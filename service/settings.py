@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     header_timeout_s: float = Field(10.0, gt=0, description="time a client may take to send a request's headers")
     body_timeout_s: float = Field(10.0, gt=0, description="time a client may take to send a request's body (408)")
     keep_alive_timeout_s: float = Field(5.0, gt=0, description="idle keep-alive connections are closed after this")
+    cache_bytes: int = Field(
+        0, ge=0, description="result cache size in bytes (model outputs by exact token ids); 0 = off"
+    )
     max_connections: int = Field(4096, ge=1, description="open connections; beyond it new ones get 503 and are closed")
 
     # operations

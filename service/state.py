@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from service.backpressure import HeldConnections
+from service.cache import ResultCache
 from service.errors import InvalidInput, ModelNotFound, Unavailable
 from service.metrics import Metrics
 from service.serving.model import ServedModel
@@ -44,6 +45,7 @@ class AppState:
     stalled: str | None = None  # why readiness is 503 while a batch hangs
     load_error: str | None = None  # why the models could not be loaded (the server exits)
     drain_started: float = float("inf")  # monotonic time of SIGTERM
+    cache: ResultCache | None = None  # model output rows by exact token ids (BERTSERVE_CACHE_BYTES)
     held: HeldConnections = field(init=False)  # connections refused with a fast 429, waiting for room
 
     def __post_init__(self) -> None:

@@ -14,6 +14,7 @@ from functools import partial
 import numpy as np
 
 from service.batching import Batcher, Ticket
+from service.cache import ResultCache
 from service.errors import DeadlineExceeded
 from service.manifest import Manifest
 from service.metrics import Metrics
@@ -41,11 +42,22 @@ def _min_fill(settings: Settings, model: LoadedModel) -> float:
 
 class ServedModel:
     def __init__(
-        self, model: LoadedModel, settings: Settings, metrics: Metrics, tokenize_pool: ThreadPoolExecutor
+        self,
+        model: LoadedModel,
+        settings: Settings,
+        metrics: Metrics,
+        tokenize_pool: ThreadPoolExecutor,
+        cache: ResultCache | None = None,
     ) -> None:
         self.model = model
         self.manifest: Manifest = model.manifest
         self.name = model.name
+        variant_file = self.manifest.variants[model.variant].file
+        # What the cache keys on: a replaced graph or another variant never shares rows.
+        self.identity = f"{self.name}/{model.variant}/{self.manifest.files.get(variant_file, '')}"
+        self._cache = cache
+        self._inflight: dict[tuple[str, bytes], asyncio.Future[np.ndarray]] = {}
+        self._cache_metrics = metrics.cache_observer(self.name)
         self._settings = settings
         self._tokenize_pool = tokenize_pool
         # One thread per session: onnxruntime parallelises inside a run (intra-op threads);
@@ -99,13 +111,63 @@ class ServedModel:
     async def run(self, ids: Sequence[np.ndarray], deadline: float, ticket: Ticket | None = None) -> list[np.ndarray]:
         """One row of model output per input, batched with whatever else is queued (a row
         of a per-token output keeps its batch's padded length)."""
-        futures = self.batcher.submit([(row, row.shape[-1]) for row in ids], deadline, ticket)
-        remaining = deadline - asyncio.get_running_loop().time()
+        if self._cache is None:
+            futures = self.batcher.submit([(row, row.shape[-1]) for row in ids], deadline, ticket)
+            return await _within(futures, deadline)
         try:
-            rows = await asyncio.wait_for(asyncio.gather(*futures), timeout=max(remaining, 0.0))
-        except TimeoutError as exc:
-            raise DeadlineExceeded("the request deadline passed before it finished") from exc
-        return list(rows)
+            return await self._run_cached(ids, deadline, ticket)
+        except _SharedDropped:
+            # The request whose item this one shared left (its client went away) and took the
+            # item with it: queue our own this time.
+            return await self._run_cached(ids, deadline, ticket, share=False)
+
+    async def _run_cached(
+        self, ids: Sequence[np.ndarray], deadline: float, ticket: Ticket | None, share: bool = True
+    ) -> list[np.ndarray]:
+        """Hits answered from the cache, never queued; rows identical to one already queued
+        wait for it (in-flight deduplication); the rest are queued once each."""
+        assert self._cache is not None
+        keys = [ResultCache.key(self.identity, row) for row in ids]
+        rows: list[np.ndarray | None] = [self._cache.get(key) for key in keys]
+        waiting: dict[tuple[str, bytes], asyncio.Future[np.ndarray]] = {}
+        fresh: dict[tuple[str, bytes], np.ndarray] = {}
+        for key, row, found in zip(keys, ids, rows, strict=True):
+            if found is not None or key in waiting or key in fresh:
+                continue
+            shared = self._inflight.get(key) if share else None
+            if shared is not None:
+                waiting[key] = shared
+            else:
+                fresh[key] = row
+        self._cache_metrics.counted(hits=sum(r is not None for r in rows), shared=len(waiting), misses=len(fresh))
+        own: list[asyncio.Future[np.ndarray]] = []
+        if fresh:
+            own = self.batcher.submit([(row, row.shape[-1]) for row in fresh.values()], deadline, ticket)
+            for key, future in zip(fresh, own, strict=True):
+                self._inflight[key] = future
+                future.add_done_callback(partial(self._settle, key))
+        elif ticket is not None and ticket.on_queued is not None:
+            ticket.on_queued()  # nothing to queue: any room reserved for it is free again
+        if fresh or waiting:
+            # Another request's item is shielded: our deadline or departure must not cancel it.
+            shared_waits = [asyncio.shield(fut) for fut in waiting.values()]
+            try:
+                done = await _within([*own, *shared_waits], deadline)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+                raise _SharedDropped from None
+            found_rows = dict(zip([*fresh, *waiting], done, strict=True))
+            rows = [row if row is not None else found_rows[key] for key, row in zip(keys, rows, strict=True)]
+        return rows  # type: ignore[return-value]
+
+    def _settle(self, key: tuple[str, bytes], future: asyncio.Future[np.ndarray]) -> None:
+        if self._inflight.get(key) is future:
+            del self._inflight[key]
+        if self._cache is not None and not future.cancelled() and future.exception() is None:
+            self._cache.put(key, future.result())
+            self._cache_metrics.size(self._cache.bytes)
 
     async def start(self) -> None:
         self.batcher.start()
@@ -113,3 +175,16 @@ class ServedModel:
     async def stop(self) -> None:
         await self.batcher.stop()
         self._runtime_pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _SharedDropped(Exception):
+    """An in-flight item this request shared was cancelled by the request that queued it."""
+
+
+async def _within(futures: Sequence[asyncio.Future[np.ndarray]], deadline: float) -> list[np.ndarray]:
+    remaining = deadline - asyncio.get_running_loop().time()
+    try:
+        rows = await asyncio.wait_for(asyncio.gather(*futures), timeout=max(remaining, 0.0))
+    except TimeoutError as exc:
+        raise DeadlineExceeded("the request deadline passed before it finished") from exc
+    return list(rows)
