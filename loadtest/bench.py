@@ -21,7 +21,7 @@ import httpx
 
 from loadtest import procs, raw_engine, wrk
 from loadtest.report import write_report
-from loadtest.texts import rerank_sets, short_sentences
+from loadtest.texts import rerank_sets, short_sentences, zipf_sentences
 
 MODELS = procs.REPO / "models"
 CHECKPOINT = procs.REPO / ".build" / "minilm-sentiment-checkpoint"
@@ -115,6 +115,26 @@ def run_service(variant: str, scripts: dict[str, Path], plan: Plan, work: Path) 
         procs.stop(proc)
 
 
+CACHE_BYTES = 64 << 20
+
+
+def run_cache_compare(script: Path, plan: Plan, work: Path) -> dict[str, list[Step]]:
+    """/embed on the repeated-input (Zipf) workload, saturated, without and with the cache."""
+    out = {}
+    concurrency = [max(plan.concurrency)]
+    for name, cache_bytes in (("off", 0), ("on", CACHE_BYTES)):
+        port = procs.free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = {"BERTSERVE_CACHE_BYTES": str(cache_bytes)}
+        proc = procs.start(procs.serve_cmd(port), env, f"{url}/health/ready", work / f"service-cache-{name}.log")
+        try:
+            print(f"bench: service /embed, Zipf workload, cache {name}", file=sys.stderr, flush=True)
+            out[name] = sweep(url, proc.pid, script, concurrency, plan.seconds, ROUTE_MODELS["embed"])
+        finally:
+            procs.stop(proc)
+    return out
+
+
 def run_baseline(script: Path, plan: Plan, work: Path) -> list[Step]:
     if not (CHECKPOINT / "config.json").is_file():
         raise SystemExit(f"bench: {CHECKPOINT} missing: run `python models/build.py --only minilm-sentiment --force`")
@@ -167,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
             raw[tokens_key] = raw_engine.bench(
                 MODELS / ROUTE_MODELS["tokens"], tokens_key.split("-")[1], texts, plan.batch_sizes, plan.raw_seconds
             )
+        zipf = wrk.write_script(work, "zipf", "/embed", [{"inputs": t} for t in zipf_sentences()])
         auto, rss = run_service("auto", scripts, plan, work)
+        cache = run_cache_compare(zipf, plan, work)
         fp32, _ = run_service("fp32", {"classify": scripts["classify"]}, plan, work)
         baseline = run_baseline(scripts["classify"], plan, work)
     service = {
@@ -185,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         "raw": {k: [asdict(r) for r in v] for k, v in raw.items()},
         "service": service,
         "baseline": [asdict(s) for s in baseline],
+        "cache": {k: [asdict(s) for s in v] for k, v in cache.items()},
+        "cache_bytes": CACHE_BYTES,
         "rss_mb": rss,
         "bench_seconds": round(time.perf_counter() - started, 1),
     }

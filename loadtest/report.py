@@ -74,6 +74,15 @@ def _task_targets(res: Results) -> list[tuple[str, str, bool]]:
                 True,
             ),
         ]
+    if "cache" in res:
+        off, on = _best(res["cache"]["off"]), _best(res["cache"]["on"])
+        out.append(
+            (
+                f"(for reference) /embed on the Zipf workload, cache on ({res['cache_bytes'] >> 20} MiB) against off",
+                f"{on / off:.2f} x ({on:.0f} vs {off:.0f} req/s)",
+                True,
+            )
+        )
     key = _tokens_key(res)
     if key:
         ratio = _best(svc[key]) / _raw_best(raw[key])
@@ -187,6 +196,23 @@ def write_report(res: Results, out: Path) -> None:
             f"Raw engine, same graph, one batch of the query and its {passages} passages per loop "
             f"(tokenize, run, normalise, cosine): {raw['rows_per_s']:.1f} passages/s, "
             f"p50 {raw['p50_ms']:.2f} ms per query.",
+        ]
+    if "cache" in res:
+        lines += [
+            "",
+            "## Result cache: /embed on a repeated-input workload",
+            "",
+            "20,000 requests drawn from 10,000 rotten_tomatoes sentences with Zipf(1.1) popularity, one",
+            f"sentence per request, at concurrency {res['cache']['off'][0]['result']['concurrency']}; the same "
+            f"service with `BERTSERVE_CACHE_BYTES=0` (the default) and {res['cache_bytes']}.",
+            "",
+            "Cache off:",
+            "",
+            *_sweep_table(res["cache"]["off"]),
+            "",
+            "Cache on:",
+            "",
+            *_sweep_table(res["cache"]["on"]),
         ]
     lines += [
         "",

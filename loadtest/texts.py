@@ -22,3 +22,13 @@ def rerank_sets(count: int = 64, passages: int = 32, seed: int = 1) -> list[tupl
     rows = [t for t, _ in load_reviews("rotten_tomatoes")]
     rng = random.Random(seed)
     return [(picked[0], picked[1:]) for picked in (rng.sample(rows, passages + 1) for _ in range(count))]
+
+
+def zipf_sentences(draws: int = 20_000, distinct: int = 10_000, s: float = 1.1, seed: int = 2) -> list[str]:
+    """`draws` picks from `distinct` real sentences with Zipf(s) popularity: the k-th most
+    popular is picked with probability proportional to 1 / k**s (repeated-input workload)."""
+    rows = [t for t, _ in load_reviews("rotten_tomatoes")]
+    rng = random.Random(seed)
+    pool = rng.sample(rows, min(distinct, len(rows)))
+    weights = [1 / (k**s) for k in range(1, len(pool) + 1)]
+    return rng.choices(pool, weights=weights, k=draws)
