@@ -10,9 +10,10 @@ import random
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 
@@ -53,7 +54,7 @@ def finetune(base: Path, out: Path, train: list[Example], cfg: TrainConfig) -> f
 
 
 def _train(base: Path, out: Path, train: list[Example], cfg: TrainConfig) -> float:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
@@ -69,6 +70,35 @@ def _train(base: Path, out: Path, train: list[Example], cfg: TrainConfig) -> flo
         )
     steps = cfg.epochs * ((len(train) + cfg.batch_size - 1) // cfg.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.01)
+
+    def loss_of(batch: list[Example]) -> torch.Tensor:
+        enc = tokenizer(
+            [t for t, _ in batch], padding=True, truncation=True, max_length=cfg.max_length, return_tensors="pt"
+        )
+        loss: torch.Tensor = model(**enc, labels=torch.tensor([y for _, y in batch])).loss
+        return loss
+
+    return train_and_save(model, tokenizer, optimizer, cfg, steps, lambda: _batches(train, cfg, rng), loss_of, out)
+
+
+B = TypeVar("B")
+
+
+def train_and_save(
+    model: Any,
+    tokenizer: Any,
+    optimizer: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    steps: int,
+    batches: Callable[[], Iterable[B]],
+    loss_of: Callable[[B], torch.Tensor],
+    out: Path,
+) -> float:
+    """The loop both fine-tunes share: linear warm-up then decay, gradients clipped at 1.0,
+    progress every 20 steps, `batches()` drawn anew each epoch; then the checkpoint (weights
+    and tokenizer) saved to `out`. Returns the training seconds."""
+    from transformers import get_linear_schedule_with_warmup
+
     schedule = get_linear_schedule_with_warmup(  # type: ignore[no-untyped-call]
         optimizer, int(steps * cfg.warmup_fraction), steps
     )
@@ -76,12 +106,9 @@ def _train(base: Path, out: Path, train: list[Example], cfg: TrainConfig) -> flo
     started = time.perf_counter()
     step = 0
     for epoch in range(cfg.epochs):
-        for batch in _batches(train, cfg, rng):
-            enc = tokenizer(
-                [t for t, _ in batch], padding=True, truncation=True, max_length=cfg.max_length, return_tensors="pt"
-            )
-            loss = model(**enc, labels=torch.tensor([y for _, y in batch])).loss
-            loss.backward()
+        for batch in batches():
+            loss = loss_of(batch)
+            loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             schedule.step()

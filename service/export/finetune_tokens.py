@@ -2,16 +2,14 @@
 
 The token-classification twin of `service.export.finetune`: same fixed seed, one pass,
 dynamic padding and length-bucketed batches. Rows are `service.export.ner_data` rows
-(text and character-offset entities); every sub-token of an entity is trained on (B- on its
-first, I- on the rest: what the service's default "simple" aggregation groups), special
-tokens are not.
+(text and character-offset entities); every sub-token of an entity is trained on with the
+tags `align_tags` gives it, special tokens are not.
 """
 
 from __future__ import annotations
 
 import random
 import sys
-import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +18,7 @@ from typing import Any
 
 import torch
 
-from service.export.finetune import TrainConfig
+from service.export.finetune import TrainConfig, train_and_save
 from service.export.ner_data import Row, align_tags
 from service.export.plain import plain_output
 
@@ -94,7 +92,7 @@ def _freeze(model: Any, cfg: TokenTrainConfig) -> None:
 
 
 def _train(base: Path, out: Path, train: Sequence[Row], cfg: TokenTrainConfig) -> float:
-    from transformers import AutoModelForTokenClassification, AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
 
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
@@ -123,32 +121,12 @@ def _train(base: Path, out: Path, train: Sequence[Row], cfg: TokenTrainConfig) -
         lr=cfg.learning_rate,
         weight_decay=0.01,
     )
-    schedule = get_linear_schedule_with_warmup(  # type: ignore[no-untyped-call]
-        optimizer, int(steps * cfg.warmup_fraction), steps
+
+    def loss_of(batch: list[dict[str, Any]]) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            loss: torch.Tensor = model(**_collate(batch, pad_id)).loss
+        return loss
+
+    return train_and_save(
+        model, tokenizer, optimizer, cfg, steps, lambda: _batches(items, cfg.batch_size, rng), loss_of, out
     )
-    model.train()
-    started = time.perf_counter()
-    step = 0
-    for epoch in range(cfg.epochs):
-        for batch in _batches(items, cfg.batch_size, rng):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-                loss = model(**_collate(batch, pad_id)).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad()
-            step += 1
-            if step % 20 == 0 or step == steps:
-                elapsed = time.perf_counter() - started
-                print(
-                    f"finetune: epoch {epoch + 1} step {step}/{steps} loss {loss.item():.3f} "
-                    f"{elapsed:.0f}s elapsed, ~{elapsed / step * (steps - step):.0f}s left",
-                    file=sys.stderr,
-                    flush=True,
-                )
-    seconds = time.perf_counter() - started
-    model.eval()
-    model.save_pretrained(str(out))
-    tokenizer.save_pretrained(str(out))
-    return seconds
