@@ -72,7 +72,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._disarm()
         super().on_headers_complete()
         if self.held is not None and self.held.request_started(self):
-            # It waited its turn: the middleware lets it in, then ends the promise of room.
+            # It waited its turn: the middleware lets it in; its promise of room ends once queued.
             self.scope.setdefault("state", {})["resumed"] = partial(self.held.release, self)
 
     def on_response_complete(self) -> None:
@@ -80,12 +80,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self.held is None:
             return
         task = self.scope.get("state", {}).get("hold_for")  # set with a fast 429
-        if (
-            task
-            and not self.transport.is_closing()
-            and not self.pipeline
-            and not __import__("os").environ.get("NOHOLD")
-        ):
+        if task and not self.transport.is_closing() and not self.pipeline:
             self.held.hold(task, self)
         else:
             self.held.release(self)
