@@ -54,20 +54,11 @@ def finetune(base: Path, out: Path, train: list[Example], cfg: TrainConfig) -> f
 
 
 def _train(base: Path, out: Path, train: list[Example], cfg: TrainConfig) -> float:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
 
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
-    tokenizer = AutoTokenizer.from_pretrained(str(base))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = AutoModelForSequenceClassification.from_pretrained(
-            str(base),
-            num_labels=len(cfg.labels),
-            id2label=dict(enumerate(cfg.labels)),
-            label2id={name: i for i, name in enumerate(cfg.labels)},
-            attn_implementation="eager",
-        )
+    tokenizer, model = load_for_training(AutoModelForSequenceClassification, base, cfg.labels)
     steps = cfg.epochs * ((len(train) + cfg.batch_size - 1) // cfg.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.01)
 
@@ -79,6 +70,24 @@ def _train(base: Path, out: Path, train: list[Example], cfg: TrainConfig) -> flo
         return loss
 
     return train_and_save(model, tokenizer, optimizer, cfg, steps, lambda: _batches(train, cfg, rng), loss_of, out)
+
+
+def load_for_training(auto_class: Any, base: Path, labels: Sequence[str]) -> tuple[Any, Any]:
+    """The base checkpoint's tokenizer, and its encoder under a new head of `auto_class`
+    (e.g. AutoModelForSequenceClassification) with `labels` in index order."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "newly initialized" head weights: expected here
+        model = auto_class.from_pretrained(
+            str(base),
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={name: i for i, name in enumerate(labels)},
+            attn_implementation="eager",
+        )
+    return tokenizer, model
 
 
 B = TypeVar("B")

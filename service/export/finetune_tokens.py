@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 import sys
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 import torch
 
-from service.export.finetune import TrainConfig, train_and_save
+from service.export.finetune import TrainConfig, load_for_training, train_and_save
 from service.export.ner_data import Row, align_tags
 from service.export.plain import plain_output
 
@@ -92,20 +91,11 @@ def _freeze(model: Any, cfg: TokenTrainConfig) -> None:
 
 
 def _train(base: Path, out: Path, train: Sequence[Row], cfg: TokenTrainConfig) -> float:
-    from transformers import AutoModelForTokenClassification, AutoTokenizer
+    from transformers import AutoModelForTokenClassification
 
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
-    tokenizer = AutoTokenizer.from_pretrained(str(base))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = AutoModelForTokenClassification.from_pretrained(
-            str(base),
-            num_labels=len(cfg.labels),
-            id2label=dict(enumerate(cfg.labels)),
-            label2id={name: i for i, name in enumerate(cfg.labels)},
-            attn_implementation="eager",
-        )
+    tokenizer, model = load_for_training(AutoModelForTokenClassification, base, cfg.labels)
     items = encode_rows(tokenizer, train, cfg.labels, cfg.max_length)
     pad_id = int(tokenizer.pad_token_id or 0)
     steps = cfg.epochs * ((len(items) + cfg.batch_size - 1) // cfg.batch_size)
