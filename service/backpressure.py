@@ -12,9 +12,9 @@ The rules:
 - Connections wait per task (the route's kind of queue), first refused, first resumed.
 - Every few milliseconds, as many are resumed as the task's queues have room, less the room
   already promised to connections resumed before and not yet answered.
-- A promise ends when the resumed connection's request enters the app (which queues it at
-  once), when it closes, or when no request has begun on it `PROMISE_TICKS` passes later (a
-  caller that backed off: its next request, whenever it comes, is like anyone's).
+- A promise ends when the resumed connection's request is queued (or answered without),
+  when it closes, or when no request has begun on it `PROMISE_TICKS` passes later (a caller
+  that backed off: its next request, whenever it comes, is like anyone's).
 - Nobody waits longer than `max_hold_s`; everybody is resumed when the service stops being
   ready (draining, a stall), so they get its 503 at once.
 - While connections wait, a new request to the task is refused unless there is room beyond
@@ -99,8 +99,7 @@ class HeldConnections:
     def request_started(self, conn: Holdable) -> bool:
         """A request's headers arrived on `conn`: whether room is promised to it. It then
         skips the fast 429 (it waited its turn already), and the promise stands until
-        `release`: when the request enters the app, which queues a small request before
-        anything else runs."""
+        `release`: once the request is queued (`Ticket.on_queued`) or answered without."""
         task = self._of.get(conn)
         if task is None or conn not in self._tasks[task].promised:
             return False
@@ -121,8 +120,8 @@ class HeldConnections:
     # ---------------------------------------------------------------- the middleware's side
 
     def reserve(self, task: str) -> Callable[[], None]:
-        """Room for a request let in while others wait, until it is in the app: the call
-        that ends the reservation."""
+        """Room for a request let in while others wait, until it is queued or answered: the
+        call that ends the reservation."""
         token = _Reservation()
         self._tasks.setdefault(task, _Task()).promised[token] = (self._ticks, True)
         self._of[token] = task

@@ -122,7 +122,7 @@ class AppState:
         if name is not None:
             model = self.models.get(name)
             if model is None or model.manifest.task not in kinds:
-                served = ", ".join(sorted(m.name for m in self.models.values() if m.manifest.task in kinds))
+                served = ", ".join(sorted(m.name for m in self.serving(task)))
                 raise ModelNotFound(f"model {name!r} does not serve {task} (served: {served or 'none'})", "model")
             return model
         for kind in kinds:
