@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import signal
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
@@ -22,6 +23,7 @@ from service import __version__
 from service.api import errors
 from service.api.middleware import EnvelopedCORS, RequestContext
 from service.api.responses import JSONBytes
+from service.api.routes_admin import router as admin_router
 from service.api.routes_classify import router as classify_router
 from service.api.routes_embed import router as embed_router
 from service.api.routes_meta import DOCS_ASSETS
@@ -30,7 +32,9 @@ from service.api.routes_rerank import router as rerank_router
 from service.api.routes_tokenize import router as tokenize_router
 from service.api.routes_tokens import router as tokens_router
 from service.cache import ResultCache
+from service.errors import ServiceError
 from service.metrics import Metrics
+from service.reload import reload
 from service.runtime.cpus import available_cpus
 from service.runtime.loader import LoadedModel, ModelLoadError, load_repository
 from service.runtime.session import InferenceError
@@ -77,6 +81,28 @@ async def _load(
         on_error(f"warm-up failed: {exc}")
 
 
+def _on_sighup(loop: asyncio.AbstractEventLoop, state: AppState) -> bool:
+    """SIGHUP reloads the model repository, as POST /admin/reload does (the outcome is
+    logged). False where the loop cannot take signals (not the main thread, Windows)."""
+
+    async def hangup() -> None:
+        try:
+            await reload(state)
+        except ServiceError as exc:
+            log.error("reload refused", extra={"reason": exc.message})
+
+    def on_signal() -> None:
+        task = loop.create_task(hangup(), name="sighup-reload")
+        state.reload_tasks.add(task)
+        task.add_done_callback(state.reload_tasks.discard)
+
+    try:
+        loop.add_signal_handler(signal.SIGHUP, on_signal)
+    except (ValueError, RuntimeError, NotImplementedError, AttributeError):
+        return False
+    return True
+
+
 def create_app(
     settings: Settings | None = None,
     models: list[LoadedModel] | None = None,
@@ -93,17 +119,25 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = ThreadPoolExecutor(max_workers=min(4, available_cpus()), thread_name_prefix="tokenize")
+        state.tokenize_pool = pool
         loop = asyncio.get_running_loop()
         loading = loop.create_task(_load(state, models, pool, on_load_error or (lambda _: None)), name="load")
         watchdog = loop.create_task(watch_stalls(state), name="stall-watchdog")
+        hangup = _on_sighup(loop, state)
         try:
             yield
         finally:
+            if hangup:
+                loop.remove_signal_handler(signal.SIGHUP)
             watchdog.cancel()
             loading.cancel()
             with suppress(asyncio.CancelledError):
                 await loading
             state.start_draining()
+            for task in list(state.reload_tasks):
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
             for served in state.models.values():
                 await served.stop()
             pool.shutdown(wait=False, cancel_futures=True)
@@ -119,7 +153,8 @@ def create_app(
     )
     app.state.bertserve = state
     errors.install(app)
-    for router in (tokens_router, classify_router, embed_router, rerank_router, tokenize_router, meta_router):
+    routers = (tokens_router, classify_router, embed_router, rerank_router, tokenize_router, meta_router, admin_router)
+    for router in routers:
         app.include_router(router)
     app.mount("/docs/assets", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
     if settings.cors_origins:

@@ -94,6 +94,15 @@ class InvalidInput(ServiceError):
     )
 
 
+class ModelRejected(ServiceError):
+    """A reload found a model directory that does not load, verify or warm up: nothing of
+    that reload is applied, and every model keeps serving as before."""
+
+    status = 422
+    type = "model_rejected"
+    description = "POST /admin/reload: a model directory does not load or verify; the models served are unchanged"
+
+
 class Overloaded(ServiceError):
     """The queue is full: refused at once, never queued."""
 
@@ -146,6 +155,7 @@ TABLE: tuple[type[ServiceError], ...] = (
     RequestTimeout,
     BodyTooLarge,
     InvalidInput,
+    ModelRejected,
     Overloaded,
     ClientClosed,
     ServiceError,

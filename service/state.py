@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from service.backpressure import HeldConnections
@@ -47,6 +48,10 @@ class AppState:
     drain_started: float = float("inf")  # monotonic time of SIGTERM
     cache: ResultCache | None = None  # model output rows by exact token ids (BERTSERVE_CACHE_BYTES)
     held: HeldConnections = field(init=False)  # connections refused with a fast 429, waiting for room
+    tokenize_pool: ThreadPoolExecutor | None = None  # set by the lifespan; shared by every model
+    reloading: asyncio.Lock = field(default_factory=asyncio.Lock)  # one reload at a time
+    # A SIGHUP's reload, replaced models waiting for their last request: cancelled at shutdown.
+    reload_tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.held = HeldConnections(self.room, lambda: self.unready_reason() is None, self.settings.request_timeout_s)

@@ -58,6 +58,7 @@ async def get_call(request: Request) -> Call:
 
     call = Call(request.headers.get(TIMEOUT_HEADER), request.state.entered_at, disconnected, on_model)
     request.state.timing = call.timing  # the middleware turns it into timing headers
+    request.state.call = call  # the middleware releases its models once it is answered
     call.timing.ticket.on_queued = getattr(request.state, "release_room", None)
     return call
 

@@ -94,6 +94,9 @@ class RequestContext:
         finally:
             if release:
                 release()
+            call = scope["state"].get("call")
+            if call is not None:
+                call.release()
             self.state.inflight -= 1
             self.metrics.inflight.dec()
             self._record(scope, int(status["code"]), time.perf_counter() - started, request_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import fastapi_offline
@@ -74,6 +75,8 @@ async def models(state: State, _: Authorized) -> Response:
                 "variant": served.model.variant,
                 "provider": served.model.session.provider,
                 "queued": served.batcher.queued,
+                "sha256": served.model.sha256,
+                "loaded_at": datetime.fromtimestamp(served.loaded_at, UTC).isoformat(timespec="milliseconds"),
             }
         )
     return JSONBytes({"models": out})

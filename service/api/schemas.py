@@ -149,10 +149,19 @@ class ModelInfo(BaseModel):
     variant: str
     provider: str
     queued: int
+    sha256: str = Field(description="checksum of the graph served, from its manifest (what a reload compares)")
+    loaded_at: str = Field(description="when this graph was loaded, ISO 8601 UTC (start-up or a reload)")
 
 
 class ModelsResponse(BaseModel):
     models: list[ModelInfo]
+
+
+class ReloadResponse(BaseModel):
+    added: list[str] = Field(description="models loaded from new directories")
+    replaced: list[str] = Field(description="models whose graph checksum changed: the new graph now serves")
+    removed: list[str] = Field(description="models whose directory is gone: no longer served")
+    unchanged: list[str]
 
 
 class StatusResponse(BaseModel):

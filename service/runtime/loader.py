@@ -30,6 +30,34 @@ class LoadedModel:
     def name(self) -> str:
         return self.manifest.name
 
+    @property
+    def sha256(self) -> str:
+        """The served graph's checksum, as the manifest lists it."""
+        return graph_sha256(self.manifest, self.variant)
+
+    @property
+    def identity(self) -> str:
+        return identity(self.manifest, self.variant)
+
+
+@dataclass(frozen=True)
+class Found:
+    """A model directory as a rescan sees it: read, not loaded."""
+
+    directory: Path
+    name: str
+    identity: str
+
+
+def graph_sha256(manifest: Manifest, variant: str) -> str:
+    return manifest.files.get(manifest.variants[variant].file, "")
+
+
+def identity(manifest: Manifest, variant: str) -> str:
+    """What the result cache keys on and a reload compares: another graph (its checksum) or
+    another variant of the same name is another model."""
+    return f"{manifest.name}/{variant}/{graph_sha256(manifest, variant)}"
+
 
 def discover(models_dir: Path) -> list[Path]:
     """The model directories of a repository (or the directory itself if it is one)."""
@@ -46,11 +74,27 @@ def discover(models_dir: Path) -> list[Path]:
 def load_repository(settings: Settings) -> list[LoadedModel]:
     """Every model directory of the repository, loaded and checked."""
     models = [load_model_dir(d, settings) for d in discover(settings.models)]
-    names = [m.name for m in models]
+    _refuse_duplicates([m.name for m in models])
+    return models
+
+
+def scan(settings: Settings) -> list[Found]:
+    """What the repository holds now, from the manifests alone (a reload loads only what
+    differs from what is served)."""
+    on_cuda = resolve_providers_or_fail(settings.provider)[0] == CUDA
+    found = []
+    for directory in discover(settings.models):
+        manifest = _read_manifest(directory)
+        variant = _pick_variant(manifest, settings.variant, on_cuda, directory)
+        found.append(Found(directory, manifest.name, identity(manifest, variant)))
+    _refuse_duplicates([f.name for f in found])
+    return found
+
+
+def _refuse_duplicates(names: list[str]) -> None:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ModelLoadError(f"model name(s) served twice: {', '.join(duplicates)}")
-    return models
 
 
 def read_manifests(settings: Settings) -> list[Manifest]:

@@ -78,6 +78,12 @@ class OnnxSession:
         self._device = "cuda" if self.provider == CUDA else "cpu"
         self._outputs: dict[int, ort.OrtValue] = {}  # batch rows -> output buffer on the device
 
+    def close(self) -> None:
+        """Free the session now, whatever still refers to this object (a model replaced by a
+        reload). Running it afterwards is a bug, and fails as one."""
+        self.__dict__.pop("_session", None)
+        self._outputs.clear()
+
     def pad(self, rows: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         """Pad to the batch's longest row only; mask out the padding. A row is token ids
         (n,), or token ids and segment ids (2, n) for a text pair."""

@@ -60,6 +60,19 @@ class Call:
     # Told the resolved model's name as soon as it is known, for metrics and the access log.
     on_model: Callable[[str], None] = field(default=lambda _: None)
     timing: Timing = field(default_factory=Timing)
+    # The models this request was admitted on, counted as in use until `release` (a model
+    # replaced by a reload is freed only when no request holds it).
+    held: list[ServedModel] = field(default_factory=list)
+
+    def hold(self, model: ServedModel) -> None:
+        model.users += 1
+        self.held.append(model)
+        self.on_model(model.name)
+
+    def release(self) -> None:
+        for model in self.held:
+            model.users -= 1
+        self.held.clear()
 
 
 @dataclass(frozen=True)
@@ -139,7 +152,7 @@ def admit(
     deadline = state.deadline(call.timeout_header)
     state.admit(call.entered_at)
     model = state.resolve(task, model_name)
-    call.on_model(model.name)
+    call.hold(model)
     if texts.pairs and not model.manifest.pairs:
         raise InvalidInput(
             f"model {model.name!r} takes single texts, not pairs (export it with --pairs if it was trained on pairs)",

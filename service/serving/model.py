@@ -52,9 +52,12 @@ class ServedModel:
         self.model = model
         self.manifest: Manifest = model.manifest
         self.name = model.name
-        variant_file = self.manifest.variants[model.variant].file
         # What the cache keys on: a replaced graph or another variant never shares rows.
-        self.identity = f"{self.name}/{model.variant}/{self.manifest.files.get(variant_file, '')}"
+        self.identity = model.identity
+        self.loaded_at = time.time()
+        # Requests admitted on this model and not yet answered: a model replaced by a reload
+        # is freed only once they are done (service/reload.py).
+        self.users = 0
         self._cache = cache
         self._inflight: dict[tuple[str, bytes], asyncio.Future[np.ndarray]] = {}
         self._cache_metrics = metrics.cache_observer(self.name)

@@ -1,0 +1,230 @@
+"""Live model updates on a real server under steady load on /classify and /embed: every
+response is counted, and none may fail.
+
+Steps, each followed by a reload: add the default tagger (POST /admin/reload); replace both
+default models with new graph files (POST); try a broken replacement of the classifier, a
+truncated graph, which is refused while the old one keeps serving (POST); remove the tagger
+(SIGHUP). A "new graph file" is the served graph saved again with other producer metadata:
+the same numbers, another checksum, so the swap changes nothing a client could notice but
+`/models`. The server's resident memory is sampled throughout, and its peak reported.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import onnx
+import pytest
+
+from service.manifest import Manifest, sha256_file
+from tests.e2e.procs import DEFAULT_MODELS, Server
+
+pytestmark = pytest.mark.e2e
+
+CLASSIFIER, EMBEDDER, TAGGER = "minilm-sentiment", "all-minilm-l6-v2", "minilm-ner"
+LOAD = [
+    ("/classify", {"inputs": ["a moving, beautifully acted film", "tedious and flat"], "model": CLASSIFIER}),
+    ("/embed", {"inputs": ["a moving, beautifully acted film", "tedious and flat"], "model": EMBEDDER}),
+]
+CLIENTS_PER_ROUTE = 3
+
+
+def _link_model(source: Path, target: Path) -> None:
+    """A model directory of hard links (never written through: replacements are new files)."""
+    target.mkdir(parents=True)
+    for path in source.iterdir():
+        if path.is_file():
+            os.link(path, target / path.name)
+
+
+def _served_graph(directory: Path) -> str:
+    manifest = Manifest.read(directory)
+    variant = "int8" if "int8" in manifest.variants else "fp32"  # what the CPU serves by default
+    return manifest.variants[variant].file
+
+
+def _new_version(source: Path, staging: Path, *, truncate: bool = False) -> Path:
+    """A copy of a model directory whose served graph is a new file: resaved with other
+    metadata (same weights, another sha256), or cut in half (a graph that does not load)."""
+    _link_model(source, staging)
+    graph_file = _served_graph(source)
+    graph = staging / graph_file
+    graph.unlink()  # a hard link: never write through it
+    if truncate:
+        data = (source / graph_file).read_bytes()
+        graph.write_bytes(data[: len(data) // 2])
+    else:
+        proto = onnx.load(str(source / graph_file))
+        proto.producer_version = f"{proto.producer_version}+resaved-{time.time_ns()}"
+        onnx.save(proto, str(graph))
+    manifest = Manifest.read(staging)
+    manifest.files[graph_file] = sha256_file(graph)
+    staging.joinpath("manifest.json").unlink()
+    manifest.write(staging)
+    return staging
+
+
+def _swap_dir(new: Path, target: Path) -> None:
+    old = target.with_name(f".{target.name}.old-{time.time_ns()}")
+    target.rename(old)
+    new.rename(target)
+
+
+class SteadyLoad:
+    """Closed-loop clients on /classify and /embed; every outcome is counted."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.outcomes: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.threads = [
+            threading.Thread(target=self._client, args=(path, body), daemon=True)
+            for path, body in LOAD
+            for _ in range(CLIENTS_PER_ROUTE)
+        ]
+
+    def _client(self, path: str, body: dict[str, object]) -> None:
+        with httpx.Client(base_url=self.url, timeout=30) as client:
+            while not self.stopping.is_set():
+                try:
+                    r = client.post(path, json=body)
+                    outcome = f"{path} {r.status_code}"
+                except httpx.HTTPError as exc:
+                    outcome = f"{path} {type(exc).__name__}"
+                with self.lock:
+                    self.outcomes[outcome] += 1
+
+    def total(self) -> int:
+        with self.lock:
+            return sum(self.outcomes.values())
+
+    def __enter__(self) -> SteadyLoad:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        for t in self.threads:
+            t.join(60)
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.samples: list[int] = []
+        self.stopping = threading.Event()
+
+    def rss_mb(self) -> float:
+        with open(f"/proc/{self.pid}/status") as status:
+            kb = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+        return kb / 1024
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            self.samples.append(int(self.rss_mb()))
+            time.sleep(0.02)
+
+
+def _models(url: str) -> dict[str, dict[str, object]]:
+    return {m["name"]: m for m in httpx.get(f"{url}/models", timeout=10).json()["models"]}
+
+
+def _reload(url: str) -> httpx.Response:
+    return httpx.post(f"{url}/admin/reload", timeout=120)
+
+
+def _until(condition: object, what: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _during(load: SteadyLoad, step: object) -> object:
+    """Run a step with requests answered before and after it (so it happened under load)."""
+    start = load.total()
+    _until(lambda: load.total() >= start + 10, "load before the step")
+    result = step()  # type: ignore[operator]
+    after = load.total()
+    _until(lambda: load.total() >= after + 10, "load after the step")
+    return result
+
+
+def test_reloads_under_steady_load_fail_no_request(tmp_path: Path) -> None:
+    repo = tmp_path / "models"
+    for name in (CLASSIFIER, EMBEDDER):
+        _link_model(DEFAULT_MODELS / name, repo / name)
+    staging = tmp_path / "staging"
+    with Server(repo) as server:
+        assert server.proc is not None
+        url = server.url
+        initial = _models(url)
+        rss = RssSampler(server.proc.pid)
+        with SteadyLoad(url) as load:
+            rss.start()
+            _until(lambda: load.total() >= 50, "the load to settle")
+            baseline_mb = rss.rss_mb()
+
+            # 1. Add a model directory.
+            _link_model(DEFAULT_MODELS / TAGGER, repo / TAGGER)
+            r = _during(load, lambda: _reload(url))
+            assert r.status_code == 200 and r.json()["added"] == [TAGGER], r.text  # type: ignore[attr-defined]
+            tags = httpx.post(f"{url}/classify/tokens", json={"inputs": "Ada Lovelace was born in London."})
+            assert tags.status_code == 200 and tags.json()["entities"][0], tags.text
+
+            # 2. Replace both default models with new graph files.
+            before_swap_mb = rss.rss_mb()
+            for name in (CLASSIFIER, EMBEDDER):
+                _swap_dir(_new_version(repo / name, staging / name), repo / name)
+            swap_start = len(rss.samples)
+            r = _during(load, lambda: _reload(url))
+            assert r.status_code == 200, r.text  # type: ignore[attr-defined]
+            assert sorted(r.json()["replaced"]) == sorted([CLASSIFIER, EMBEDDER])  # type: ignore[attr-defined]
+            replaced = _models(url)
+            for name in (CLASSIFIER, EMBEDDER):
+                assert replaced[name]["sha256"] != initial[name]["sha256"]
+                assert replaced[name]["sha256"] == Manifest.read(repo / name).files[_served_graph(repo / name)]
+                assert str(replaced[name]["loaded_at"]) > str(initial[name]["loaded_at"])
+            time.sleep(1.0)  # the replaced sessions are freed once their last request is answered
+            swap_peak_mb = max(rss.samples[swap_start:])
+            after_swap_mb = rss.rss_mb()
+
+            # 3. A broken replacement is refused; the served classifier stays.
+            good = repo / CLASSIFIER
+            broken = _new_version(good, staging / "broken", truncate=True)
+            _swap_dir(broken, good)
+            r = _during(load, lambda: _reload(url))
+            assert r.status_code == 422, r.text  # type: ignore[attr-defined]
+            error = r.json()["error"]  # type: ignore[attr-defined]
+            assert error["type"] == "model_rejected" and error["param"] == CLASSIFIER, error
+            assert _models(url)[CLASSIFIER]["sha256"] == replaced[CLASSIFIER]["sha256"]
+            repaired = sorted(p for p in repo.iterdir() if p.name.startswith(f".{CLASSIFIER}.old"))[-1]
+            _swap_dir(repaired, good)
+
+            # 4. Remove a model, reloaded by SIGHUP.
+            shutil.rmtree(repo / TAGGER)
+            server.proc.send_signal(signal.SIGHUP)
+            _during(load, lambda: _until(lambda: TAGGER not in _models(url), "SIGHUP to unload the tagger"))
+            assert set(_models(url)) == {CLASSIFIER, EMBEDDER}
+            assert _models(url)[CLASSIFIER]["sha256"] == replaced[CLASSIFIER]["sha256"]
+        rss.stopping.set()
+        rss.join(5)
+
+    outcomes = dict(load.outcomes)
+    failed = {k: v for k, v in outcomes.items() if not k.endswith(" 200")}
+    print(
+        f"\nreload under load: {outcomes}; RSS MB: baseline {baseline_mb:.0f}, before the swap "
+        f"{before_swap_mb:.0f}, peak during the swap {swap_peak_mb}, 1 s after {after_swap_mb:.0f}"
+    )
+    assert not failed, f"failed requests: {failed} of {outcomes}"
+    assert outcomes.get("/classify 200", 0) > 50 and outcomes.get("/embed 200", 0) > 50, outcomes
