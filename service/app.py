@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager, suppress
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from service import __version__
+from service import __version__, tracing
 from service.api import errors
 from service.api.middleware import EnvelopedCORS, RequestContext
 from service.api.responses import JSONBytes
@@ -115,6 +115,7 @@ def create_app(
     state = AppState(settings, Metrics(), api_keys=[k.encode() for k in settings.all_api_keys()])
     state.cache = ResultCache(settings.cache_bytes) if settings.cache_bytes else None
     state.metrics.ready.set(0)
+    traces = tracing.from_environment()  # None unless OTEL_* ask for traces
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -141,12 +142,15 @@ def create_app(
             for served in state.models.values():
                 await served.stop()
             pool.shutdown(wait=False, cancel_futures=True)
+            if traces is not None:
+                await asyncio.to_thread(traces.shutdown)  # the spans still buffered go out
 
     app = FastAPI(
         title="bertserve",
         version=__version__,
         description="Classification and embeddings from fine-tuned BERT-family models on onnxruntime.",
         lifespan=lifespan,
+        telemetry=tracing.fastapi_telemetry(traces),
         default_response_class=JSONBytes,
         docs_url=None,  # served by routes_meta from local assets, not a CDN
         redoc_url=None,
@@ -166,5 +170,5 @@ def create_app(
             expose_headers=["x-request-id", "retry-after"],
         )
     # Added last, so outermost: every answer, a refused CORS preflight included, has its id.
-    app.add_middleware(RequestContext, state=state)
+    app.add_middleware(RequestContext, state=state, tracing=traces)
     return app

@@ -20,6 +20,7 @@ from service.api.overload import fast_path
 from service.errors import BadRequest, BodyTooLarge, RequestTimeout, ServiceError, render
 from service.serving.common import Timing
 from service.state import AppState
+from service.tracing import Tracing
 
 log = logging.getLogger("bertserve.access")
 errors_log = logging.getLogger("bertserve.errors")
@@ -32,9 +33,10 @@ def new_request_id() -> str:
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp, *, state: AppState) -> None:
+    def __init__(self, app: ASGIApp, *, state: AppState, tracing: Tracing | None = None) -> None:
         self.app = app
         self.state = state
+        self.tracing = tracing  # None: tracing off, and this is all it costs
         self.metrics = state.metrics
         self.max_body_bytes = state.settings.max_body_bytes
         self.body_timeout_s = state.settings.body_timeout_s
@@ -60,6 +62,8 @@ class RequestContext:
                     headers.append(id_header)
                 headers += timing_headers(scope["state"].get("timing"), time.perf_counter() - started)
                 message["headers"] = headers
+                if self.tracing is not None:
+                    self.tracing.annotate(scope["state"])
             await send(message)
 
         self.state.inflight += 1

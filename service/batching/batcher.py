@@ -134,8 +134,10 @@ class Batcher(Generic[P, R]):
             futures.append(future)
         self._observer.queue_depth(len(self._pending))
         self._wakeup.set()
-        if ticket is not None and ticket.on_queued is not None:
-            ticket.on_queued()
+        if ticket is not None:
+            ticket.queued_at = time.perf_counter()
+            if ticket.on_queued is not None:
+                ticket.on_queued()
         return futures
 
     async def _loop(self) -> None:
@@ -256,7 +258,7 @@ class Batcher(Generic[P, R]):
         self._observer.batch(len(batch), padded, waits, seconds)
         for item, waited in zip(batch, waits, strict=True):
             if item.ticket is not None:
-                item.ticket.rode(waited, self._batches_run, len(batch), seconds)
+                item.ticket.rode(waited, self._batches_run, len(batch), seconds, started)
         for item, result in zip(batch, results, strict=True):
             if not item.future.done():
                 item.future.set_result(result)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 P = TypeVar("P")
 
@@ -20,26 +20,41 @@ P = TypeVar("P")
 WINDOW_BATCHES = 32
 
 
+class BatchRun(NamedTuple):
+    """One batch a request's items rode in: when it started (perf_counter), for how long, how many items."""
+
+    started: float
+    seconds: float
+    items: int
+
+
 @dataclass(eq=False)
 class Ticket:
     """What one request's items went through: the longest queue wait of its items, the
     runtime seconds of the batches they rode in (each batch once) and those batches' sizes.
-    For timing headers and traces; the batcher fills it, nothing reads it back there."""
+    For timing headers and traces; the batcher fills it, nothing reads it back there.
+    Traces are drawn after the fact from `queued_at` and `runs`, so the batch loop never
+    touches a span or a trace context."""
 
     queue_s: float = 0.0
     inference_s: float = 0.0
-    batch_sizes: list[int] = field(default_factory=list)
+    runs: list[BatchRun] = field(default_factory=list)
+    queued_at: float | None = None  # perf_counter when the items were queued
     # Called once the request's items are in the queue (it ends a room reservation, see
     # service/backpressure.py).
     on_queued: Callable[[], None] | None = field(default=None, repr=False)
     _batches: set[int] = field(default_factory=set, repr=False)
 
-    def rode(self, waited_s: float, batch: int, size: int, seconds: float) -> None:
+    @property
+    def batch_sizes(self) -> list[int]:
+        return [run.items for run in self.runs]
+
+    def rode(self, waited_s: float, batch: int, size: int, seconds: float, started: float) -> None:
         self.queue_s = max(self.queue_s, waited_s)
         if batch not in self._batches:
             self._batches.add(batch)
             self.inference_s += seconds
-            self.batch_sizes.append(size)
+            self.runs.append(BatchRun(started, seconds, size))
 
 
 @dataclass(eq=False)

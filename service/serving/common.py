@@ -46,6 +46,7 @@ class Timing:
     """Where a request's time went, for the timing headers and traces."""
 
     tokenize_s: float = 0.0
+    tokenize_started: float | None = None  # perf_counter, for the trace's tokenize span
     ticket: Ticket = field(default_factory=Ticket)
 
 
@@ -167,7 +168,7 @@ async def run(call: Call, admitted: Admitted, texts: Texts, truncate: bool) -> O
     """Steps 6 to 9: queue the items, batched with everything else, and wait for the rows."""
     model = admitted.model
     check_queue(model, len(texts.items), texts.param)
-    started = time.perf_counter()
+    started = call.timing.tokenize_started = time.perf_counter()
     try:
         ids = await model.tokenize(texts.items, truncate, texts.max_second_tokens)
     except InputTooLong as exc:

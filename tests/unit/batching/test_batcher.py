@@ -270,3 +270,27 @@ async def test_ticket_hears_of_the_batches_its_items_rode_in() -> None:
     await batcher.stop()
     assert sorted(ticket.batch_sizes) == [1, 2]  # three items, batches of at most two
     assert ticket.inference_s >= 0.02 and ticket.queue_s >= 0.01  # the third waited for the first batch
+
+
+async def test_ticket_keeps_when_its_items_were_queued_and_each_batch_ran() -> None:
+    """What the trace's queue and inference spans are drawn from, after the fact."""
+    import time
+
+    from service.batching import Ticket
+
+    async def runner(items: list[int]) -> list[int]:
+        await asyncio.sleep(0.01)
+        return items
+
+    batcher: Batcher[int, int] = Batcher(runner, max_batch_size=2, max_batch_tokens=100, max_queue_items=10)
+    batcher.start()
+    ticket = Ticket()
+    before = time.perf_counter()
+    futures = batcher.submit([(1, 1), (2, 1), (3, 1)], asyncio.get_running_loop().time() + 5, ticket)
+    assert ticket.queued_at is not None and ticket.queued_at >= before
+    await asyncio.gather(*futures)
+    await batcher.stop()
+    first, second = ticket.runs
+    assert (first.items, second.items) == (2, 1)
+    assert ticket.queued_at <= first.started and first.started + first.seconds <= second.started
+    assert ticket.inference_s == pytest.approx(first.seconds + second.seconds)
