@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from service.export.errors import ExportError
+from service.export.tf_weights import TF_WEIGHTS, check_config, load_tf_model
 
 SUPPORTED = ("bert", "distilbert", "roberta", "xlm-roberta")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -19,6 +20,14 @@ class Checkpoint:
     path: Path
     config: dict[str, Any]
     model_type: str
+    # The file the weights are read from: PyTorch's when there are both PyTorch and
+    # TensorFlow weights (`ignored` then names tf_model.h5), tf_model.h5 when it is alone.
+    weights: str = WEIGHT_FILES[0]
+    ignored: str | None = None
+
+    @property
+    def tensorflow(self) -> bool:
+        return self.weights == TF_WEIGHTS
 
     @property
     def input_names(self) -> list[str]:
@@ -99,8 +108,12 @@ def inspect_checkpoint(path: Path) -> Checkpoint:
     if not path.is_dir():
         raise ExportError(f"{path} is not a directory")
     config_file = path / "config.json"
-    if not config_file.is_file() or not any((path / w).is_file() for w in WEIGHT_FILES):
-        raise ExportError(f"{path} is not a Hugging Face checkpoint (needs config.json and model weights)")
+    found = [w for w in (*WEIGHT_FILES, TF_WEIGHTS) if (path / w).is_file()]
+    if not config_file.is_file() or not found:
+        raise ExportError(
+            f"{path} is not a Hugging Face checkpoint (needs config.json and model weights: "
+            f"{', '.join(WEIGHT_FILES)} or {TF_WEIGHTS})"
+        )
     try:
         config = json.loads(config_file.read_text())
     except json.JSONDecodeError as exc:
@@ -110,7 +123,12 @@ def inspect_checkpoint(path: Path) -> Checkpoint:
         raise ExportError(f"unsupported architecture {model_type or 'unknown'!r}: supported are {', '.join(SUPPORTED)}")
     if not (path / "tokenizer.json").is_file() and not (path / "vocab.txt").is_file():
         raise ExportError(f"{path} has no tokenizer (tokenizer.json or vocab.txt)")
-    return Checkpoint(path=path, config=config, model_type=model_type)
+    ckpt = Checkpoint(path=path, config=config, model_type=model_type, weights=found[0])
+    if ckpt.tensorflow:
+        check_config(model_type, config)  # a TF class the name tables cover, computing what TF did
+    elif TF_WEIGHTS in found:
+        ckpt.ignored = TF_WEIGHTS
+    return ckpt
 
 
 def load_torch_model(ckpt: Checkpoint, task: str) -> Any:
@@ -118,10 +136,19 @@ def load_torch_model(ckpt: Checkpoint, task: str) -> Any:
     from transformers import AutoModel, AutoModelForSequenceClassification, AutoModelForTokenClassification
 
     ckpt.check_head(task)
-    cls = {"embed": AutoModel, "tokens": AutoModelForTokenClassification}.get(task, AutoModelForSequenceClassification)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = cls.from_pretrained(str(ckpt.path), attn_implementation="eager")
+    if ckpt.tensorflow:
+        # The checkpoint's own class, every weight accounted for; an embedding export of a
+        # classifier then keeps its encoder, as AutoModel does with PyTorch weights.
+        model = load_tf_model(ckpt.path, ckpt.model_type, ckpt.config)
+        if task == "embed":
+            model = model.base_model
+    else:
+        cls = {"embed": AutoModel, "tokens": AutoModelForTokenClassification}.get(
+            task, AutoModelForSequenceClassification
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = cls.from_pretrained(str(ckpt.path), attn_implementation="eager")
     if task == "rerank" and int(model.config.num_labels) != 1:
         raise ExportError(
             f"{ckpt.path}: the loaded head has {model.config.num_labels} outputs: --task rerank needs one"

@@ -110,6 +110,10 @@ class _Context:
 
 def export_checkpoint(opts: ExportOptions, log: Log = _stderr) -> Manifest:
     ckpt = _preflight(opts)
+    if ckpt.ignored:
+        log(f"export: {ckpt.path} has both {ckpt.weights} and {ckpt.ignored}: using the PyTorch weights")
+    elif ckpt.tensorflow:
+        log(f"export: reading the TensorFlow weights in {ckpt.weights} into the PyTorch model")
     with plain_output(log, "export: transformers: "):
         return _export(ckpt, opts, log)
 
@@ -198,7 +202,10 @@ def _reference(
     eval_data = opts.eval_data if labels else None
     if ctx.pairs:
         batches = _pair_inputs(ctx, encoder, tokenizer, ckpt.input_names, max_length, eval_data, labels or [])
-        ctx.crossencoder = crossencoder_reference(ckpt.path, tokenizer, ctx.pair_set, max_length, log)
+        if ckpt.tensorflow:
+            log("export: CrossEncoder.predict check skipped: sentence-transformers cannot read tf_model.h5")
+        else:
+            ctx.crossencoder = crossencoder_reference(ckpt.path, tokenizer, ctx.pair_set, max_length, log)
     elif ctx.per_token:
         batches = _text_inputs(ctx, encoder, tokenizer, ckpt.input_names, max_length, None, [])
         if eval_data is not None:
