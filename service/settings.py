@@ -30,6 +30,13 @@ class Settings(BaseSettings):
     ort_spinning: bool = Field(
         False, description="let idle onnxruntime threads spin: ~1 ms less at low load, but they hold the cores"
     )
+    runtime_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="how much lower the CPU priority of inference threads is than the event loop's "
+        "(Linux nice steps; 0 = the same): the loop's short jobs no longer wait behind them",
+    )
     io_binding: bool | None = Field(None, description="use IO binding; default on for CUDA only")
     verify_models: bool = Field(
         True,

@@ -134,6 +134,7 @@ def load_model_dir(directory: Path, settings: Settings) -> LoadedModel:
             threads=threads,
             io_binding=settings.io_binding,
             spinning=settings.ort_spinning,
+            nice=settings.runtime_nice,
         )
         encoder = TextEncoder(directory / "tokenizer.json", manifest.max_length)
     except (SessionError, TokenizerError) as exc:

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from service.runtime.priority import on_lowered_thread
+
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 
@@ -46,6 +48,7 @@ class OnnxSession:
         threads: int,
         io_binding: bool | None = None,
         spinning: bool = False,
+        nice: int = 0,
     ) -> None:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -63,7 +66,10 @@ class OnnxSession:
             # overload on 2 cores, 429s came back in 9 ms (p50) instead of 14-71 ms.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self._session = ort.InferenceSession(str(path), options, providers=providers)
+            # Its intra-op threads are created here, and inherit the creating thread's priority.
+            self._session = on_lowered_thread(
+                lambda: ort.InferenceSession(str(path), options, providers=providers), nice
+            )
         except Exception as exc:  # onnxruntime raises its own, unexported exception types
             raise SessionError(f"{path.name} does not load: {str(exc).splitlines()[0]}") from exc
         self.provider = self._session.get_providers()[0]

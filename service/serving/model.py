@@ -19,6 +19,7 @@ from service.errors import DeadlineExceeded
 from service.manifest import Manifest
 from service.metrics import Metrics
 from service.runtime.loader import LoadedModel
+from service.runtime.priority import lower_this_thread
 from service.runtime.session import CUDA
 from service.settings import Settings
 
@@ -65,7 +66,13 @@ class ServedModel:
         self._tokenize_pool = tokenize_pool
         # One thread per session: onnxruntime parallelises inside a run (intra-op threads);
         # running two batches at once would only split the same cores.
-        self._runtime_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ort-{self.name}")
+        # It runs inside onnxruntime as one of its intra-op threads: the same lowered priority.
+        self._runtime_pool = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix=f"ort-{self.name}",
+            initializer=lower_this_thread,
+            initargs=(settings.runtime_nice,),
+        )
         self._tokenize_seconds = metrics.tokenize.labels(self.name)
         self.batcher: Batcher[np.ndarray, np.ndarray] = Batcher(
             self._run,
