@@ -9,6 +9,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -40,6 +41,10 @@ class RequestContext:
         self.metrics = state.metrics
         self.max_body_bytes = state.settings.max_body_bytes
         self.body_timeout_s = state.settings.body_timeout_s
+        # Each request's labelled series, looked up once: `labels()` validates, locks and
+        # builds its key on every call. As many as Prometheus keeps (routes x models x statuses).
+        self._counted: dict[tuple[str, str, int], Callable[[], None]] = {}
+        self._timed: dict[str, Callable[[float], None]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -129,8 +134,15 @@ class RequestContext:
         route = scope.get("route")
         path = getattr(route, "path", None) or scope["state"].get("route_path", "unmatched")
         model = scope["state"].get("model", "")
-        self.metrics.requests.labels(path, model, str(status)).inc()
-        self.metrics.request_duration.labels(path).observe(seconds)
+        key = (path, model, status)
+        count = self._counted.get(key)
+        if count is None:
+            count = self._counted[key] = self.metrics.requests.labels(path, model, str(status)).inc
+        count()
+        observe = self._timed.get(path)
+        if observe is None:
+            observe = self._timed[path] = self.metrics.request_duration.labels(path).observe
+        observe(seconds)
         if log.isEnabledFor(logging.INFO):
             log.info(
                 "request",
