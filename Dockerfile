@@ -40,7 +40,7 @@ RUN case "$MODELS_FROM" in \
       build) \
         rm -rf models/*/ \
         && pip install -c requirements/constraints.txt ".[export]" \
-        && python models/build.py \
+        && python models/build.py --fp16 \
         && rm -rf .build ;; \
       *) echo "MODELS_FROM must be build or context, not '$MODELS_FROM'" >&2; exit 1 ;; \
     esac \

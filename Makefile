@@ -27,9 +27,10 @@ $(STAMP): $(SERVE_STAMP)
 install: $(SERVE_STAMP)
 install-test: $(STAMP)
 
-## models: build the default models into models/ (kept when present; FORCE=1 rebuilds)
+## models: build the default models into models/ (kept when present; FORCE=1 rebuilds; FP16=1 adds
+## fp16 variants without a CUDA provider here)
 models: $(SERVE_STAMP)
-	$(BIN)/python models/build.py $(if $(FORCE),--force)
+	$(BIN)/python models/build.py $(if $(FORCE),--force) $(if $(FP16),--fp16)
 
 ## run: serve the default models on http://127.0.0.1:8000
 run: models

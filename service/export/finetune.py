@@ -30,6 +30,8 @@ class TrainConfig:
     warmup_fraction: float = 0.1
     max_length: int = 64
     seed: int = 0
+    # The word-embedding matrix (half of MiniLM's weights) kept as it is: a cheaper step.
+    freeze_embeddings: bool = False
 
 
 def split_holdout(rows: Sequence[Example], holdout: int, seed: int) -> tuple[list[Example], list[Example]]:
@@ -60,7 +62,10 @@ def _train(base: Path, out: Path, train: list[Example], cfg: TrainConfig) -> flo
     rng = random.Random(cfg.seed)
     tokenizer, model = load_for_training(AutoModelForSequenceClassification, base, cfg.labels)
     steps = cfg.epochs * ((len(train) + cfg.batch_size - 1) // cfg.batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.01)
+    if cfg.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=cfg.learning_rate, weight_decay=0.01)
 
     def loss_of(batch: list[Example]) -> torch.Tensor:
         enc = tokenizer(

@@ -24,8 +24,6 @@ from service.export.plain import plain_output
 
 @dataclass
 class TokenTrainConfig(TrainConfig):
-    # The word-embedding matrix (a third of MiniLM's weights) kept as it is: a cheaper step.
-    freeze_embeddings: bool = False
     # The new classification head's learning rate (default: learning_rate).
     head_learning_rate: float | None = None
     # The embeddings and the first N transformer layers kept as they are: no backward pass
