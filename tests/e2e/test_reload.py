@@ -41,7 +41,10 @@ def _link_model(source: Path, target: Path) -> None:
     target.mkdir(parents=True)
     for path in source.iterdir():
         if path.is_file():
-            os.link(path, target / path.name)
+            try:
+                os.link(path, target / path.name)
+            except OSError:  # another file system
+                shutil.copy2(path, target / path.name)
 
 
 def _served_graph(directory: Path) -> str:
