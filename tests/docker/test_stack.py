@@ -15,6 +15,7 @@ import numpy as np
 
 from tests.docker import dockerctl as d
 from tests.docker.conftest import FIGURES, Stack
+from tests.load import SteadyLoad
 
 POSITIVE = "A gripping, beautifully shot film."
 NEGATIVE = "Dull and far too long."
@@ -193,41 +194,13 @@ def test_docker_stop_answers_every_request_in_flight(stack: Stack) -> None:
     d.wait_healthy([replica])
 
 
-class SteadyLoad:
-    """Client threads posting /classify through nginx until stopped; every response is counted."""
-
-    def __init__(self, threads: int = 4) -> None:
-        self.statuses: Counter[int | str] = Counter()
-        self.wrong = 0
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(threads)]
-
-    def _run(self, worker: int) -> None:
-        with httpx.Client(base_url=d.NGINX_URL, timeout=60) as client:
-            n = 0
-            while not self._stop.is_set():
-                n += 1
-                text, label = (POSITIVE, "positive") if (n + worker) % 2 else (NEGATIVE, "negative")
-                try:
-                    r = client.post("/classify", json={"inputs": text})
-                    outcome: int | str = r.status_code
-                    wrong = r.status_code == 200 and r.json()["predictions"][0][0]["label"] != label
-                except httpx.HTTPError as exc:
-                    outcome, wrong = type(exc).__name__, False
-                with self._lock:
-                    self.statuses[outcome] += 1
-                    self.wrong += wrong
-
-    def __enter__(self) -> SteadyLoad:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(90)
+def _classify_checked(client: httpx.Client, worker: int, n: int) -> int | str:
+    """A review whose label is known: a 200 with the other label counts as "wrong label"."""
+    text, label = (POSITIVE, "positive") if (n + worker) % 2 else (NEGATIVE, "negative")
+    r = client.post("/classify", json={"inputs": text})
+    if r.status_code == 200 and r.json()["predictions"][0][0]["label"] != label:
+        return "wrong label"
+    return r.status_code
 
 
 def _wait_for_traffic(replica: str, timeout: float = 60) -> float:
@@ -241,7 +214,7 @@ def _wait_for_traffic(replica: str, timeout: float = 60) -> float:
 def test_rolling_restart_under_load_fails_no_request(stack: Stack) -> None:
     steps = []
     started = time.monotonic()
-    with SteadyLoad() as load:
+    with SteadyLoad(_classify_checked, base_url=d.NGINX_URL, timeout_s=60) as load:
         time.sleep(2)
         for replica in stack.replicas:
             t0 = time.monotonic()
@@ -252,11 +225,10 @@ def test_rolling_restart_under_load_fails_no_request(stack: Stack) -> None:
             assert d.inspect(replica)["State"]["Health"]["Status"] == "healthy"
             steps.append(f"restart {restart_s:.1f} s + healthy {healthy_s:.1f} s + traffic {traffic_s:.1f} s")
         time.sleep(2)
-    total = sum(load.statuses.values())
+    total = load.total()
     FIGURES["rolling restart"] = (
-        f"{total} requests in {time.monotonic() - started:.0f} s, outcomes {dict(load.statuses)},"
-        f" wrong answers {load.wrong}; per replica: {'; '.join(steps)}"
+        f"{total} requests in {time.monotonic() - started:.0f} s, outcomes {dict(load.outcomes)},"
+        f" wrong answers {load.outcomes['wrong label']}; per replica: {'; '.join(steps)}"
     )
     assert total > 100
-    assert load.statuses == Counter({200: total}), load.statuses
-    assert load.wrong == 0
+    assert load.outcomes == Counter({200: total}), load.outcomes

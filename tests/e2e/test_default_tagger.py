@@ -96,7 +96,11 @@ def test_a_long_text_is_tagged_whole_with_a_stride(server: Server) -> None:
     text = filler + CASES[0][0]
     cut = _tag(server, [text]).json()
     assert cut["covered"][0] < len(text)  # the first window stops before the names
-    whole = _tag(server, [text], stride=32).json()
+    # Word-level aggregation: what is checked is that the stride tags the end of the document
+    # with exact offsets. Under "simple" the tagger, trained on sentences of up to 64 tokens,
+    # leaves the "##s" of "Hanks" out behind a few hundred tokens of filler, with or without
+    # a stride ("Tom Hank"): a sub-word decision of the model, not of the windows.
+    whole = _tag(server, [text], stride=32, aggregation="first").json()
     assert whole["covered"] == [len(text)]
     found = {(e["text"], e["label"], e["start"]) for e in whole["entities"][0]}
     assert ("Tom Hanks", "PERSON", len(filler)) in found

@@ -5,9 +5,7 @@ loses no request."""
 from __future__ import annotations
 
 import re
-import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import pytest
 
 from tests.e2e.nginx import Nginx
 from tests.e2e.procs import DEFAULT_MODELS, Server
+from tests.load import SteadyLoad
 
 pytestmark = pytest.mark.e2e
 
@@ -43,39 +42,8 @@ def replicas(tmp_path: Path) -> Iterator[list[Server]]:
             s.terminate()
 
 
-class SteadyLoad:
-    """A few client threads sending /classify through nginx until stopped."""
-
-    def __init__(self, url: str, threads: int = 4) -> None:
-        self.url = url
-        self.statuses: Counter[int | str] = Counter()
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(threads)]
-
-    def _run(self, worker: int) -> None:
-        with httpx.Client(timeout=30) as client:
-            n = 0
-            while not self._stop.is_set():
-                n += 1
-                try:
-                    status: int | str = client.post(
-                        f"{self.url}/classify", json={"inputs": f"film {worker} {n} was fine"}
-                    ).status_code
-                except httpx.TransportError as exc:
-                    status = type(exc).__name__
-                with self._lock:
-                    self.statuses[status] += 1
-
-    def __enter__(self) -> SteadyLoad:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(60)
+def _classify(client: httpx.Client, worker: int, n: int) -> int:
+    return client.post("/classify", json={"inputs": f"film {worker} {n} was fine"}).status_code
 
 
 def test_nginx_config_is_valid(tmp_path: Path) -> None:
@@ -105,12 +73,12 @@ def _wait_in_rotation(replica: Server, timeout: float = 30) -> None:
 
 
 def test_rolling_restart_under_load_loses_nothing(tmp_path: Path, replicas: list[Server]) -> None:
-    with Nginx(tmp_path, [r.port for r in replicas]) as lb, SteadyLoad(lb.url) as load:
+    with Nginx(tmp_path, [r.port for r in replicas]) as lb, SteadyLoad(_classify, base_url=lb.url) as load:
         for replica in replicas:
-            before = sum(load.statuses.values())
+            before = load.total()
             assert replica.terminate() == 0  # drained, clean exit
             replica.start().wait_ready()
             _wait_in_rotation(replica)
-            assert sum(load.statuses.values()) > before  # traffic kept flowing meanwhile
-    assert set(load.statuses) == {200}, load.statuses
-    assert load.statuses[200] > 50
+            assert load.total() > before  # traffic kept flowing meanwhile
+    assert set(load.outcomes) == {200}, load.outcomes
+    assert load.outcomes[200] > 50

@@ -16,7 +16,6 @@ import shutil
 import signal
 import threading
 import time
-from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -25,6 +24,7 @@ import pytest
 
 from service.manifest import Manifest, sha256_file
 from tests.e2e.procs import DEFAULT_MODELS, Server
+from tests.load import SteadyLoad
 
 pytestmark = pytest.mark.e2e
 
@@ -80,44 +80,10 @@ def _swap_dir(new: Path, target: Path) -> None:
     new.rename(target)
 
 
-class SteadyLoad:
-    """Closed-loop clients on /classify and /embed; every outcome is counted."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.outcomes: Counter[str] = Counter()
-        self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        self.threads = [
-            threading.Thread(target=self._client, args=(path, body), daemon=True)
-            for path, body in LOAD
-            for _ in range(CLIENTS_PER_ROUTE)
-        ]
-
-    def _client(self, path: str, body: dict[str, object]) -> None:
-        with httpx.Client(base_url=self.url, timeout=30) as client:
-            while not self.stopping.is_set():
-                try:
-                    r = client.post(path, json=body)
-                    outcome = f"{path} {r.status_code}"
-                except httpx.HTTPError as exc:
-                    outcome = f"{path} {type(exc).__name__}"
-                with self.lock:
-                    self.outcomes[outcome] += 1
-
-    def total(self) -> int:
-        with self.lock:
-            return sum(self.outcomes.values())
-
-    def __enter__(self) -> SteadyLoad:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stopping.set()
-        for t in self.threads:
-            t.join(60)
+def _steady(client: httpx.Client, worker: int, n: int) -> str:
+    """Half the clients on /classify, half on /embed."""
+    path, body = LOAD[worker % len(LOAD)]
+    return f"{path} {client.post(path, json=body).status_code}"
 
 
 class RssSampler(threading.Thread):
@@ -173,7 +139,7 @@ def test_reloads_under_steady_load_fail_no_request(tmp_path: Path) -> None:
         url = server.url
         initial = _models(url)
         rss = RssSampler(server.proc.pid)
-        with SteadyLoad(url) as load:
+        with SteadyLoad(_steady, threads=2 * CLIENTS_PER_ROUTE, base_url=url) as load:
             rss.start()
             _until(lambda: load.total() >= 50, "the load to settle")
             baseline_mb = rss.rss_mb()
@@ -223,7 +189,7 @@ def test_reloads_under_steady_load_fail_no_request(tmp_path: Path) -> None:
         rss.stopping.set()
         rss.join(5)
 
-    outcomes = dict(load.outcomes)
+    outcomes = {str(k): v for k, v in load.outcomes.items()}
     failed = {k: v for k, v in outcomes.items() if not k.endswith(" 200")}
     print(
         f"\nreload under load: {outcomes}; RSS MB: baseline {baseline_mb:.0f}, before the swap "
