@@ -52,8 +52,7 @@ async def _start_models(state: AppState, loaded: list[LoadedModel], pool: Thread
     for model in loaded:
         served = ServedModel(model, settings, state.metrics, pool, state.cache)
         state.models[model.name] = served
-        info = state.metrics.model_info.labels(model.name, model.manifest.task, model.variant, model.session.provider)
-        info.set(1)
+        state.metrics.model_info.labels(*served.info_labels).set(1)
     if settings.warmup:
         for served in state.models.values():
             await asyncio.to_thread(served.warm_up)

@@ -102,14 +102,14 @@ def _swap(state: AppState, served: dict[str, ServedModel], fresh: list[ServedMod
     models.update({model.name: model for model in fresh})
     state.models = models
     for old in [served[name] for name in removed] + [served[m.name] for m in fresh if m.name in served]:
-        state.metrics.model_info.remove(*_labels(old))
+        state.metrics.model_info.remove(*old.info_labels)
         if state.cache is not None:
             state.cache.drop(old.identity)
         task = asyncio.get_running_loop().create_task(_retire(state, old), name=f"retire-{old.name}")
         state.reload_tasks.add(task)
         task.add_done_callback(state.reload_tasks.discard)
     for model in fresh:
-        state.metrics.model_info.labels(*_labels(model)).set(1)
+        state.metrics.model_info.labels(*model.info_labels).set(1)
 
 
 async def _retire(state: AppState, model: ServedModel) -> None:
@@ -141,7 +141,3 @@ def _within_repository(reason: str, state: AppState) -> str:
     """Paths in a refusal relative to the model repository: where it lives on the host is
     nobody's business but the host's."""
     return reason.replace(f"{state.settings.models.resolve()}/", "").replace(f"{state.settings.models}/", "")
-
-
-def _labels(model: ServedModel) -> tuple[str, str, str, str]:
-    return (model.name, model.manifest.task, model.model.variant, model.model.session.provider)

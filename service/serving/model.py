@@ -179,6 +179,12 @@ class ServedModel:
             self._cache.put(key, future.result())
             self._cache_metrics.size(self._cache.bytes)
 
+    @property
+    def info_labels(self) -> tuple[str, str, str, str]:
+        """Its labels on the bertserve_model_info gauge: set when it serves, removed when a
+        reload retires it."""
+        return (self.name, self.manifest.task, self.model.variant, self.model.session.provider)
+
     async def start(self) -> None:
         self.batcher.start()
 

@@ -22,6 +22,7 @@ import httpx
 import onnx
 import pytest
 
+from loadtest.procs import rss_mb
 from service.manifest import Manifest, sha256_file
 from tests.e2e.procs import DEFAULT_MODELS, Server
 from tests.load import SteadyLoad
@@ -94,9 +95,7 @@ class RssSampler(threading.Thread):
         self.stopping = threading.Event()
 
     def rss_mb(self) -> float:
-        with open(f"/proc/{self.pid}/status") as status:
-            kb = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
-        return kb / 1024
+        return rss_mb(self.pid)
 
     def run(self) -> None:
         while not self.stopping.is_set():
