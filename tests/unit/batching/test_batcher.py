@@ -255,8 +255,8 @@ async def test_dead_items_behind_the_window_do_not_hold_room() -> None:
     await batcher.stop()
 
 
-async def test_ticket_hears_of_the_batches_its_items_rode_in() -> None:
-    from service.batching import Ticket
+def _batches_of_two() -> Batcher[int, int]:
+    """A started batcher of at most two items per batch, each batch taking 10 ms."""
 
     async def runner(items: list[int]) -> list[int]:
         await asyncio.sleep(0.01)
@@ -264,6 +264,13 @@ async def test_ticket_hears_of_the_batches_its_items_rode_in() -> None:
 
     batcher: Batcher[int, int] = Batcher(runner, max_batch_size=2, max_batch_tokens=100, max_queue_items=10)
     batcher.start()
+    return batcher
+
+
+async def test_ticket_hears_of_the_batches_its_items_rode_in() -> None:
+    from service.batching import Ticket
+
+    batcher = _batches_of_two()
     ticket = Ticket()
     futures = batcher.submit([(1, 1), (2, 1), (3, 1)], asyncio.get_running_loop().time() + 5, ticket)
     assert await asyncio.gather(*futures) == [1, 2, 3]
@@ -278,12 +285,7 @@ async def test_ticket_keeps_when_its_items_were_queued_and_each_batch_ran() -> N
 
     from service.batching import Ticket
 
-    async def runner(items: list[int]) -> list[int]:
-        await asyncio.sleep(0.01)
-        return items
-
-    batcher: Batcher[int, int] = Batcher(runner, max_batch_size=2, max_batch_tokens=100, max_queue_items=10)
-    batcher.start()
+    batcher = _batches_of_two()
     ticket = Ticket()
     before = time.perf_counter()
     futures = batcher.submit([(1, 1), (2, 1), (3, 1)], asyncio.get_running_loop().time() + 5, ticket)
