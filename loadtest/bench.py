@@ -1,9 +1,11 @@
 """`make bench`: the service against the raw engine and a per-request baseline, in one run.
 
-  python -m loadtest.bench [--smoke] [--out DIR]
+  python -m loadtest.bench [--smoke] [--out DIR] [--only PART ...]
 
 Starts every process itself, drives it with wrk over a concurrency sweep, and writes
 DIR/benchmarks.md, DIR/benchmarks.png and DIR/benchmarks.json (default DIR: docs/).
+--only runs some of the later parts alone (bert-base, latency, instances), to check them,
+into DIR/benchmarks-parts.md and .json.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from pathlib import Path
 
 import httpx
 
-from loadtest import procs, raw_engine, wrk
-from loadtest.report import write_report
+from loadtest import bert_base, procs, raw_engine, wrk
+from loadtest.report import write_parts_report, write_report
 from loadtest.texts import rerank_sets, short_sentences, zipf_sentences
+from service.manifest import Manifest
 
 MODELS = procs.REPO / "models"
 CHECKPOINT = procs.REPO / ".build" / "minilm-sentiment-checkpoint"
@@ -34,10 +37,31 @@ class Plan:
     raw_seconds: float = 4
     batch_sizes: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])
     baseline_concurrency: list[int] = field(default_factory=lambda: [1, 4, 16, 64, 256])
+    # The later parts run at c=1 and at saturation only. MiniLM (instances): 256, the sweep's
+    # own saturated step. BERT-base: 64 already queue two full batches (32 rows) on the 2
+    # cores, while 256 would queue ~15 s of fp32 work, near the 30 s request deadline.
+    instances_concurrency: list[int] = field(default_factory=lambda: [1, 256])
+    bert_concurrency: list[int] = field(default_factory=lambda: [1, 64])
+    # Up to the service's max_batch_size (32): the batches the service itself can form.
+    bert_batch_sizes: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
+    latency_seconds: float = 3
+    # The smoke leaves BERT-base out: building it takes minutes, `make test` must not.
+    bert_base: bool = True
 
     @classmethod
     def smoke(cls) -> Plan:
-        return cls(seconds=2, concurrency=[1, 4], raw_seconds=1, batch_sizes=[1, 8], baseline_concurrency=[1])
+        return cls(
+            seconds=2,
+            concurrency=[1, 4],
+            raw_seconds=1,
+            batch_sizes=[1, 8],
+            baseline_concurrency=[1],
+            instances_concurrency=[1, 4],
+            bert_concurrency=[1, 4],
+            bert_batch_sizes=[1, 8],
+            latency_seconds=0.3,
+            bert_base=False,
+        )
 
 
 @dataclass
@@ -135,6 +159,125 @@ def run_cache_compare(script: Path, plan: Plan, work: Path) -> dict[str, list[St
     return out
 
 
+def run_bert_base(
+    script: Path, plan: Plan, work: Path
+) -> tuple[dict[str, list[Step]], dict[str, list[raw_engine.RawResult]], dict[str, float], dict[str, float]]:
+    """/classify on BERT-base, fp32 and int8, each against the raw engine on the same graph;
+    the service is started on a models folder that holds BERT-base alone, so its resident
+    memory is that model's."""
+    model = bert_base.ensure()
+    texts = short_sentences()
+    print("bench: raw engine, BERT-base int8 and fp32", file=sys.stderr, flush=True)
+    raw = {
+        f"bert-{v}": raw_engine.bench(model, v, texts, plan.bert_batch_sizes, plan.raw_seconds)
+        for v in ("int8", "fp32")
+    }
+    served: dict[str, list[Step]] = {}
+    rss: dict[str, float] = {}
+    startup: dict[str, float] = {}
+    for variant in ("int8", "fp32"):
+        port = procs.free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = {"BERTSERVE_VARIANT": variant}
+        log = work / f"service-bert-{variant}.log"
+        begun = time.perf_counter()
+        # Start-up runs the largest batch shape (32 x 256 tokens) on each session before it
+        # reports ready: minutes for BERT-base fp32 on 2 busy cores (175 s seen), hence the limit.
+        proc = procs.start(procs.serve_cmd(port, bert_base.models_dir()), env, f"{url}/health/ready", log, 600)
+        startup[f"bert-{variant}"] = round(time.perf_counter() - begun, 1)
+        try:
+            print(f"bench: service /classify, BERT-base {variant}", file=sys.stderr, flush=True)
+            served[f"bert-{variant}"] = sweep(
+                url, proc.pid, script, plan.bert_concurrency, plan.seconds, bert_base.NAME
+            )
+            rss[f"bert-{variant}"] = procs.rss_mb(proc.pid)
+        finally:
+            procs.stop(proc)
+    return served, raw, rss, startup
+
+
+# Two ways to spend 2 cores on one model: one session with 2 intra-op threads, or two
+# sessions (instances) with one thread each, running two batches at once.
+INSTANCE_SETTINGS = {
+    "1x2": {"BERTSERVE_INSTANCES": "1", "BERTSERVE_INTRA_OP_THREADS": "2"},
+    "2x1": {"BERTSERVE_INSTANCES": "2", "BERTSERVE_INTRA_OP_THREADS": "1"},
+}
+
+
+def run_instances(script: Path, plan: Plan, work: Path) -> dict[str, list[Step]]:
+    """/classify (minilm-sentiment, int8 on the CPU) on the default models, per setting."""
+    out = {}
+    for name, env in INSTANCE_SETTINGS.items():
+        port = procs.free_port()
+        url = f"http://127.0.0.1:{port}"
+        proc = procs.start(procs.serve_cmd(port), env, f"{url}/health/ready", work / f"service-instances-{name}.log")
+        try:
+            print(f"bench: service /classify, instances x threads {name}", file=sys.stderr, flush=True)
+            out[name] = sweep(url, proc.pid, script, plan.instances_concurrency, plan.seconds, ROUTE_MODELS["classify"])
+        finally:
+            procs.stop(proc)
+    return out
+
+
+def known_settings() -> dict[str, bool]:
+    """Whether this checkout's service reads the settings the later parts pass: an unknown
+    BERTSERVE_ variable is ignored, so both instance rows would then be one setting."""
+    from service.settings import Settings
+
+    return {name: name in Settings.model_fields for name in ("instances", "intra_op_threads", "fast_lane")}
+
+
+def run_latency(plan: Plan) -> tuple[dict[str, list[raw_engine.LatencyResult]], float]:
+    """Batch-1 latency per onnxruntime setting, MiniLM int8 and (unless the smoke) BERT-base int8."""
+    texts = short_sentences()
+    started = time.perf_counter()
+    models = {"classify-int8": MODELS / ROUTE_MODELS["classify"]}
+    if plan.bert_base:
+        models["bert-int8"] = bert_base.ensure()
+    out = {}
+    for key, directory in models.items():
+        print(f"bench: raw engine batch-1 latency, {key}", file=sys.stderr, flush=True)
+        out[key] = raw_engine.batch1_latency(directory, "int8", texts, plan.latency_seconds)
+    return out, time.perf_counter() - started
+
+
+PARTS = ("bert-base", "latency", "instances")
+
+
+def run_parts(parts: list[str], plan: Plan, work: Path, classify: Path) -> dict[str, object]:
+    """The later parts, each timed: what the full run adds to the report, or --only alone."""
+    out: dict[str, object] = {"known_settings": known_settings()}
+    seconds: dict[str, float] = {}
+    if "latency" in parts:
+        latency, seconds["latency"] = run_latency(plan)
+        out["latency"] = {k: [asdict(r) for r in v] for k, v in latency.items()}
+    if "bert-base" in parts and plan.bert_base:
+        started = time.perf_counter()
+        bert_script = wrk.write_script(
+            work, "classify-bert", "/classify", [{"inputs": t, "model": bert_base.NAME} for t in short_sentences()]
+        )
+        served, raw, rss, startup = run_bert_base(bert_script, plan, work)
+        out["bert"] = {
+            "model": bert_base.NAME,
+            "max_length": bert_base.MAX_LENGTH,
+            "service": {k: [asdict(s) for s in v] for k, v in served.items()},
+            "raw": {k: [asdict(r) for r in v] for k, v in raw.items()},
+            "rss_mb": rss,
+            "startup_seconds": startup,
+            # The export's int8 gate, as it passed: with random weights the head gives nearly
+            # every input the same label, so argmax agreement says little; max_abs_diff does.
+            "int8_verification": Manifest.read(bert_base.model_dir()).variants["int8"].verification,
+        }
+        seconds["bert-base"] = time.perf_counter() - started
+    if "instances" in parts:
+        started = time.perf_counter()
+        instances = run_instances(classify, plan, work)
+        out["instances"] = {k: [asdict(s) for s in v] for k, v in instances.items()}
+        seconds["instances"] = time.perf_counter() - started
+    out["part_seconds"] = {k: round(v, 1) for k, v in seconds.items()}
+    return out
+
+
 def run_baseline(script: Path, plan: Plan, work: Path) -> list[Step]:
     if not (CHECKPOINT / "config.json").is_file():
         raise SystemExit(f"bench: {CHECKPOINT} missing: run `python models/build.py --only minilm-sentiment --force`")
@@ -153,10 +296,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="a few seconds per step: checks the runner works")
     parser.add_argument("--out", type=Path, default=procs.REPO / "docs", help="where to write the report")
+    parser.add_argument("--only", nargs="+", choices=PARTS, help="run these later parts alone")
     args = parser.parse_args(argv)
     plan = Plan.smoke() if args.smoke else Plan()
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    if args.only and "bert-base" in args.only:
+        plan.bert_base = True  # asked for by name: even with --smoke
+    build_seconds = 0.0
+    if plan.bert_base and (not args.only or {"bert-base", "latency"} & set(args.only)):
+        bert_base.ensure()  # built (minutes) before anything is measured, once per cache key
+        build_seconds = time.perf_counter() - started
+    if args.only:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            classify = wrk.write_script(work, "classify", "/classify", [{"inputs": t} for t in short_sentences()])
+            parts = run_parts(args.only, plan, work, classify)
+        parts.update(plan=asdict(plan), smoke=args.smoke, bert_build_seconds=round(build_seconds, 1))
+        parts.update(bench_seconds=round(time.perf_counter() - started, 1))
+        (args.out / "benchmarks-parts.json").write_text(json.dumps(parts, indent=1))
+        write_parts_report(parts, args.out / "benchmarks-parts.md")
+        print(f"bench: wrote {args.out / 'benchmarks-parts.md'} in {parts['bench_seconds']:.0f}s", file=sys.stderr)
+        return 0
     texts = short_sentences()
     sets = rerank_sets(passages=RERANK_PASSAGES)
     tagger = (MODELS / ROUTE_MODELS["tokens"] / "manifest.json").is_file()
@@ -192,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         cache = run_cache_compare(zipf, plan, work)
         fp32, _ = run_service("fp32", {"classify": scripts["classify"]}, plan, work)
         baseline = run_baseline(scripts["classify"], plan, work)
+        parts = run_parts(list(PARTS), plan, work, scripts["classify"])
     service = {
         "classify-int8": [asdict(s) for s in auto["classify"]],
         "embed-fp32": [asdict(s) for s in auto["embed"]],
@@ -210,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
         "cache": {k: [asdict(s) for s in v] for k, v in cache.items()},
         "cache_bytes": CACHE_BYTES,
         "rss_mb": rss,
+        **parts,
+        "bert_build_seconds": round(build_seconds, 1),
         "bench_seconds": round(time.perf_counter() - started, 1),
     }
     (args.out / "benchmarks.json").write_text(json.dumps(results, indent=1))

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 
 from service.manifest import Manifest
 from service.runtime.cpus import available_cpus
@@ -38,6 +39,70 @@ def _open(model_dir: Path, variant: str) -> tuple[OnnxSession, TextEncoder]:
     return session, TextEncoder(model_dir / "tokenizer.json", manifest.max_length)
 
 
+@dataclass
+class LatencyResult:
+    """Batch-1 latency of one onnxruntime setting: tokenize + run, one input per run."""
+
+    threads: int
+    spinning: str  # one of SPINNING
+    p50_ms: float
+    runs: int
+
+
+# Idle intra-op threads: parked at once ("off"), spinning on between runs ("on"), or spinning
+# during a run but stopped as soon as the last concurrent run returns ("on+stop",
+# session.force_spinning_stop=1).
+SPINNING = ("off", "on", "on+stop")
+
+
+def _tuned_session(path: Path, threads: int, spinning: str) -> ort.InferenceSession:
+    """The service's session options (service/runtime/session.py) with the thread count and
+    spinning chosen here: OnnxSession's one spinning switch cannot give all three settings,
+    so the session is built directly."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 4
+    options.enable_cpu_mem_arena = False
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0" if spinning == "off" else "1")
+    if spinning == "on+stop":
+        options.add_session_config_entry("session.force_spinning_stop", "1")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def batch1_latency(
+    model_dir: Path, variant: str, texts: list[str], seconds: float, threads: tuple[int, ...] = (1, 2)
+) -> list[LatencyResult]:
+    """p50 of batch-1 runs at every intra-op thread count x spinning setting, each for
+    `seconds`, the texts in turn. No HTTP: the floor a served c=1 request can reach."""
+    manifest = Manifest.read(model_dir)
+    encoder = TextEncoder(model_dir / "tokenizer.json", manifest.max_length)
+    results = []
+    for count in threads:
+        for spinning in SPINNING:
+            session = _tuned_session(model_dir / manifest.variants[variant].file, count, spinning)
+            names = {i.name for i in session.get_inputs()}
+
+            def run(text: str, session: ort.InferenceSession = session, names: set[str] = names) -> None:
+                ids = encoder.encode([text], True)[0][None, :].astype(np.int64)
+                feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+                session.run([manifest.output], {k: v for k, v in feeds.items() if k in names})
+
+            for text in texts[:3]:  # warm up: first runs allocate
+                run(text)
+            latencies: list[float] = []
+            start = time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                t0 = time.perf_counter()
+                run(texts[len(latencies) % len(texts)])
+                latencies.append(time.perf_counter() - t0)
+            results.append(LatencyResult(count, spinning, statistics.median(latencies) * 1000, len(latencies)))
+            del session
+    return results
+
+
 def bench(model_dir: Path, variant: str, texts: list[str], batch_sizes: list[int], seconds: float) -> list[RawResult]:
     session, encoder = _open(model_dir, variant)
     # Best case for the engine: batches of neighbours in token length, so padding is minimal,
@@ -48,7 +113,7 @@ def bench(model_dir: Path, variant: str, texts: list[str], batch_sizes: list[int
     for size in batch_sizes:
         batches = [ordered[i : i + size] for i in range(0, len(ordered) - size + 1, size)] or [ordered[:size]]
         session.run(encoder.encode(batches[0], True))  # warm the shape
-        latencies = []
+        latencies: list[float] = []
         rows = 0
         start = time.perf_counter()
         i = 0
@@ -72,10 +137,10 @@ def bench_rerank(model_dir: Path, variant: str, sets: list[tuple[str, list[str]]
     def rank(query: str, passages: list[str]) -> np.ndarray:
         vectors = np.asarray(session.run(encoder.encode([query, *passages], True)), dtype=np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        return vectors[1:] @ vectors[0]
+        return np.asarray(vectors[1:] @ vectors[0])
 
     rank(*sets[0])  # warm up
-    latencies = []
+    latencies: list[float] = []
     rows = 0
     start = time.perf_counter()
     while time.perf_counter() - start < seconds:

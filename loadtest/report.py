@@ -13,11 +13,11 @@ Results = dict[str, Any]
 
 
 def _best(steps: list[dict[str, Any]]) -> float:
-    return max(s["result"]["rps"] for s in steps)
+    return float(max(s["result"]["rps"] for s in steps))
 
 
 def _raw_best(rows: list[dict[str, Any]]) -> float:
-    return max(r["rows_per_s"] for r in rows)
+    return float(max(r["rows_per_s"] for r in rows))
 
 
 def targets(res: Results) -> list[tuple[str, str, bool]]:
@@ -41,6 +41,7 @@ def targets(res: Results) -> list[tuple[str, str, bool]]:
         ("(for reference) the served CPU default, int8, against the fp32 baseline", f"{base8:.1f} x", base8 >= 4),
         ("/embed saturated throughput >= 0.8 x raw engine (fp32, 384 dims)", f"{emb:.2f} x", emb >= 0.8),
         *_task_targets(res),
+        *later_targets(res),
         (
             f"resident memory after the sweep, the {3 if _tokens_key(res) else 2} default models loaded, < 600 MB",
             f"{res['rss_mb']:.0f} MB",
@@ -214,6 +215,7 @@ def write_report(res: Results, out: Path) -> None:
             "",
             *_sweep_table(res["cache"]["on"]),
         ]
+    lines += later_sections(res)
     lines += [
         "",
         "## Per-request baseline (transformers pipeline, PyTorch fp32)",
@@ -267,3 +269,163 @@ def _plot(res: Results, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# The later parts: BERT-base, batch-1 latency per onnxruntime setting, instances. Each
+# function reads only its own keys, so `bench --only` can render them without the rest.
+
+C1_MARGIN_MS = 0.5
+BERT_SATURATED = 0.95
+
+
+def _fastest(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return min(rows, key=lambda r: r["p50_ms"])
+
+
+def _c1(steps: list[dict[str, Any]]) -> float:
+    return float(next(s for s in steps if s["result"]["concurrency"] == 1)["result"]["p50_ms"])
+
+
+def _setting(row: dict[str, Any]) -> str:
+    return f"{row['threads']} thread{'s' if row['threads'] > 1 else ''}, spinning {row['spinning']}"
+
+
+def later_targets(res: Results) -> list[tuple[str, str, bool]]:
+    out = []
+    latency = res.get("latency", {})
+    c1_sources = {"classify-int8": ("MiniLM", res.get("service", {}).get("classify-int8"))}
+    if "bert" in res:
+        c1_sources["bert-int8"] = ("BERT-base", res["bert"]["service"]["bert-int8"])
+    for key, (name, steps) in c1_sources.items():
+        if key not in latency or not steps:
+            continue
+        fastest, c1 = _fastest(latency[key]), _c1(steps)
+        out.append(
+            (
+                f"/classify p50 at concurrency 1 <= the fastest raw batch-1 p50 + {C1_MARGIN_MS} ms ({name} int8)",
+                f"{c1:.2f} ms vs {fastest['p50_ms']:.2f} + {C1_MARGIN_MS} ms ({_setting(fastest)})",
+                c1 <= fastest["p50_ms"] + C1_MARGIN_MS,
+            )
+        )
+    if "bert" in res:
+        bert = res["bert"]
+        for variant in ("int8", "fp32"):
+            key = f"bert-{variant}"
+            ratio = _best(bert["service"][key]) / _raw_best(bert["raw"][key])
+            out.append(
+                (
+                    f"BERT-base /classify saturated throughput >= {BERT_SATURATED} x raw engine ({variant})",
+                    f"{ratio:.2f} x",
+                    ratio >= BERT_SATURATED,
+                )
+            )
+        rss = ", ".join(f"{k.split('-')[1]} {v:.0f} MB" for k, v in bert["rss_mb"].items())
+        out.append(("(for reference) resident memory serving BERT-base alone, after its sweep", rss, True))
+    if "instances" in res:
+        inst = res["instances"]
+        sat = _best(inst["2x1"]) / _best(inst["1x2"])
+        c1 = _c1(inst["2x1"]) / _c1(inst["1x2"])
+        out.append(
+            (
+                "(for reference) /classify int8, 2 instances x 1 thread against 1 x 2: saturated req/s, c=1 p50",
+                f"{sat:.2f} x, {c1:.2f} x ({_c1(inst['2x1']):.2f} vs {_c1(inst['1x2']):.2f} ms)",
+                True,
+            )
+        )
+    return out
+
+
+def _latency_table(rows: list[dict[str, Any]]) -> list[str]:
+    fastest = _fastest(rows)
+    lines = ["| intra-op threads | spinning | p50 ms per batch-1 run | runs |", "|---|---|---|---|"]
+    for r in rows:
+        mark = " (fastest)" if r is fastest else ""
+        lines.append(f"| {r['threads']} | {r['spinning']} | {r['p50_ms']:.2f}{mark} | {r['runs']} |")
+    return lines
+
+
+def later_sections(res: Results) -> list[str]:
+    lines: list[str] = []
+    if "latency" in res:
+        names = {"classify-int8": "MiniLM int8 (minilm-sentiment)", "bert-int8": "BERT-base int8"}
+        lines += [
+            "",
+            "## Raw engine: batch-1 latency per onnxruntime setting",
+            "",
+            "One rotten_tomatoes sentence per run (tokenize + run), each setting for "
+            f"{res['plan']['latency_seconds']:g} s, no HTTP.",
+            "Spinning `off` is `session.intra_op.allow_spinning=0`, `on` is `=1`; `on+stop` adds",
+            "`session.force_spinning_stop=1`, which parks the spinning threads as soon as the last",
+            "concurrent run returns.",
+        ]
+        for key, rows in res["latency"].items():
+            lines += ["", f"{names.get(key, key)}:", "", *_latency_table(rows)]
+    if "bert" in res:
+        bert = res["bert"]
+        figures = bert["int8_verification"]
+        gate = (
+            f"argmax agreement {figures['argmax_agreement']:.4f} over {figures['rows']:.0f} inputs and a largest "
+            f"logit difference to PyTorch of {figures['max_abs_diff']:.4f}"
+        )
+        lines += [
+            "",
+            f"## Service: /classify on BERT-base ({bert['model']})",
+            "",
+            "The bert-base-uncased shape (12 layers, hidden 768, 12 heads, intermediate 3072) with random",
+            "weights (`torch.manual_seed(0)`, 2 labels) and all-MiniLM-L6-v2's uncased WordPiece tokenizer,",
+            f"exported by `bertserve export --int8 --max-length {bert['max_length']}` (`loadtest/bert_base.py`).",
+            "The service is started on a models folder holding this model alone; `model` is set in each request.",
+            "",
+            f"The export's int8 gate passed with {gate}.",
+            "Random weights give nearly every input the same label with a margin far above int8's error, so",
+            "the argmax gate passes without telling much here; the largest logit difference to PyTorch is",
+            "the figure that shows what int8 changed.",
+        ]
+        for variant in ("int8", "fp32"):
+            key = f"bert-{variant}"
+            lines += [
+                "",
+                f"### {variant}",
+                "",
+                *_sweep_table(bert["service"][key]),
+                "",
+                "Raw engine, same graph:",
+                "",
+                *_raw_table(bert["raw"][key]),
+                "",
+                f"Resident memory of the serving process after the sweep: {bert['rss_mb'][key]:.0f} MB; "
+                f"start-up to ready: {bert['startup_seconds'][key]:.0f} s.",
+            ]
+    if "instances" in res:
+        known = res.get("known_settings", {})
+        lines += [
+            "",
+            "## Instances: /classify int8 (minilm-sentiment), one session x 2 threads against two x 1",
+            "",
+            "The default models, `BERTSERVE_INSTANCES=1 BERTSERVE_INTRA_OP_THREADS=2` against",
+            "`BERTSERVE_INSTANCES=2 BERTSERVE_INTRA_OP_THREADS=1`, at concurrency 1 and at saturation.",
+        ]
+        if not known.get("instances", True):
+            lines += [
+                "",
+                "**This checkout's service has no `instances` setting: it ignored BERTSERVE_INSTANCES, so the",
+                "two rows differ in intra-op threads only.**",
+            ]
+        for name, title in (("1x2", "1 instance x 2 threads"), ("2x1", "2 instances x 1 thread")):
+            lines += ["", f"{title}:", "", *_sweep_table(res["instances"][name])]
+    if "part_seconds" in res:
+        took = ", ".join(f"{k} {v:.0f} s" for k, v in res["part_seconds"].items())
+        built = f" (BERT-base built first: {res['bert_build_seconds']:.0f} s)" if res.get("bert_build_seconds") else ""
+        lines += ["", f"These parts took: {took}{built}."]
+    return lines
+
+
+def write_parts_report(res: Results, path: Path) -> None:
+    """`bench --only`: the later parts' targets and sections alone."""
+    lines = ["# Benchmarks: later parts alone (`bench --only`)", ""]
+    if res["smoke"]:
+        lines += ["**Smoke run** (a few seconds per step): checks the runner, not the figures.", ""]
+    lines += ["## Machine", "", *_machine(), "", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
+    lines += [f"| {name} | {value} | {'yes' if ok else 'no'} |" for name, value, ok in later_targets(res)]
+    lines += [*later_sections(res), ""]
+    path.write_text("\n".join(lines))
