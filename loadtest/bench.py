@@ -172,6 +172,14 @@ def run_bert_base(
         f"bert-{v}": raw_engine.bench(model, v, texts, plan.bert_batch_sizes, plan.raw_seconds)
         for v in ("int8", "fp32")
     }
+    # The naive loop too (batches in arrival order): what the target compares with, as a
+    # user's own loop over the same requests would pad them.
+    raw.update(
+        {
+            f"bert-{v}-arrival": raw_engine.bench(model, v, texts, plan.bert_batch_sizes, plan.raw_seconds, sort=False)
+            for v in ("int8", "fp32")
+        }
+    )
     served: dict[str, list[Step]] = {}
     rss: dict[str, float] = {}
     startup: dict[str, float] = {}

@@ -103,12 +103,15 @@ def batch1_latency(
     return results
 
 
-def bench(model_dir: Path, variant: str, texts: list[str], batch_sizes: list[int], seconds: float) -> list[RawResult]:
+def bench(
+    model_dir: Path, variant: str, texts: list[str], batch_sizes: list[int], seconds: float, sort: bool = True
+) -> list[RawResult]:
+    """Rows/s and p50 per batch size. `sort`: the best case for the engine, batches of
+    neighbours in token length, so padding is minimal, as a perfect length-bucketing batcher
+    would form them; otherwise the naive loop a user would write, batches in arrival order."""
     session, encoder = _open(model_dir, variant)
-    # Best case for the engine: batches of neighbours in token length, so padding is minimal,
-    # as a perfect length-bucketing batcher would form them.
     lengths = [len(ids) for ids in encoder.encode(texts, True)]
-    ordered = [t for _, t in sorted(zip(lengths, texts, strict=True), key=lambda p: p[0])]
+    ordered = [t for _, t in sorted(zip(lengths, texts, strict=True), key=lambda p: p[0])] if sort else list(texts)
     results = []
     for size in batch_sizes:
         batches = [ordered[i : i + size] for i in range(0, len(ordered) - size + 1, size)] or [ordered[:size]]

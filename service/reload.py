@@ -66,7 +66,7 @@ async def reload(state: AppState) -> Changes:
         except BaseException:
             for model in fresh:  # loaded beside, never served
                 await model.stop()
-                model.model.session.close()
+                model.model.close()
             raise
         _swap(state, served, fresh, changes.removed)
         log.info(
@@ -90,7 +90,7 @@ async def _prepare(state: AppState, entry: Found) -> ServedModel:
         if state.settings.warmup:
             await asyncio.to_thread(model.warm_up)
     except InferenceError as exc:
-        loaded.session.close()
+        loaded.close()
         raise ModelRejected(f"model {entry.name!r} failed its warm-up: {exc}", param=entry.name) from exc
     await model.start()
     return model
@@ -125,7 +125,7 @@ async def _retire(state: AppState, model: ServedModel) -> None:
             await asyncio.sleep(RETIRE_POLL_S)
     finally:  # at shutdown too
         await model.stop()
-        model.model.session.close()
+        model.model.close()
         if state.cache is not None:  # rows its last requests put there since the swap
             state.cache.drop(model.identity)
     # The models loaded at start-up were moved out of the collector's view (gc.freeze in

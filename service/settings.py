@@ -24,11 +24,26 @@ class Settings(BaseSettings):
     # runtime
     provider: Provider = Field("auto", description="execution provider: auto (CUDA if available), cpu or cuda")
     variant: Variant = Field("auto", description="graph variant: auto = fp16 on CUDA, int8 on CPU, when present")
+    instances: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="onnxruntime sessions per model, each on its own thread with its share of the CPUs; "
+        "the next batch goes to a free one. 0 = one per 4 CPUs this process may use (at least 1); 1 on CUDA",
+    )
     intra_op_threads: int = Field(
-        0, ge=0, le=1024, description="onnxruntime threads per session; 0 = CPUs this process may use"
+        0, ge=0, le=1024, description="onnxruntime threads per session; 0 = the CPUs this process may use / instances"
+    )
+    fast_lane: bool = Field(
+        True,
+        description="on CPU, one more session per model whose threads spin during a run (not between runs), "
+        "used for a batch that leaves the queue empty: the low-load latency of spinning without its cost "
+        "under load",
     )
     ort_spinning: bool = Field(
-        False, description="let idle onnxruntime threads spin: ~1 ms less at low load, but they hold the cores"
+        False,
+        description="let every session's onnxruntime threads spin during a run: faster at low load, "
+        "but under overload they hold the cores the event loop needs",
     )
     runtime_nice: int = Field(
         10,

@@ -103,13 +103,17 @@ class AppState:
         self.metrics.ready.set(0 if self.unready_reason() else 1)
 
     def check_stalls(self, now: float) -> None:
-        """Readiness turns 503 while any model's batch has run past the stall timeout, so a
-        load balancer takes this replica out; it comes back when the batch returns."""
+        """Readiness turns 503 while any session's batch has run past the stall timeout, so a
+        load balancer takes this replica out; it comes back when the batch returns. Each
+        instance of a model is checked on its own: one stuck session is named even while the
+        others keep serving (a hung run never gives its thread back, so the replica is not
+        what it was)."""
         limit = self.settings.stall_timeout_s
         stalled = [
-            (m.name, now - m.batcher.busy_since)
+            (m.name if m.batcher.runners == 1 else f"{m.name} (instance {runner})", now - since)
             for m in self.models.values()
-            if m.batcher.busy_since is not None and now - m.batcher.busy_since > limit
+            for runner, since in sorted(m.batcher.running_since().items())
+            if now - since > limit
         ]
         reason = ", ".join(f"{name}: batch running for {age:.1f}s" for name, age in stalled) or None
         if reason != self.stalled:

@@ -75,6 +75,9 @@ async def models(state: State, _: Authorized) -> Response:
                 "variant": served.model.variant,
                 "provider": served.model.session.provider,
                 "queued": served.batcher.queued,
+                "instances": len(served.model.sessions),
+                "intra_op_threads": served.model.session.threads,
+                "fast_lane": served.model.fast is not None,
                 "sha256": served.model.sha256,
                 "loaded_at": datetime.fromtimestamp(served.loaded_at, UTC).isoformat(timespec="milliseconds"),
             }

@@ -149,6 +149,9 @@ class ModelInfo(BaseModel):
     variant: str
     provider: str
     queued: int
+    instances: int = Field(description="onnxruntime sessions serving it side by side (BERTSERVE_INSTANCES)")
+    intra_op_threads: int = Field(description="onnxruntime threads per session")
+    fast_lane: bool = Field(description="a spinning session serves the batches that leave its queue empty")
     sha256: str = Field(description="checksum of the graph served, from its manifest (what a reload compares)")
     loaded_at: str = Field(description="when this graph was loaded, ISO 8601 UTC (start-up or a reload)")
 

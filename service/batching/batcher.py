@@ -1,8 +1,10 @@
 """The per-model batch loop.
 
-Requests tokenized elsewhere are queued as items with a future and a deadline. Whenever the
-runtime is free the loop forms a batch (see `select_batch`) and awaits the runner, which does
-the work off the event loop, so new requests keep arriving and queueing meanwhile.
+Requests tokenized elsewhere are queued as items with a future and a deadline. Whenever a
+runner is free the loop forms a batch (see `select_batch`) and hands it to that runner, which
+does the work off the event loop, so new requests keep arriving and queueing meanwhile. A
+model served by several sessions (instances) has one runner each: the next batch goes to
+whichever is free, the lowest-numbered first, as Triton's instance groups do.
 
 Invariant: every future handed out by `submit` is resolved, whatever happens.
 """
@@ -57,7 +59,7 @@ class NullObserver:
 class Batcher(Generic[P, R]):
     def __init__(
         self,
-        runner: Runner[P, R],
+        runners: Runner[P, R] | Sequence[Runner[P, R]],
         *,
         max_batch_size: int,
         max_batch_tokens: int,
@@ -68,7 +70,9 @@ class Batcher(Generic[P, R]):
         name: str = "model",
         window: int | None = None,
     ) -> None:
-        self._runner = runner
+        self._runners: list[Runner[P, R]] = [runners] if callable(runners) else list(runners)
+        if not self._runners:
+            raise ValueError("a batcher needs at least one runner")
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens
         self.max_queue_items = max_queue_items
@@ -80,27 +84,49 @@ class Batcher(Generic[P, R]):
         self._name = name
         self._pending: deque[Item[P]] = deque()
         self._swept_at = float("-inf")
-        self._running: list[Item[P]] = []  # the batch in the runtime now; resolved on stop too
+        self._free = set(range(len(self._runners)))  # runners with no batch
+        self._running: dict[int, list[Item[P]]] = {}  # runner -> its batch; resolved on stop too
+        self._started: dict[int, float] = {}  # runner -> monotonic start of its batch, for stall checks
+        self._executions: set[asyncio.Task[None]] = set()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.busy_since: float | None = None  # monotonic start of the running batch, for stall checks
         self._batches_run = 0  # a batch's number, so a ticket counts each batch once
 
     @property
     def queued(self) -> int:
         return len(self._pending)
 
+    @property
+    def runners(self) -> int:
+        return len(self._runners)
+
+    @property
+    def busy(self) -> int:
+        """Runners with a batch now."""
+        return len(self._running)
+
+    @property
+    def busy_since(self) -> float | None:
+        """Monotonic start of the oldest batch running now; None when every runner is free."""
+        return min(self._started.values(), default=None)
+
+    def running_since(self) -> dict[int, float]:
+        """Runner -> monotonic start of its batch, for the runners busy now (stalls are per runner)."""
+        return dict(self._started)
+
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"batcher-{self._name}")
 
     async def stop(self) -> None:
-        """Stop the loop; whatever is still queued is answered 503."""
-        if self._task is not None:
-            self._task.cancel()
+        """Stop the loop and the batches it handed out; whatever is queued or running is answered 503."""
+        tasks = [t for t in (self._task, *self._executions) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
+        self._task = None
         self._fail_all(Unavailable("the service is shutting down"))
 
     def check_room(self, items: int) -> None:
@@ -145,17 +171,28 @@ class Batcher(Generic[P, R]):
             while True:
                 await self._wakeup.wait()
                 self._wakeup.clear()
-                while self._drop_dead_head():
+                while self._free and self._drop_dead_head():
                     if await self._should_wait():
                         continue
                     batch = self._take_batch()
                     if not batch:
                         continue
-                    self._running = batch
-                    await self._execute(batch)
-                    self._running = []
+                    runner = min(self._free)  # the same session first, while one is enough
+                    self._free.discard(runner)
+                    self._running[runner] = batch
+                    task = asyncio.get_running_loop().create_task(self._run_on(runner, batch))
+                    self._executions.add(task)
+                    task.add_done_callback(self._executions.discard)
         finally:
             self._fail_all(Unavailable("the batch loop stopped"))
+
+    async def _run_on(self, runner: int, batch: list[Item[P]]) -> None:
+        try:
+            await self._execute(runner, batch)
+        finally:
+            del self._running[runner]
+            self._free.add(runner)
+            self._wakeup.set()  # the loop may have items waiting for a free runner
 
     async def _should_wait(self) -> bool:
         """With max_wait > 0 and a batch not yet full, wait for more items, up to the oldest
@@ -229,15 +266,16 @@ class Batcher(Generic[P, R]):
             return False
         return True
 
-    async def _execute(self, batch: list[Item[P]]) -> None:
-        """Run one batch and resolve its futures. If it raises, each item is run alone, so
-        one poison input fails alone and the others still get their answers."""
+    async def _execute(self, runner: int, batch: list[Item[P]]) -> None:
+        """Run one batch on a runner and resolve its futures. If it raises, each item is run
+        alone on the same runner, so one poison input fails alone and the others still get
+        their answers."""
         now = asyncio.get_running_loop().time()
         waits = [now - it.enqueued for it in batch]
         started = time.perf_counter()
-        self.busy_since = time.monotonic()
+        self._started[runner] = time.monotonic()
         try:
-            results = await self._runner([it.payload for it in batch])
+            results = await self._runners[runner]([it.payload for it in batch])
             if len(results) != len(batch):
                 raise RuntimeError(f"runner returned {len(results)} results for {len(batch)} items")
         except Exception:
@@ -248,10 +286,10 @@ class Batcher(Generic[P, R]):
                 return
             for item in batch:
                 if not item.future.done():
-                    await self._execute([item])
+                    await self._execute(runner, [item])
             return
         finally:
-            self.busy_since = None
+            self._started.pop(runner, None)
         padded = len(batch) * max(it.tokens for it in batch)
         seconds = time.perf_counter() - started
         self._batches_run += 1
@@ -264,9 +302,8 @@ class Batcher(Generic[P, R]):
                 item.future.set_result(result)
 
     def _fail_all(self, error: ServiceError) -> None:
-        for item in [*self._running, *self._pending]:
+        for item in [*(it for batch in self._running.values() for it in batch), *self._pending]:
             _resolve_error(item, error)
-        self._running = []
         self._pending = deque()
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -23,8 +23,24 @@ class LoadedModel:
     directory: Path
     manifest: Manifest
     encoder: TextEncoder
-    session: OnnxSession
+    sessions: list[OnnxSession]  # one per instance, the same graph; each has its own runtime thread
     variant: str
+    # The same graph again, its threads spinning during a run (service/serving/model.py uses
+    # it for a batch that leaves the queue empty); None when off, on CUDA or single-threaded.
+    fast: OnnxSession | None = field(default=None)
+
+    @property
+    def session(self) -> OnnxSession:
+        """The first instance's session: what the checks and the metadata look at."""
+        return self.sessions[0]
+
+    @property
+    def every_session(self) -> list[OnnxSession]:
+        return [*self.sessions, *([self.fast] if self.fast is not None else [])]
+
+    def close(self) -> None:
+        for session in self.every_session:
+            session.close()
 
     @property
     def name(self) -> str:
@@ -124,25 +140,64 @@ def load_model_dir(directory: Path, settings: Settings) -> LoadedModel:
         _check_files(directory, manifest)
     providers = resolve_providers_or_fail(settings.provider)
     variant = _pick_variant(manifest, settings.variant, providers[0] == CUDA, directory)
-    threads = settings.intra_op_threads or available_cpus()
-    try:
-        session = OnnxSession(
+    on_cuda = providers[0] == CUDA
+    plan = thread_plan(settings, available_cpus(), on_cuda)
+
+    def open_session(spinning: bool) -> OnnxSession:
+        return OnnxSession(
             directory / manifest.variants[variant].file,
             output=manifest.output,
             pad_token_id=manifest.pad_token_id,
             providers=providers,
-            threads=threads,
+            threads=plan.threads,
             io_binding=settings.io_binding,
-            spinning=settings.ort_spinning,
+            spinning=spinning,
             nice=settings.runtime_nice,
         )
+
+    sessions: list[OnnxSession] = []
+    try:
+        sessions.append(open_session(settings.ort_spinning))
         encoder = TextEncoder(directory / "tokenizer.json", manifest.max_length)
+        _check_fit(directory, manifest, sessions[0])
+        if settings.verify_models:
+            _check_vocabulary(directory, encoder, sessions[0])
+        sessions += [open_session(settings.ort_spinning) for _ in range(plan.instances - 1)]
+        fast = open_session(True) if plan.fast_lane else None
     except (SessionError, TokenizerError) as exc:
+        for session in sessions:
+            session.close()
         raise ModelLoadError(f"{directory}: {exc}") from exc
-    _check_fit(directory, manifest, session)
-    if settings.verify_models:
-        _check_vocabulary(directory, encoder, session)
-    return LoadedModel(directory, manifest, encoder, session, variant)
+    except ModelLoadError:
+        for session in sessions:
+            session.close()
+        raise
+    return LoadedModel(directory, manifest, encoder, sessions, variant, fast)
+
+
+@dataclass(frozen=True)
+class ThreadPlan:
+    instances: int  # sessions per model
+    threads: int  # intra-op threads per session
+    fast_lane: bool  # a spinning session beside them for the batches that leave the queue empty
+
+
+# One session per this many CPUs when BERTSERVE_INSTANCES is unset (see docs/benchmarks.md,
+# "Instances"): below it a session's intra-op threads still pay off on the small batches of
+# moderate load; above it they mostly wait on each other while whole cores sit idle.
+CPUS_PER_INSTANCE = 4
+
+
+def thread_plan(settings: Settings, cpus: int, on_cuda: bool) -> ThreadPlan:
+    """How many sessions each model gets and how many threads each: on CUDA one session
+    unless asked (the GPU is shared anyway); on the CPU, one per CPUS_PER_INSTANCE CPUs,
+    with the CPUs split between them."""
+    instances = settings.instances or (1 if on_cuda else max(1, cpus // CPUS_PER_INSTANCE))
+    threads = settings.intra_op_threads or max(1, cpus // instances)
+    # Spinning only pays where a run has intra-op threads to wake, and a spinning session
+    # already is what the fast lane would add.
+    fast_lane = settings.fast_lane and not on_cuda and threads > 1 and not settings.ort_spinning
+    return ThreadPlan(instances, threads, fast_lane)
 
 
 def _read_manifest(directory: Path) -> Manifest:

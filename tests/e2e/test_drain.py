@@ -25,8 +25,9 @@ def _inflight(url: str) -> float:
     return float(re.search(r"^bertserve_inflight_requests (\S+)$", text, re.M).group(1))  # type: ignore[union-attr]
 
 
-def test_sigterm_finishes_accepted_requests_then_exits() -> None:
-    server = Server(DEFAULT_MODELS, env={"BERTSERVE_DRAIN_TIMEOUT_S": "20"})
+@pytest.mark.parametrize("instances", ["1", "2"])  # one session per model, or two (a batcher with two runners)
+def test_sigterm_finishes_accepted_requests_then_exits(instances: str) -> None:
+    server = Server(DEFAULT_MODELS, env={"BERTSERVE_DRAIN_TIMEOUT_S": "20", "BERTSERVE_INSTANCES": instances})
     with server, socket.create_connection(("127.0.0.1", server.port), timeout=30) as held:
         head = (
             f"POST /classify HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"

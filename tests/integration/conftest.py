@@ -31,9 +31,7 @@ def make_client(tiny_repo: Path) -> Client:
 
     @asynccontextmanager
     async def factory(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
-        settings = Settings(
-            models=overrides.pop("models", tiny_repo), max_batch_size=8, max_batch_tokens=1024, **overrides
-        )
+        settings = Settings(**{"models": tiny_repo, "max_batch_size": 8, "max_batch_tokens": 1024, **overrides})
         app = create_app(settings)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)

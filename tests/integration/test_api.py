@@ -201,7 +201,7 @@ async def _full_queue(c: httpx.AsyncClient, headers: dict[str, str] | None = Non
     batch waits on it and the next request fills the queue. Both are answered 200 after."""
     served = c.app.state.bertserve.models["tiny-clf"]  # type: ignore[attr-defined]
     release = threading.Event()
-    served._runtime_pool.submit(release.wait)
+    served._runtime_pools[0].submit(release.wait)
     running = asyncio.ensure_future(c.post("/classify", json={"inputs": ["a", "b"]}, headers=headers))
     await _until(lambda: served.batcher.queued == 0 and served.batcher.busy_since is not None)
     queued = asyncio.ensure_future(c.post("/classify", json={"inputs": ["c", "d"]}, headers=headers))

@@ -62,7 +62,7 @@ async def test_identical_rows_queued_at_once_run_once(make_client: Client) -> No
     async with make_client(cache_bytes=CACHE) as c:
         served = c.app.state.bertserve.models["tiny-clf"]  # type: ignore[attr-defined]
         release = threading.Event()
-        served._runtime_pool.submit(release.wait)  # hold the runtime: everything queues
+        served._runtime_pools[0].submit(release.wait)  # hold the runtime: everything queues
         busy = asyncio.ensure_future(c.post("/classify", json={"inputs": "first"}))
         while served.batcher.busy_since is None:
             await asyncio.sleep(0.001)
@@ -87,7 +87,7 @@ async def test_a_shared_row_survives_the_request_that_queued_it_leaving(make_cli
     async with make_client(cache_bytes=CACHE) as c:
         served = c.app.state.bertserve.models["tiny-clf"]  # type: ignore[attr-defined]
         release = threading.Event()
-        served._runtime_pool.submit(release.wait)
+        served._runtime_pools[0].submit(release.wait)
         owner = asyncio.ensure_future(served.run(_ids(served, "left early"), _later(60)))
         while not served._inflight:
             await asyncio.sleep(0.001)

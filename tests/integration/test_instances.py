@@ -1,0 +1,111 @@
+"""Several sessions per model and the fast lane, on the real app with real onnxruntime
+sessions (the tiny models)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import httpx
+import numpy as np
+
+from tests.integration.conftest import Client
+
+TEXTS = [f"review number {i} says the film was {'good' if i % 2 else 'bad'}" for i in range(12)]
+
+
+def _served(c: httpx.AsyncClient, name: str = "tiny-clf"):  # type: ignore[no-untyped-def]
+    return c.app.state.bertserve.models[name]  # type: ignore[attr-defined]
+
+
+async def _until(check, timeout_s: float = 10) -> None:  # type: ignore[no-untyped-def]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not check():
+        assert loop.time() < deadline, "condition not reached"
+        await asyncio.sleep(0.005)
+
+
+async def _logits(c: httpx.AsyncClient) -> np.ndarray:
+    r = await c.post("/classify", json={"inputs": TEXTS, "function": "none"})
+    assert r.status_code == 200, r.text
+    rows = r.json()["predictions"]
+    return np.array([[p["score"] for p in sorted(row, key=lambda p: p["label"])] for row in rows])
+
+
+async def test_a_second_instance_serves_while_the_first_is_busy(make_client: Client) -> None:
+    async with make_client(instances=2, intra_op_threads=1) as c:
+        served = _served(c)
+        assert len(served.model.sessions) == 2 and served.model.fast is None  # one thread: nothing to spin
+        listed = {m["name"]: m for m in (await c.get("/models")).json()["models"]}
+        assert (listed["tiny-clf"]["instances"], listed["tiny-clf"]["intra_op_threads"]) == (2, 1)
+        assert listed["tiny-clf"]["fast_lane"] is False
+        release = threading.Event()
+        served._runtime_pools[0].submit(release.wait)  # instance 0's thread is held
+        held = asyncio.ensure_future(c.post("/classify", json={"inputs": "the first request"}))
+        await _until(lambda: served.batcher.busy == 1)
+        # The batcher sees instance 0 busy: the next request goes to instance 1 and is answered.
+        second = await asyncio.wait_for(c.post("/classify", json={"inputs": "the second request"}), 10)
+        assert second.status_code == 200
+        assert not held.done()
+        release.set()
+        assert (await held).status_code == 200
+
+
+async def test_every_instance_gives_the_same_answers(make_client: Client) -> None:
+    # fp32: dynamic int8 scales its activations per batch, so its numbers follow the batching.
+    async with make_client(instances=1, intra_op_threads=1, variant="fp32") as c:
+        one = await _logits(c)
+    async with make_client(instances=3, intra_op_threads=1, max_batch_size=2, variant="fp32") as c:
+        sessions = _served(c).model.sessions
+        assert len(sessions) == 3
+        # Concurrent requests spread over the three sessions; each answer matches.
+        many = await asyncio.gather(*[_logits(c) for _ in range(6)])
+    for logits in many:
+        np.testing.assert_allclose(logits, one, atol=1e-5)
+
+
+async def test_a_stall_names_the_instance_and_readiness_comes_back(make_client: Client) -> None:
+    async with make_client(instances=2, intra_op_threads=1, stall_timeout_s=0.2) as c:
+        served = _served(c)
+        release = threading.Event()
+        served._runtime_pools[0].submit(release.wait)
+        held = asyncio.ensure_future(c.post("/classify", json={"inputs": "stuck behind a held thread"}))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while (ready := await c.get("/health/ready")).status_code == 200:
+            assert loop.time() < deadline, "the stall was not seen"
+            await asyncio.sleep(0.02)
+        assert ready.status_code == 503
+        assert "tiny-clf (instance 0)" in ready.text and "instance 1" not in ready.text
+        release.set()
+        assert (await held).status_code == 200
+        await _until(lambda: c.app.state.bertserve.stalled is None)  # type: ignore[attr-defined]
+        assert (await c.get("/health/ready")).status_code == 200
+
+
+async def test_the_fast_lane_serves_low_load_and_stays_out_of_a_queue(make_client: Client) -> None:
+    async with make_client(intra_op_threads=1, fast_lane=False, variant="fp32") as c:
+        plain = await _logits(c)
+        assert _served(c).model.fast is None
+    async with make_client(intra_op_threads=2, variant="fp32") as c:  # the fast lane is on by default
+        served = _served(c)
+        assert served.model.fast is not None and len(served.model.sessions) == 1
+        assert {m["name"]: m["fast_lane"] for m in (await c.get("/models")).json()["models"]}["tiny-clf"] is True
+        for _ in range(3):  # one at a time: each batch leaves the queue empty
+            np.testing.assert_allclose(await _logits(c), plain, atol=1e-5)
+        assert served.fast_batches == 3
+        # A queue: hold the runtime while 12 requests wait; at 8 items a batch, a batch that
+        # leaves items queued runs on the plain session.
+        release = threading.Event()
+        served._runtime_pools[0].submit(release.wait)
+        pending = [asyncio.ensure_future(c.post("/classify", json={"inputs": t})) for t in TEXTS]
+        await _until(lambda: served.batcher.queued + sum(map(len, served.batcher._running.values())) == len(TEXTS))
+        before = served.fast_batches
+        runs_before = served.batcher._batches_run
+        release.set()
+        answers = await asyncio.gather(*pending)
+        assert all(r.status_code == 200 for r in answers)
+        batches = served.batcher._batches_run - runs_before
+        fast = served.fast_batches - before
+        assert batches >= 2 and fast < batches, (batches, fast)
