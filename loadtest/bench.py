@@ -27,6 +27,7 @@ from loadtest.texts import rerank_sets, short_sentences, zipf_sentences
 from service.manifest import Manifest
 
 MODELS = procs.REPO / "models"
+EMBEDDER = "all-minilm-l6-v2"  # the default embedding model, also the cosine reranker
 CHECKPOINT = procs.REPO / ".build" / "minilm-sentiment-checkpoint"
 
 
@@ -339,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         if tagger:
             scripts["tokens"] = wrk.write_script(work, "tokens", ROUTES["tokens"], [{"inputs": t} for t in texts])
         print("bench: raw engine", file=sys.stderr, flush=True)
+        embed = cpu_variant(EMBEDDER)
         raw = {
             "classify-int8": raw_engine.bench(
                 MODELS / "minilm-sentiment", "int8", texts, plan.batch_sizes, plan.raw_seconds
@@ -346,11 +348,13 @@ def main(argv: list[str] | None = None) -> int:
             "classify-fp32": raw_engine.bench(
                 MODELS / "minilm-sentiment", "fp32", texts, plan.batch_sizes, plan.raw_seconds
             ),
-            "embed-fp32": raw_engine.bench(
-                MODELS / "all-minilm-l6-v2", "fp32", texts, plan.batch_sizes, plan.raw_seconds
-            ),
-            "rerank-fp32": [raw_engine.bench_rerank(MODELS / "all-minilm-l6-v2", "fp32", sets, plan.raw_seconds)],
+            f"rerank-{embed}": [raw_engine.bench_rerank(MODELS / EMBEDDER, embed, sets, plan.raw_seconds)],
         }
+        # The embedding model's served variant, and fp32 beside it when that is another one.
+        for variant in dict.fromkeys((embed, "fp32")):
+            raw[f"embed-{variant}"] = raw_engine.bench(
+                MODELS / EMBEDDER, variant, texts, plan.batch_sizes, plan.raw_seconds
+            )
         tokens_key = f"tokens-{cpu_variant(ROUTE_MODELS['tokens'])}" if tagger else ""
         if tagger:
             raw[tokens_key] = raw_engine.bench(
@@ -359,15 +363,18 @@ def main(argv: list[str] | None = None) -> int:
         zipf = wrk.write_script(work, "zipf", "/embed", [{"inputs": t} for t in zipf_sentences()])
         auto, rss = run_service("auto", scripts, plan, work)
         cache = run_cache_compare(zipf, plan, work)
-        fp32, _ = run_service("fp32", {"classify": scripts["classify"]}, plan, work)
+        fp32_routes = ["classify", "embed"] if embed != "fp32" else ["classify"]
+        fp32, _ = run_service("fp32", {name: scripts[name] for name in fp32_routes}, plan, work)
         baseline = run_baseline(scripts["classify"], plan, work)
         parts = run_parts(list(PARTS), plan, work, scripts["classify"])
     service = {
         "classify-int8": [asdict(s) for s in auto["classify"]],
-        "embed-fp32": [asdict(s) for s in auto["embed"]],
-        "rerank-fp32": [asdict(s) for s in auto["rerank"]],
+        f"embed-{embed}": [asdict(s) for s in auto["embed"]],
+        f"rerank-{embed}": [asdict(s) for s in auto["rerank"]],
         "classify-fp32": [asdict(s) for s in fp32["classify"]],
     }
+    if "embed" in fp32:
+        service["embed-fp32"] = [asdict(s) for s in fp32["embed"]]
     if tagger:
         service[tokens_key] = [asdict(s) for s in auto["tokens"]]
     results = {

@@ -68,7 +68,12 @@ def minilm_checkpoint() -> Path:
 
 
 def build_embedding(force: bool, fp16: bool) -> None:
-    export_checkpoint(ExportOptions(minilm_checkpoint(), MODELS / "all-minilm-l6-v2", "embed", fp16=fp16, force=force))
+    # int8: of the recipes tried (models/README.md, "Embedding variants: the frontier"), only
+    # attention-qko keeps every row's cosine >= 0.99; the exporter tries them in order and
+    # keeps the first that passes.
+    export_checkpoint(
+        ExportOptions(minilm_checkpoint(), MODELS / "all-minilm-l6-v2", "embed", int8=True, fp16=fp16, force=force)
+    )
 
 
 def build_classifier(force: bool, fp16: bool) -> None:

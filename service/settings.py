@@ -62,13 +62,18 @@ class Settings(BaseSettings):
 
     # batching
     max_batch_size: int = Field(32, ge=1, le=4096, description="items per batch")
-    max_batch_tokens: int = Field(8192, ge=1, description="padded tokens per batch (rows x longest)")
+    max_batch_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="padded tokens per batch (rows x longest); unset = follows the model: 8192 for a "
+        "6-layer, 384-wide model like MiniLM, scaled down by layers x hidden^2 (BERT-base: 1024), at least 512",
+    )
     min_batch_fill: float | None = Field(
         None,
         ge=0,
         le=1,
         description="an item joins a batch only while real tokens / padded tokens stays >= this; "
-        "unset = 0.85 on CPU (cost follows padded tokens), 0 on CUDA (batching is nearly free)",
+        "unset = 0.95 on CPU (cost follows padded tokens), 0 on CUDA (batching is nearly free)",
     )
     max_wait_ms: float = Field(
         0.0, ge=0, le=10_000, description="wait up to this long from the oldest item to fill a batch"

@@ -14,6 +14,7 @@ from functools import partial
 import numpy as np
 
 from service.batching import Batcher, Ticket
+from service.batching.sizing import CPU_MIN_FILL, batch_tokens_for, read_config
 from service.cache import ResultCache
 from service.errors import DeadlineExceeded
 from service.manifest import Manifest
@@ -29,16 +30,16 @@ from service.settings import Settings
 INLINE_TOKENIZE_CHARS = 4096
 
 
-# Measured on 2 CPU cores (fp32 MiniLM, real sentences, 64 clients): onnxruntime's cost is
-# close to linear in padded tokens whatever the batch size, so padding is pure loss; a fill
-# floor of 0.85 gave 1.57x the throughput of no floor (0.7: 1.39x, 0.92: 1.42x, 1.0: 1.23x).
-CPU_MIN_FILL = 0.85
-
-
 def _min_fill(settings: Settings, model: LoadedModel) -> float:
     if settings.min_batch_fill is not None:
         return settings.min_batch_fill
     return 0.0 if model.session.provider == CUDA else CPU_MIN_FILL
+
+
+def _batch_tokens(settings: Settings, model: LoadedModel) -> int:
+    if settings.max_batch_tokens is not None:
+        return settings.max_batch_tokens
+    return batch_tokens_for(read_config(model.directory))
 
 
 class ServedModel:
@@ -82,7 +83,7 @@ class ServedModel:
         self.batcher: Batcher[np.ndarray, np.ndarray] = Batcher(
             [partial(self._run, i) for i in range(len(model.sessions))],
             max_batch_size=settings.max_batch_size,
-            max_batch_tokens=settings.max_batch_tokens,
+            max_batch_tokens=_batch_tokens(settings, model),
             max_queue_items=settings.max_queue_items,
             max_wait_s=settings.max_wait_ms / 1000,
             min_fill=_min_fill(settings, model),
@@ -105,8 +106,9 @@ class ServedModel:
     def warm_up(self) -> None:
         """Run the largest batch shape once on every session, so the first user does not pay
         for allocation."""
-        width = min(self.manifest.max_length, max(1, self._settings.max_batch_tokens // self._settings.max_batch_size))
-        rows = [np.full(width, self.manifest.pad_token_id + 1, dtype=np.int64)] * self._settings.max_batch_size
+        size, budget = self.batcher.max_batch_size, self.batcher.max_batch_tokens
+        width = min(self.manifest.max_length, max(1, budget // size))
+        rows = [np.full(width, self.manifest.pad_token_id + 1, dtype=np.int64)] * size
         longest = [np.full(self.manifest.max_length, self.manifest.pad_token_id + 1, dtype=np.int64)]
         for session in self.model.every_session:
             session.run(rows)
