@@ -29,7 +29,7 @@ class Settings(BaseSettings):
         ge=0,
         le=64,
         description="onnxruntime sessions per model, each on its own thread with its share of the CPUs; "
-        "the next batch goes to a free one. 0 = one per 4 CPUs this process may use (at least 1); 1 on CUDA",
+        "the next batch goes to a free one. 0 = one per CPU this process may use, at most 4; 1 on CUDA",
     )
     intra_op_threads: int = Field(
         0, ge=0, le=1024, description="onnxruntime threads per session; 0 = the CPUs this process may use / instances"

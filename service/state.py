@@ -34,6 +34,10 @@ SERVES = {
 log = logging.getLogger("bertserve")
 
 
+# A request and a health probe or scrape beside it: still a quiet service.
+QUIET_REQUESTS = 2
+
+
 @dataclass
 class AppState:
     settings: Settings
@@ -60,6 +64,14 @@ class AppState:
         """Every model that could serve a request of `task`, named or not."""
         kinds = SERVES[task]
         return [m for m in self.models.values() if m.manifest.task in kinds]
+
+    def quiet(self) -> bool:
+        """Low load, as the fast lane needs it (service/serving/model.py): at most
+        QUIET_REQUESTS requests in the app and no connection held after a fast 429. An empty
+        queue alone is not enough: in a retry storm the queue drains for a moment between
+        resumed connections, and spinning threads then took the cores the event loop needed
+        for its refusals (429 p99 135-191 ms against 33 ms without the fast lane)."""
+        return self.inflight <= QUIET_REQUESTS and not self.held.count()
 
     def room(self, task: str) -> int:
         """Free items in the queues of the models that could serve `task`."""

@@ -143,13 +143,13 @@ def load_model_dir(directory: Path, settings: Settings) -> LoadedModel:
     on_cuda = providers[0] == CUDA
     plan = thread_plan(settings, available_cpus(), on_cuda)
 
-    def open_session(spinning: bool) -> OnnxSession:
+    def open_session(spinning: bool, threads: int = plan.threads) -> OnnxSession:
         return OnnxSession(
             directory / manifest.variants[variant].file,
             output=manifest.output,
             pad_token_id=manifest.pad_token_id,
             providers=providers,
-            threads=plan.threads,
+            threads=threads,
             io_binding=settings.io_binding,
             spinning=spinning,
             nice=settings.runtime_nice,
@@ -163,7 +163,7 @@ def load_model_dir(directory: Path, settings: Settings) -> LoadedModel:
         if settings.verify_models:
             _check_vocabulary(directory, encoder, sessions[0])
         sessions += [open_session(settings.ort_spinning) for _ in range(plan.instances - 1)]
-        fast = open_session(True) if plan.fast_lane else None
+        fast = open_session(True, plan.fast_threads) if plan.fast_lane else None
     except (SessionError, TokenizerError) as exc:
         for session in sessions:
             session.close()
@@ -180,24 +180,30 @@ class ThreadPlan:
     instances: int  # sessions per model
     threads: int  # intra-op threads per session
     fast_lane: bool  # a spinning session beside them for the batches that leave the queue empty
+    # The fast lane runs only while no other batch of its model does, so it may use every CPU.
+    fast_threads: int = 0
 
 
-# One session per this many CPUs when BERTSERVE_INSTANCES is unset (see docs/benchmarks.md,
-# "Instances"): below it a session's intra-op threads still pay off on the small batches of
-# moderate load; above it they mostly wait on each other while whole cores sit idle.
-CPUS_PER_INSTANCE = 4
+# On the CPU, one session per CPU up to this many; past it the CPUs are split between them.
+# On 2 cores (docs/benchmarks.md, "Instances", and the reliability runs), two sessions of
+# one thread each beat one of two threads: /classify int8 saturated 1.09-1.12x, retry-storm
+# goodput 408 against 344 req/s, c=1 the same (the fast lane uses both cores then). Each
+# session holds its own copy of the weights, so past a few the memory grows for little:
+# the cap keeps it at 4 per model. Not measured beyond 2 cores.
+MAX_DEFAULT_INSTANCES = 4
 
 
 def thread_plan(settings: Settings, cpus: int, on_cuda: bool) -> ThreadPlan:
     """How many sessions each model gets and how many threads each: on CUDA one session
-    unless asked (the GPU is shared anyway); on the CPU, one per CPUS_PER_INSTANCE CPUs,
-    with the CPUs split between them."""
-    instances = settings.instances or (1 if on_cuda else max(1, cpus // CPUS_PER_INSTANCE))
+    unless asked (the GPU is shared anyway); on the CPU, one per CPU up to
+    MAX_DEFAULT_INSTANCES, with the CPUs split between them."""
+    instances = settings.instances or (1 if on_cuda else max(1, min(cpus, MAX_DEFAULT_INSTANCES)))
     threads = settings.intra_op_threads or max(1, cpus // instances)
+    fast_threads = max(threads, settings.intra_op_threads or cpus)
     # Spinning only pays where a run has intra-op threads to wake, and a spinning session
     # already is what the fast lane would add.
-    fast_lane = settings.fast_lane and not on_cuda and threads > 1 and not settings.ort_spinning
-    return ThreadPlan(instances, threads, fast_lane)
+    fast_lane = settings.fast_lane and not on_cuda and fast_threads > 1 and not settings.ort_spinning
+    return ThreadPlan(instances, threads, fast_lane, fast_threads if fast_lane else 0)
 
 
 def _read_manifest(directory: Path) -> Manifest:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
@@ -50,6 +50,7 @@ class ServedModel:
         metrics: Metrics,
         tokenize_pool: ThreadPoolExecutor,
         cache: ResultCache | None = None,
+        quiet: Callable[[], bool] = lambda: True,
     ) -> None:
         self.model = model
         self.manifest: Manifest = model.manifest
@@ -79,6 +80,7 @@ class ServedModel:
             for i in range(len(model.sessions))
         ]
         self.fast_batches = 0  # batches run by the fast lane (tests and metrics read it)
+        self._quiet = quiet  # whether the whole service is at low load (AppState.quiet)
         self._tokenize_seconds = metrics.tokenize.labels(self.name)
         self.batcher: Batcher[np.ndarray, np.ndarray] = Batcher(
             [partial(self._run, i) for i in range(len(model.sessions))],
@@ -93,12 +95,13 @@ class ServedModel:
 
     async def _run(self, instance: int, rows: list[np.ndarray]) -> Sequence[np.ndarray]:
         session = self.model.sessions[instance]
-        # The fast lane: a batch that leaves nothing queued and runs alone is what low load
-        # looks like, and there a spinning session answers ~1.5 ms sooner. Under load the queue
-        # is never empty, so the non-spinning sessions keep the cores free for the event loop.
-        # It runs on the first instance's thread, so it never runs beside that instance.
-        if instance == 0 and self.model.fast is not None and not self.batcher.queued and self.batcher.busy == 1:
-            session = self.model.fast
+        # The fast lane: at low load (a batch that leaves nothing queued, runs alone, and the
+        # service quiet) a spinning session answers ~1.5 ms sooner. Under load the
+        # non-spinning sessions keep the cores free for the event loop. It runs on the first
+        # instance's thread, so it never runs beside that instance.
+        fast = self.model.fast
+        if fast is not None and instance == 0 and not self.batcher.queued and self.batcher.busy == 1 and self._quiet():
+            session = fast
             self.fast_batches += 1
         out = await asyncio.get_running_loop().run_in_executor(self._runtime_pools[instance], session.run, rows)
         return list(out)

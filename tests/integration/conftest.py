@@ -31,7 +31,11 @@ def make_client(tiny_repo: Path) -> Client:
 
     @asynccontextmanager
     async def factory(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
-        settings = Settings(**{"models": tiny_repo, "max_batch_size": 8, "max_batch_tokens": 1024, **overrides})
+        # One session per model unless a test asks for more: tests that hold the runtime's
+        # thread to fill a queue hold the one session there is (tests/integration/test_instances.py
+        # covers several).
+        defaults = {"models": tiny_repo, "max_batch_size": 8, "max_batch_tokens": 1024, "instances": 1}
+        settings = Settings(**{**defaults, **overrides})
         app = create_app(settings)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)

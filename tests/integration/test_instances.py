@@ -85,10 +85,10 @@ async def test_a_stall_names_the_instance_and_readiness_comes_back(make_client: 
 
 
 async def test_the_fast_lane_serves_low_load_and_stays_out_of_a_queue(make_client: Client) -> None:
-    async with make_client(intra_op_threads=1, fast_lane=False, variant="fp32") as c:
+    async with make_client(instances=1, intra_op_threads=1, fast_lane=False, variant="fp32") as c:
         plain = await _logits(c)
         assert _served(c).model.fast is None
-    async with make_client(intra_op_threads=2, variant="fp32") as c:  # the fast lane is on by default
+    async with make_client(instances=1, intra_op_threads=2, variant="fp32") as c:  # the fast lane is on by default
         served = _served(c)
         assert served.model.fast is not None and len(served.model.sessions) == 1
         assert {m["name"]: m["fast_lane"] for m in (await c.get("/models")).json()["models"]}["tiny-clf"] is True

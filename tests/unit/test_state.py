@@ -55,3 +55,31 @@ def test_watchdog_interval_follows_the_stall_timeout() -> None:
     assert watch_interval(30) == 0.5
     assert watch_interval(0.2) == pytest.approx(0.05)
     assert watch_interval(0.001) == 0.01
+
+
+async def test_quiet_means_few_requests_and_nobody_held() -> None:
+    from service.state import QUIET_REQUESTS
+
+    state = _state()
+    assert state.quiet()
+    state.inflight = QUIET_REQUESTS
+    assert state.quiet()
+    state.inflight = QUIET_REQUESTS + 1
+    assert not state.quiet()
+    state.inflight = 1
+
+    class Held:
+        def pause(self) -> None:
+            pass
+
+        def resume(self) -> None:
+            pass
+
+        def closing(self) -> bool:
+            return False
+
+    held = Held()
+    state.held.hold("classify", held)
+    assert not state.quiet()
+    state.held.release(held)
+    assert state.quiet()

@@ -4,35 +4,37 @@ from __future__ import annotations
 
 import pytest
 
-from service.runtime.loader import CPUS_PER_INSTANCE, ThreadPlan, thread_plan
+from service.runtime.loader import MAX_DEFAULT_INSTANCES, ThreadPlan, thread_plan
 from service.settings import Settings
 
 
 @pytest.mark.parametrize(
     ("cpus", "expected"),
     [
-        (1, ThreadPlan(1, 1, False)),  # one thread: nothing to spin, no fast lane
-        (2, ThreadPlan(1, 2, True)),
-        (4, ThreadPlan(1, 4, True)),
-        (8, ThreadPlan(2, 4, True)),
-        (16, ThreadPlan(4, 4, True)),
-        (6, ThreadPlan(1, 6, True)),
+        (1, ThreadPlan(1, 1, False)),  # one CPU: nothing to spin, no fast lane
+        (2, ThreadPlan(2, 1, True, 2)),  # the fast lane runs alone: both CPUs
+        (4, ThreadPlan(4, 1, True, 4)),
+        (8, ThreadPlan(4, 2, True, 8)),
+        (16, ThreadPlan(4, 4, True, 16)),
+        (6, ThreadPlan(4, 1, True, 6)),
     ],
 )
 def test_the_default_follows_the_cpus(cpus: int, expected: ThreadPlan) -> None:
-    assert CPUS_PER_INSTANCE == 4
+    assert MAX_DEFAULT_INSTANCES == 4
     assert thread_plan(Settings(), cpus, on_cuda=False) == expected
 
 
 def test_instances_asked_for_split_the_cpus() -> None:
-    assert thread_plan(Settings(instances=2), 2, on_cuda=False) == ThreadPlan(2, 1, False)
-    assert thread_plan(Settings(instances=3), 8, on_cuda=False) == ThreadPlan(3, 2, True)
+    assert thread_plan(Settings(instances=1), 2, on_cuda=False) == ThreadPlan(1, 2, True, 2)
+    assert thread_plan(Settings(instances=3), 8, on_cuda=False) == ThreadPlan(3, 2, True, 8)
     # More instances than CPUs: one thread each, not zero.
-    assert thread_plan(Settings(instances=4), 2, on_cuda=False) == ThreadPlan(4, 1, False)
+    assert thread_plan(Settings(instances=4), 2, on_cuda=False) == ThreadPlan(4, 1, True, 2)
 
 
 def test_explicit_threads_win() -> None:
-    assert thread_plan(Settings(instances=2, intra_op_threads=3), 2, on_cuda=False) == ThreadPlan(2, 3, True)
+    assert thread_plan(Settings(instances=2, intra_op_threads=3), 2, on_cuda=False) == ThreadPlan(2, 3, True, 3)
+    # One thread asked for: the fast lane too, so there is nothing to spin.
+    assert thread_plan(Settings(intra_op_threads=1), 2, on_cuda=False) == ThreadPlan(2, 1, False)
 
 
 def test_cuda_gets_one_session_and_no_fast_lane_unless_asked() -> None:
