@@ -13,7 +13,7 @@ import onnxruntime as ort
 
 from service.manifest import Manifest
 from service.runtime.cpus import available_cpus
-from service.runtime.session import OnnxSession
+from service.runtime.session import OnnxSession, Spinning, session_options
 from service.runtime.tokenizer import TextEncoder
 from service.settings import Settings
 
@@ -52,24 +52,13 @@ class LatencyResult:
 # Idle intra-op threads: parked at once ("off"), spinning on between runs ("on"), or spinning
 # during a run but stopped as soon as the last concurrent run returns ("on+stop",
 # session.force_spinning_stop=1).
-SPINNING = ("off", "on", "on+stop")
+SPINNING: tuple[Spinning, ...] = ("off", "on", "on+stop")
 
 
-def _tuned_session(path: Path, threads: int, spinning: str) -> ort.InferenceSession:
-    """The service's session options (service/runtime/session.py) with the thread count and
-    spinning chosen here: OnnxSession's one spinning switch cannot give all three settings,
-    so the session is built directly."""
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 4
-    options.enable_cpu_mem_arena = False
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0" if spinning == "off" else "1")
-    if spinning == "on+stop":
-        options.add_session_config_entry("session.force_spinning_stop", "1")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+def _tuned_session(path: Path, threads: int, spinning: Spinning) -> ort.InferenceSession:
+    """The service's session options with the thread count and spinning chosen here (the
+    service itself only spins as "on+stop")."""
+    return ort.InferenceSession(str(path), session_options(threads, spinning), providers=["CPUExecutionProvider"])
 
 
 def batch1_latency(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import onnxruntime as ort
@@ -35,6 +36,38 @@ def resolve_providers(setting: str) -> list[str]:
     return [CUDA, CPU] if CUDA in available else [CPU]
 
 
+Spinning = Literal["off", "on", "on+stop"]
+
+
+def session_options(threads: int, spinning: Spinning) -> ort.SessionOptions:
+    """The service's session options. Sessions spin as "on+stop" (the fast lane, or every
+    session with BERTSERVE_ORT_SPINNING) or not at all; plain "on" exists for the benchmark
+    that compares them."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # Fatal only: every error surfaces as an exception that the service logs (as JSON), so
+    # onnxruntime's own unstructured error lines on stderr would only repeat it.
+    options.log_severity_level = 4
+    # The CPU arena keeps every block it ever grew to: after warm-up at the largest batch
+    # shape two models held 1.1 GB resident, 250 MB without it, at the same throughput.
+    options.enable_cpu_mem_arena = False
+    if spinning == "off":
+        # Idle intra-op threads otherwise spin on the cores the event loop needs: under
+        # overload on 2 cores, 429s came back in 9 ms (p50) instead of 14-71 ms.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    else:
+        # Threads that spin between the parallel parts of a run skip a wake-up each time
+        # (batch 1, MiniLM int8, 2 threads: 2.4-3.1 ms instead of 3.8-4.4).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    if spinning == "on+stop":
+        # Once the run returns they stop at once instead of spinning on into the event loop's time.
+        options.add_session_config_entry("session.force_spinning_stop", "1")
+    return options
+
+
 class OnnxSession:
     """Runs padded batches of token-id rows. Not async: the caller owns the thread."""
 
@@ -50,27 +83,7 @@ class OnnxSession:
         spinning: bool = False,
         nice: int = 0,
     ) -> None:
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        # Fatal only: every error surfaces as an exception that the service logs (as JSON), so
-        # onnxruntime's own unstructured error lines on stderr would only repeat it.
-        options.log_severity_level = 4
-        # The CPU arena keeps every block it ever grew to: after warm-up at the largest batch
-        # shape two models held 1.1 GB resident, 250 MB without it, at the same throughput.
-        options.enable_cpu_mem_arena = False
-        if spinning:
-            # Threads that spin between the parallel parts of a run skip a wake-up each time
-            # (batch 1, MiniLM int8, 2 threads: 2.4-2.9 ms instead of 3.8-4.3); once the run
-            # returns they stop at once instead of spinning on into the event loop's time.
-            options.add_session_config_entry("session.intra_op.allow_spinning", "1")
-            options.add_session_config_entry("session.force_spinning_stop", "1")
-        else:
-            # Idle intra-op threads otherwise spin on the cores the event loop needs: under
-            # overload on 2 cores, 429s came back in 9 ms (p50) instead of 14-71 ms.
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options = session_options(threads, "on+stop" if spinning else "off")
         try:
             # Its intra-op threads are created here, and inherit the creating thread's priority.
             self._session = on_lowered_thread(
