@@ -189,6 +189,11 @@ class Batcher(Generic[P, R]):
     async def _run_on(self, runner: int, batch: list[Item[P]]) -> None:
         try:
             await self._execute(runner, batch)
+        except asyncio.CancelledError:
+            # Stopped mid-run: answered here, whichever of the stopped tasks ends first.
+            for item in batch:
+                _resolve_error(item, Unavailable("the service is shutting down"))
+            raise
         finally:
             del self._running[runner]
             self._free.add(runner)

@@ -160,3 +160,21 @@ async def test_no_waiter_left_unresolved_with_several_runners_under_mixed_load()
 def test_a_batcher_needs_a_runner() -> None:
     with pytest.raises(ValueError, match="at least one runner"):
         Batcher([], max_batch_size=2, max_batch_tokens=10, max_queue_items=4)
+
+
+async def test_a_batch_whose_run_is_cancelled_is_answered_whatever_ends_first() -> None:
+    """Stop cancels the loop and every running batch; a batch's own task answers its items,
+    so nothing depends on which task sees the cancellation first."""
+    batcher, runners, _ = make(2)
+    runners[0].gate.clear()
+    futures = batcher.submit([("a", 1), ("b", 1)], far())
+    await settle()
+    (execution,) = batcher._executions
+    execution.cancel()  # before the loop: the loop's own clean-up no longer holds this batch
+    await settle()
+    assert all(isinstance(f.exception(), Unavailable) for f in futures)
+    assert batcher.busy == 0
+    runners[0].gate.set()
+    later = batcher.submit([("c", 1)], far())
+    assert await asyncio.wait_for(asyncio.gather(*later), 5) == ["cc"]
+    await batcher.stop()
