@@ -196,8 +196,12 @@ MAX_DEFAULT_INSTANCES = 4
 def thread_plan(settings: Settings, cpus: int, on_cuda: bool) -> ThreadPlan:
     """How many sessions each model gets and how many threads each: on CUDA one session
     unless asked (the GPU is shared anyway); on the CPU, one per CPU up to
-    MAX_DEFAULT_INSTANCES, with the CPUs split between them."""
-    instances = settings.instances or (1 if on_cuda else max(1, min(cpus, MAX_DEFAULT_INSTANCES)))
+    MAX_DEFAULT_INSTANCES, with the CPUs split between them (or, with the threads per session
+    set, as many as those threads fill the CPUs)."""
+    # With the threads per session given (as docker-compose.yml and the Kubernetes manifest
+    # do, from the CPU limit), as many instances as fill the CPUs with them.
+    per_instance = settings.intra_op_threads or 1
+    instances = settings.instances or (1 if on_cuda else max(1, min(cpus // per_instance, MAX_DEFAULT_INSTANCES)))
     threads = settings.intra_op_threads or max(1, cpus // instances)
     fast_threads = max(threads, settings.intra_op_threads or cpus)
     # Spinning only pays where a run has intra-op threads to wake, and a spinning session

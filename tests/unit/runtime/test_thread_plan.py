@@ -35,6 +35,11 @@ def test_explicit_threads_win() -> None:
     assert thread_plan(Settings(instances=2, intra_op_threads=3), 2, on_cuda=False) == ThreadPlan(2, 3, True, 3)
     # One thread asked for: the fast lane too, so there is nothing to spin.
     assert thread_plan(Settings(intra_op_threads=1), 2, on_cuda=False) == ThreadPlan(2, 1, False)
+    # Threads given, instances not (docker-compose.yml, the Kubernetes manifest): as many
+    # instances as those threads fill the CPUs, never more threads than CPUs.
+    assert thread_plan(Settings(intra_op_threads=2), 2, on_cuda=False) == ThreadPlan(1, 2, True, 2)
+    assert thread_plan(Settings(intra_op_threads=2), 8, on_cuda=False) == ThreadPlan(4, 2, True, 2)
+    assert thread_plan(Settings(intra_op_threads=4), 2, on_cuda=False) == ThreadPlan(1, 4, True, 4)
 
 
 def test_cuda_gets_one_session_and_no_fast_lane_unless_asked() -> None:
