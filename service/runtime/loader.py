@@ -139,8 +139,8 @@ def load_model_dir(directory: Path, settings: Settings) -> LoadedModel:
     if settings.verify_models:
         _check_files(directory, manifest)
     providers = resolve_providers_or_fail(settings.provider)
-    variant = _pick_variant(manifest, settings.variant, providers[0] == CUDA, directory)
     on_cuda = providers[0] == CUDA
+    variant = _pick_variant(manifest, settings.variant, on_cuda, directory)
     plan = thread_plan(settings, available_cpus(), on_cuda)
 
     def open_session(spinning: bool, threads: int = plan.threads) -> OnnxSession:
@@ -164,14 +164,12 @@ def load_model_dir(directory: Path, settings: Settings) -> LoadedModel:
             _check_vocabulary(directory, encoder, sessions[0])
         sessions += [open_session(settings.ort_spinning) for _ in range(plan.instances - 1)]
         fast = open_session(True, plan.fast_threads) if plan.fast_lane else None
-    except (SessionError, TokenizerError) as exc:
-        for session in sessions:
+    except (SessionError, TokenizerError, ModelLoadError) as exc:
+        for session in sessions:  # those opened before the failure, freed now
             session.close()
+        if isinstance(exc, ModelLoadError):
+            raise
         raise ModelLoadError(f"{directory}: {exc}") from exc
-    except ModelLoadError:
-        for session in sessions:
-            session.close()
-        raise
     return LoadedModel(directory, manifest, encoder, sessions, variant, fast)
 
 
