@@ -84,7 +84,6 @@ class Batcher(Generic[P, R]):
         self._name = name
         self._pending: deque[Item[P]] = deque()
         self._swept_at = float("-inf")
-        self._free = set(range(len(self._runners)))  # runners with no batch
         self._running: dict[int, list[Item[P]]] = {}  # runner -> its batch; resolved on stop too
         self._started: dict[int, float] = {}  # runner -> monotonic start of its batch, for stall checks
         self._executions: set[asyncio.Task[None]] = set()
@@ -171,14 +170,14 @@ class Batcher(Generic[P, R]):
             while True:
                 await self._wakeup.wait()
                 self._wakeup.clear()
-                while self._free and self._drop_dead_head():
+                while len(self._running) < len(self._runners) and self._drop_dead_head():
                     if await self._should_wait():
                         continue
                     batch = self._take_batch()
                     if not batch:
                         continue
-                    runner = min(self._free)  # the same session first, while one is enough
-                    self._free.discard(runner)
+                    # The lowest-numbered free runner: the same session first, while one is enough.
+                    runner = next(i for i in range(len(self._runners)) if i not in self._running)
                     self._running[runner] = batch
                     task = asyncio.get_running_loop().create_task(self._run_on(runner, batch))
                     self._executions.add(task)
@@ -196,7 +195,6 @@ class Batcher(Generic[P, R]):
             raise
         finally:
             del self._running[runner]
-            self._free.add(runner)
             self._wakeup.set()  # the loop may have items waiting for a free runner
 
     async def _should_wait(self) -> bool:
