@@ -169,9 +169,6 @@ def overload(
 STALL_MAX_ITEMS = 512
 STALL_TIMEOUT_S = 0.2
 STALL_ENV = {
-    # Warm-up runs the largest shape (512 x 256 tokens here) on every session of every model:
-    # minutes, with two instances and a fast lane each. The scenario needs no warm runtime.
-    "BERTSERVE_WARMUP": "false",
     "BERTSERVE_STALL_TIMEOUT_S": str(STALL_TIMEOUT_S),
     "BERTSERVE_MAX_BATCH_SIZE": str(STALL_MAX_ITEMS),
     "BERTSERVE_MAX_BATCH_TOKENS": str(STALL_MAX_ITEMS * 256),

@@ -58,7 +58,9 @@ class Settings(BaseSettings):
         description="at start-up, check every model file against its manifest sha256 and that the graph "
         "accepts every token id its tokenizer can produce",
     )
-    warmup: bool = Field(True, description="run the largest batch shape once before reporting ready")
+    warmup: bool = Field(
+        True, description="run every session once before reporting ready (on CUDA at the largest batch shape)"
+    )
 
     # batching
     max_batch_size: int = Field(32, ge=1, le=4096, description="items per batch")

@@ -10,10 +10,9 @@ Measured on 2 CPU cores with real sentences (`python -m loadtest.bench`, and A/B
 - Token budget. 8,192 padded tokens per batch was measured on all-MiniLM-L6 (6 layers,
   hidden 384). A batch's cost per token grows with layers x hidden^2, so the same budget
   on BERT-base (12 x 768) would make a batch 8 times longer: every request queued behind it
-  waits that much longer, and warm-up (which runs the largest shape) takes minutes. The
-  budget is scaled so a batch costs about what it costs on MiniLM; rows per batch still
-  come from max_batch_size, and BERT-base's raw throughput is flat from 8 to 16 rows of
-  real sentences (106-107 rows/s int8) and lower at 32 (98).
+  waits that much longer. The budget is scaled so a batch costs about what it costs on
+  MiniLM; rows per batch still come from max_batch_size, and BERT-base's raw throughput is
+  flat from 8 to 16 rows of real sentences (106-107 rows/s int8) and lower at 32 (98).
 """
 
 from __future__ import annotations

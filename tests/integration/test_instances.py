@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
 
+from service.metrics import Metrics
+from service.runtime.loader import load_repository
+from service.runtime.session import CUDA
+from service.serving.model import WARM_UP_TOKENS, ServedModel
+from service.settings import Settings
 from tests.integration.conftest import Client
 
 TEXTS = [f"review number {i} says the film was {'good' if i % 2 else 'bad'}" for i in range(12)]
@@ -109,3 +116,26 @@ async def test_the_fast_lane_serves_low_load_and_stays_out_of_a_queue(make_clien
         batches = served.batcher._batches_run - runs_before
         fast = served.fast_batches - before
         assert batches >= 2 and fast < batches, (batches, fast)
+
+
+def test_warm_up_runs_every_session_once_short_on_the_cpu_and_at_the_largest_shape_on_cuda(tiny_repo: Path) -> None:
+    settings = Settings(models=tiny_repo, instances=2, intra_op_threads=1, max_batch_size=4, max_batch_tokens=64)
+    model = next(m for m in load_repository(settings) if m.name == "tiny-clf")
+    runs: list[tuple[int, list[tuple[int, ...]]]] = []
+    for index, session in enumerate(model.every_session):
+        original = session.run
+
+        def recorded(rows, index=index, original=original):  # type: ignore[no-untyped-def]
+            runs.append((index, [r.shape for r in rows]))
+            return original(rows)
+
+        session.run = recorded  # type: ignore[method-assign]
+    # The second session stands in for one on CUDA (the branch is chosen by its provider).
+    model.sessions[1].provider = CUDA
+    with ThreadPoolExecutor(1) as pool:
+        served = ServedModel(model, settings, Metrics(), pool)
+        served.warm_up()
+    short = (min(WARM_UP_TOKENS, model.manifest.max_length),)
+    width = min(model.manifest.max_length, 64 // 4)
+    assert runs == [(0, [short]), (1, [(width,)] * 4), (1, [(model.manifest.max_length,)])]
+    model.close()
