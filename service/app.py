@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager, suppress
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from service import __version__, tracing
+from service import __version__, collector, tracing
 from service.api import errors
 from service.api.middleware import EnvelopedCORS, RequestContext
 from service.api.responses import JSONBytes
@@ -62,6 +62,7 @@ async def _start_models(state: AppState, loaded: list[LoadedModel], pool: Thread
     # view, a full collection no longer walks it (under load those walks were the tail of
     # the latency: gen-2 pauses of up to 160 ms on 2 busy cores).
     gc.freeze()
+    collector.defer_full_collections()  # to quiet moments: service/collector.py
     state.mark_ready()
     log.info("ready", extra={"models": sorted(state.models)})
 
@@ -123,6 +124,8 @@ def create_app(
         loop = asyncio.get_running_loop()
         loading = loop.create_task(_load(state, models, pool, on_load_error or (lambda _: None)), name="load")
         watchdog = loop.create_task(watch_stalls(state), name="stall-watchdog")
+        thresholds = gc.get_threshold()
+        collecting = loop.create_task(collector.collect_when_quiet(state.quiet), name="full-collections")
         hangup = _on_sighup(loop, state)
         try:
             yield
@@ -130,6 +133,8 @@ def create_app(
             if hangup:
                 loop.remove_signal_handler(signal.SIGHUP)
             watchdog.cancel()
+            collecting.cancel()
+            gc.set_threshold(*thresholds)  # the process may go on (tests, an embedding app)
             loading.cancel()
             with suppress(asyncio.CancelledError):
                 await loading

