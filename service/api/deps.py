@@ -4,9 +4,10 @@ into what the serving layer needs (`Call`)."""
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from starlette.types import Receive
 
 from service.errors import Unauthorized
 from service.serving.common import Call
@@ -48,19 +49,28 @@ Authorized = Annotated[None, Depends(authorize)]
 MetricsAuthorized = Annotated[None, Depends(authorize_metrics)]
 
 
-async def get_call(request: Request) -> Call:
+def new_call(state: dict[str, Any], headers: dict[bytes, bytes], receive: Receive) -> Call:
+    """The serving layer's view of a request, from its ASGI scope state (which the middleware
+    reads back: the model for the access log, the timing for the headers, the call to release
+    its models) and its raw headers; `receive` is the channel a disconnect comes on."""
+
     async def disconnected() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
+        while (await receive())["type"] != "http.disconnect":
             pass
 
     def on_model(name: str) -> None:
-        request.state.model = name
+        state["model"] = name
 
-    call = Call(request.headers.get(TIMEOUT_HEADER), request.state.entered_at, disconnected, on_model)
-    request.state.timing = call.timing  # the middleware turns it into timing headers
-    request.state.call = call  # the middleware releases its models once it is answered
-    call.timing.ticket.on_queued = getattr(request.state, "release_room", None)
+    timeout = headers.get(TIMEOUT_HEADER.encode())
+    call = Call(timeout.decode("latin-1") if timeout is not None else None, state["entered_at"], disconnected, on_model)
+    state["timing"] = call.timing
+    state["call"] = call
+    call.timing.ticket.on_queued = state.get("release_room")
     return call
+
+
+async def get_call(request: Request) -> Call:
+    return new_call(request.scope["state"], dict(request.scope["headers"]), request.receive)
 
 
 CallOf = Annotated[Call, Depends(get_call)]

@@ -17,6 +17,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.api import direct
 from service.api.overload import fast_path
 from service.errors import BadRequest, BodyTooLarge, RequestTimeout, ServiceError, render
 from service.serving.common import Timing
@@ -94,8 +95,12 @@ class RequestContext:
                 error = BodyTooLarge(f"request body over {self.max_body_bytes} bytes", "body")
                 await send_error(send_with_id, error, request_id)
             else:
-                scope["state"]["release_room"] = release  # ended once queued (deps.get_call)
-                await self.app(scope, _replay(body, receive), send_with_id)
+                scope["state"]["release_room"] = release  # ended once queued (deps.new_call)
+                found = direct.parse(self.state, scope, headers, body) if self.tracing is None else None
+                if found is not None:
+                    await direct.serve(self.state, *found, scope, receive, send_with_id, headers)
+                else:
+                    await self.app(scope, _replay(body, receive), send_with_id)
         except Exception:
             errors_log.exception("unhandled error, request_id=%s", request_id)
             if not status["started"]:
