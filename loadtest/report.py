@@ -455,8 +455,9 @@ def later_sections(res: Results) -> list[str]:
             "",
             "## Instances: /classify int8 (minilm-sentiment), one session x 2 threads against two x 1",
             "",
-            "The default models, `BERTSERVE_INSTANCES=1 BERTSERVE_INTRA_OP_THREADS=2` against",
-            "`BERTSERVE_INSTANCES=2 BERTSERVE_INTRA_OP_THREADS=1`, at concurrency 1 and at saturation.",
+            "The default models, `BERTSERVE_INSTANCES=1` against `BERTSERVE_INSTANCES=2` on 2 CPUs, the",
+            "threads per session left to the service (the CPUs split between the sessions, the fast lane",
+            "on every CPU in both), at concurrency 1 and at saturation. The second is the default here.",
         ]
         if not known.get("instances", True):
             lines += [
