@@ -64,3 +64,17 @@ def test_locustfile_runs_headless_without_failures() -> None:
         )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "classify x1" in proc.stdout + proc.stderr
+
+
+def test_floor_rounds_print_the_raw_grid_and_the_service_gap() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "loadtest.floor", "--rounds", "1", "--raw-seconds", "0.2", "--service-seconds", "0.5"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (line,) = proc.stdout.splitlines()
+    assert line.count("t/") == 6 and "service c=1 p50" in line and "gap" in line, line
+    assert "gap median" in proc.stderr
