@@ -59,7 +59,9 @@ class Settings(BaseSettings):
         "accepts every token id its tokenizer can produce",
     )
     warmup: bool = Field(
-        True, description="run every session once before reporting ready (on CUDA at the largest batch shape)"
+        True,
+        description="run every session once at the model's max length before reporting ready "
+        "(on CUDA the largest batch too)",
     )
 
     # batching

@@ -28,8 +28,6 @@ from service.settings import Settings
 # tokenizer, while a hop to a worker thread cost up to milliseconds under load (the runtime's
 # threads hold the cores). Large requests still go to the pool, so the loop never stalls long.
 INLINE_TOKENIZE_CHARS = 4096
-# A short sentence's length, for the CPU warm-up run.
-WARM_UP_TOKENS = 16
 
 
 def _min_fill(settings: Settings, model: LoadedModel) -> float:
@@ -112,22 +110,21 @@ class ServedModel:
         """Run every session once before the model reports ready, so the first user does not
         pay a session's one-time set-up.
 
-        On the CPU one short row is enough: measured on the default models (int8, 1 and 2
-        threads), a session's first run took 0.5-1.4 ms more than its second, and a first run
-        at a new shape, up to the largest batch (32 x 256 tokens), cost no more than the next
-        run at that shape (the memory arena is off, so there is nothing to grow). The largest
-        shape on every session took 16 of the 18 s the default models needed to be ready.
-        On CUDA the largest shape still runs once per session: there the device arena grows
-        and kernels are picked per shape on first use."""
+        On the CPU one row of the model's max length is enough (the longest input a request
+        can bring, so a graph that cannot take it fails here, not on a user): measured on the
+        default models (int8, 1 and 2 threads), a session's first run took 0.5-1.4 ms more
+        than its second, and a first run at a new shape, up to the largest batch (32 x 256
+        tokens), cost no more than the next run at that shape (the memory arena is off, so
+        there is nothing to grow). The largest batch on every session took 16 of the 18 s the
+        default models needed to be ready. On CUDA it still runs once per session: there the
+        device arena grows and kernels are picked per shape on first use."""
+        token = self.manifest.pad_token_id + 1
         for session in self.model.every_session:
             if session.provider == CUDA:
                 size, budget = self.batcher.max_batch_size, self.batcher.max_batch_tokens
                 width = min(self.manifest.max_length, max(1, budget // size))
-                session.run([np.full(width, self.manifest.pad_token_id + 1, dtype=np.int64)] * size)
-                session.run([np.full(self.manifest.max_length, self.manifest.pad_token_id + 1, dtype=np.int64)])
-            else:
-                width = min(WARM_UP_TOKENS, self.manifest.max_length)
-                session.run([np.full(width, self.manifest.pad_token_id + 1, dtype=np.int64)])
+                session.run([np.full(width, token, dtype=np.int64)] * size)
+            session.run([np.full(self.manifest.max_length, token, dtype=np.int64)])
 
     async def tokenize(
         self, items: Sequence[str] | Sequence[tuple[str, str]], truncate: bool, max_second_tokens: int | None = None

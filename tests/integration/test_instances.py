@@ -14,7 +14,7 @@ import numpy as np
 from service.metrics import Metrics
 from service.runtime.loader import load_repository
 from service.runtime.session import CUDA
-from service.serving.model import WARM_UP_TOKENS, ServedModel
+from service.serving.model import ServedModel
 from service.settings import Settings
 from tests.integration.conftest import Client
 
@@ -118,7 +118,7 @@ async def test_the_fast_lane_serves_low_load_and_stays_out_of_a_queue(make_clien
         assert batches >= 2 and fast < batches, (batches, fast)
 
 
-def test_warm_up_runs_every_session_once_short_on_the_cpu_and_at_the_largest_shape_on_cuda(tiny_repo: Path) -> None:
+def test_warm_up_runs_every_session_once_at_the_longest_input_and_the_largest_batch_on_cuda(tiny_repo: Path) -> None:
     settings = Settings(models=tiny_repo, instances=2, intra_op_threads=1, max_batch_size=4, max_batch_tokens=64)
     model = next(m for m in load_repository(settings) if m.name == "tiny-clf")
     runs: list[tuple[int, list[tuple[int, ...]]]] = []
@@ -135,7 +135,7 @@ def test_warm_up_runs_every_session_once_short_on_the_cpu_and_at_the_largest_sha
     with ThreadPoolExecutor(1) as pool:
         served = ServedModel(model, settings, Metrics(), pool)
         served.warm_up()
-    short = (min(WARM_UP_TOKENS, model.manifest.max_length),)
+    longest = [(model.manifest.max_length,)]
     width = min(model.manifest.max_length, 64 // 4)
-    assert runs == [(0, [short]), (1, [(width,)] * 4), (1, [(model.manifest.max_length,)])]
+    assert runs == [(0, longest), (1, [(width,)] * 4), (1, longest)]
     model.close()
