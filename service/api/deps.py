@@ -35,6 +35,17 @@ def key_matches(keys: list[bytes], authorization: str) -> bool:
     return scheme.lower() == "bearer" and matched
 
 
+def needs_full_path(state: AppState, headers: dict[bytes, bytes]) -> bool:
+    """Whether a request must go through the framework whatever shortcut it could take (the
+    fast 429, the direct path): a cross-origin request when CORS is on (its answer needs the
+    CORS headers), or one without a valid API key when keys are set (its 401 is decided there)."""
+    if state.settings.cors_origins and b"origin" in headers:
+        return True
+    return bool(state.api_keys) and not key_matches(
+        state.api_keys, headers.get(b"authorization", b"").decode("latin-1")
+    )
+
+
 async def authorize(request: Request, state: State) -> None:
     if state.api_keys and not key_matches(state.api_keys, request.headers.get("authorization", "")):
         raise Unauthorized("missing or invalid API key: send Authorization: Bearer <key>")

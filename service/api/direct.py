@@ -25,7 +25,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from service.api import routes_classify, routes_embed
-from service.api.deps import key_matches, new_call
+from service.api.deps import needs_full_path, new_call
 from service.api.errors import respond
 from service.api.schemas import ClassifyRequest, EmbedRequest, OpenAIEmbeddingRequest
 from service.errors import ServiceError
@@ -53,11 +53,7 @@ def _json(headers: dict[bytes, bytes]) -> bool:
 def parse(state: AppState, scope: Scope, headers: dict[bytes, bytes], body: bytes) -> tuple[Route, BaseModel] | None:
     """The route and its validated body when the request can take the direct path, else None."""
     route = ROUTES.get(scope["path"])
-    if route is None or scope["method"] != "POST" or not _json(headers):
-        return None
-    if state.settings.cors_origins and b"origin" in headers:
-        return None
-    if state.api_keys and not key_matches(state.api_keys, headers.get(b"authorization", b"").decode("latin-1")):
+    if route is None or scope["method"] != "POST" or not _json(headers) or needs_full_path(state, headers):
         return None
     try:
         # Python-mode validation of the parsed object, as the framework does it: the same

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from service.api.deps import key_matches
+from service.api.deps import needs_full_path
 from service.errors import Overloaded
 from service.state import AppState
 
@@ -47,12 +47,8 @@ class FastPath:
 
 def fast_path(state: AppState, method: str, path: str, headers: dict[bytes, bytes]) -> FastPath | None:
     """The decision for a model route's request, or None when the full path decides alone."""
-    if method != "POST" or (state.settings.cors_origins and b"origin" in headers):
-        return None
-    task = QUEUED_ROUTES.get(path)
-    if task is None or state.unready_reason() is not None:
-        return None
-    if state.api_keys and not key_matches(state.api_keys, headers.get(b"authorization", b"").decode("latin-1")):
+    task = QUEUED_ROUTES.get(path) if method == "POST" else None
+    if task is None or state.unready_reason() is not None or needs_full_path(state, headers):
         return None
     models = state.serving(task)
     if not models:

@@ -10,6 +10,7 @@ from service.errors import Unavailable
 from service.metrics import Metrics
 from service.settings import Settings
 from service.state import AppState, watch_interval
+from tests.unit.test_backpressure import Conn
 
 
 def _state() -> AppState:
@@ -67,18 +68,7 @@ async def test_quiet_means_few_requests_and_nobody_held() -> None:
     state.inflight = QUIET_REQUESTS + 1
     assert not state.quiet()
     state.inflight = 1
-
-    class Held:
-        def pause(self) -> None:
-            pass
-
-        def resume(self) -> None:
-            pass
-
-        def closing(self) -> bool:
-            return False
-
-    held = Held()
+    held = Conn("held")
     state.held.hold("classify", held)
     assert not state.quiet()
     state.held.release(held)
