@@ -40,6 +40,13 @@ class Settings(BaseSettings):
         "used for a batch that leaves the queue empty: the low-load latency of spinning without its cost "
         "under load",
     )
+    inline_max_ms: float = Field(
+        20.0,
+        ge=0,
+        le=1000,
+        description="the fast lane runs a batch on the event loop's own thread when it is expected to take at "
+        "most this long (timed per model at start-up), saving the hop to a thread and back; 0 = never",
+    )
     ort_spinning: bool = Field(
         False,
         description="let every session's onnxruntime threads spin during a run: faster at low load, "

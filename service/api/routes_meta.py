@@ -78,6 +78,7 @@ async def models(state: State, _: Authorized) -> Response:
                 "instances": len(served.model.sessions),
                 "intra_op_threads": served.model.session.threads,
                 "fast_lane": served.model.fast is not None,
+                "inline_max_tokens": served.inline_max_tokens,
                 "sha256": served.model.sha256,
                 "loaded_at": datetime.fromtimestamp(served.loaded_at, UTC).isoformat(timespec="milliseconds"),
             }

@@ -152,6 +152,10 @@ class ModelInfo(BaseModel):
     instances: int = Field(description="onnxruntime sessions serving it side by side (BERTSERVE_INSTANCES)")
     intra_op_threads: int = Field(description="onnxruntime threads per session")
     fast_lane: bool = Field(description="a spinning session serves the batches that leave its queue empty")
+    inline_max_tokens: int = Field(
+        description="padded tokens (rows x longest row) up to which a fast-lane batch runs on the event loop's "
+        "own thread (BERTSERVE_INLINE_MAX_MS); 0 = never"
+    )
     sha256: str = Field(description="checksum of the graph served, from its manifest (what a reload compares)")
     loaded_at: str = Field(description="when this graph was loaded, ISO 8601 UTC (start-up or a reload)")
 

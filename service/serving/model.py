@@ -22,6 +22,7 @@ from service.metrics import Metrics
 from service.runtime.loader import LoadedModel
 from service.runtime.priority import lower_this_thread
 from service.runtime.session import CUDA
+from service.serving.inline import PROBE_TOKENS, fastest_run_s, padded_tokens, tokens_within
 from service.settings import Settings
 
 # Small requests are tokenized on the event loop: a short sentence takes ~30 us in the Rust
@@ -80,6 +81,10 @@ class ServedModel:
             for i in range(len(model.sessions))
         ]
         self.fast_batches = 0  # batches run by the fast lane (tests and metrics read it)
+        self.inline_batches = 0  # those of them run on the event loop's thread
+        # Padded tokens up to which a fast-lane batch runs on the event loop's thread, set by
+        # warm_up from timed runs (service/serving/inline.py); 0 until then, or when off.
+        self.inline_max_tokens = 0
         self._quiet = quiet  # whether the whole service is at low load (AppState.quiet)
         self._tokenize_seconds = metrics.tokenize.labels(self.name)
         self.batcher: Batcher[np.ndarray, np.ndarray] = Batcher(
@@ -103,6 +108,11 @@ class ServedModel:
         if fast is not None and instance == 0 and not self.batcher.queued and self.batcher.busy == 1 and self._quiet():
             session = fast
             self.fast_batches += 1
+            if padded_tokens(rows) <= self.inline_max_tokens:
+                # Short enough to run here, on the loop's own thread: no hop to a thread and
+                # back (service/serving/inline.py).
+                self.inline_batches += 1
+                return list(fast.run(rows))
         out = await asyncio.get_running_loop().run_in_executor(self._runtime_pools[instance], session.run, rows)
         return list(out)
 
@@ -125,6 +135,18 @@ class ServedModel:
                 width = min(self.manifest.max_length, max(1, budget // size))
                 session.run([np.full(width, token, dtype=np.int64)] * size)
             session.run([np.full(self.manifest.max_length, token, dtype=np.int64)])
+        self._time_fast_lane(token)
+
+    def _time_fast_lane(self, token: int) -> None:
+        """Set the padded-token limit of a batch run on the event loop from the fast lane's
+        time on a short row and on a row of the max length."""
+        fast, budget_s = self.model.fast, self._settings.inline_max_ms / 1000
+        if fast is None or budget_s <= 0:
+            return
+        short, long = min(PROBE_TOKENS, self.manifest.max_length), self.manifest.max_length
+        short_s = fastest_run_s(lambda: fast.run([np.full(short, token, dtype=np.int64)]))
+        long_s = fastest_run_s(lambda: fast.run([np.full(long, token, dtype=np.int64)]))
+        self.inline_max_tokens = tokens_within(budget_s, short, short_s, long, long_s)
 
     async def tokenize(
         self, items: Sequence[str] | Sequence[tuple[str, str]], truncate: bool, max_second_tokens: int | None = None

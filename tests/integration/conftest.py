@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,6 +24,16 @@ async def wait_ready(client: httpx.AsyncClient, timeout_s: float = 60) -> None:
         if "could not be loaded" in r.text or loop.time() > deadline:
             raise RuntimeError(f"not ready: {r.text}")
         await asyncio.sleep(0.01)
+
+
+def hold_runtime(served: Any) -> threading.Event:
+    """Hold a served model's first session thread until the event returned is set: its
+    batches wait there. A fast-lane batch short enough to run on the event loop would pass
+    it by (service/serving/inline.py), so that is turned off for the model first."""
+    served.inline_max_tokens = 0
+    release = threading.Event()
+    served._runtime_pools[0].submit(release.wait)
+    return release
 
 
 @pytest.fixture

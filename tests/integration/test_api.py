@@ -6,7 +6,6 @@ import asyncio
 import base64
 import gc
 import re
-import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,7 +18,7 @@ from service.api.overload import QUEUED_ROUTES
 from service.app import create_app
 from service.settings import Settings
 from tests import expect
-from tests.integration.conftest import Client, wait_ready
+from tests.integration.conftest import Client, hold_runtime, wait_ready
 
 
 async def test_classify_single_and_batch(client: httpx.AsyncClient) -> None:
@@ -200,8 +199,7 @@ async def _full_queue(c: httpx.AsyncClient, headers: dict[str, str] | None = Non
     """tiny-clf's queue (2 items) full: the runtime's one thread is held, the first request's
     batch waits on it and the next request fills the queue. Both are answered 200 after."""
     served = c.app.state.bertserve.models["tiny-clf"]  # type: ignore[attr-defined]
-    release = threading.Event()
-    served._runtime_pools[0].submit(release.wait)
+    release = hold_runtime(served)
     running = asyncio.ensure_future(c.post("/classify", json={"inputs": ["a", "b"]}, headers=headers))
     await _until(lambda: served.batcher.queued == 0 and served.batcher.busy_since is not None)
     queued = asyncio.ensure_future(c.post("/classify", json={"inputs": ["c", "d"]}, headers=headers))

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
 
 import httpx
 
-from tests.integration.conftest import Client
+from tests.integration.conftest import Client, hold_runtime
 
 CACHE = 1 << 20
 
@@ -61,8 +60,7 @@ async def test_hits_never_reach_the_batcher_and_truncation_is_part_of_the_key(ma
 async def test_identical_rows_queued_at_once_run_once(make_client: Client) -> None:
     async with make_client(cache_bytes=CACHE) as c:
         served = c.app.state.bertserve.models["tiny-clf"]  # type: ignore[attr-defined]
-        release = threading.Event()
-        served._runtime_pools[0].submit(release.wait)  # hold the runtime: everything queues
+        release = hold_runtime(served)  # hold the runtime: everything queues
         busy = asyncio.ensure_future(c.post("/classify", json={"inputs": "first"}))
         while served.batcher.busy_since is None:
             await asyncio.sleep(0.001)
@@ -86,8 +84,7 @@ async def test_identical_rows_queued_at_once_run_once(make_client: Client) -> No
 async def test_a_shared_row_survives_the_request_that_queued_it_leaving(make_client: Client) -> None:
     async with make_client(cache_bytes=CACHE) as c:
         served = c.app.state.bertserve.models["tiny-clf"]  # type: ignore[attr-defined]
-        release = threading.Event()
-        served._runtime_pools[0].submit(release.wait)
+        release = hold_runtime(served)
         owner = asyncio.ensure_future(served.run(_ids(served, "left early"), _later(60)))
         while not served._inflight:
             await asyncio.sleep(0.001)

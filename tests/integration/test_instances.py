@@ -16,7 +16,7 @@ from service.runtime.loader import load_repository
 from service.runtime.session import CUDA
 from service.serving.model import ServedModel
 from service.settings import Settings
-from tests.integration.conftest import Client
+from tests.integration.conftest import Client, hold_runtime
 
 TEXTS = [f"review number {i} says the film was {'good' if i % 2 else 'bad'}" for i in range(12)]
 
@@ -47,8 +47,7 @@ async def test_a_second_instance_serves_while_the_first_is_busy(make_client: Cli
         listed = {m["name"]: m for m in (await c.get("/models")).json()["models"]}
         assert (listed["tiny-clf"]["instances"], listed["tiny-clf"]["intra_op_threads"]) == (2, 1)
         assert listed["tiny-clf"]["fast_lane"] is False
-        release = threading.Event()
-        served._runtime_pools[0].submit(release.wait)  # instance 0's thread is held
+        release = hold_runtime(served)  # instance 0's thread is held
         held = asyncio.ensure_future(c.post("/classify", json={"inputs": "the first request"}))
         await _until(lambda: served.batcher.busy == 1)
         # The batcher sees instance 0 busy: the next request goes to instance 1 and is answered.
@@ -75,8 +74,7 @@ async def test_every_instance_gives_the_same_answers(make_client: Client) -> Non
 async def test_a_stall_names_the_instance_and_readiness_comes_back(make_client: Client) -> None:
     async with make_client(instances=2, intra_op_threads=1, stall_timeout_s=0.2) as c:
         served = _served(c)
-        release = threading.Event()
-        served._runtime_pools[0].submit(release.wait)
+        release = hold_runtime(served)
         held = asyncio.ensure_future(c.post("/classify", json={"inputs": "stuck behind a held thread"}))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
@@ -104,8 +102,7 @@ async def test_the_fast_lane_serves_low_load_and_stays_out_of_a_queue(make_clien
         assert served.fast_batches == 3
         # A queue: hold the runtime while 12 requests wait; at 8 items a batch, a batch that
         # leaves items queued runs on the plain session.
-        release = threading.Event()
-        served._runtime_pools[0].submit(release.wait)
+        release = hold_runtime(served)
         pending = [asyncio.ensure_future(c.post("/classify", json={"inputs": t})) for t in TEXTS]
         await _until(lambda: served.batcher.queued + sum(map(len, served.batcher._running.values())) == len(TEXTS))
         before = served.fast_batches
@@ -116,6 +113,50 @@ async def test_the_fast_lane_serves_low_load_and_stays_out_of_a_queue(make_clien
         batches = served.batcher._batches_run - runs_before
         fast = served.fast_batches - before
         assert batches >= 2 and fast < batches, (batches, fast)
+
+
+def _record_threads(session) -> list[int]:  # type: ignore[no-untyped-def]
+    """The ids of the threads that run `session` from now on."""
+    threads: list[int] = []
+    original = session.run
+
+    def recorded(rows):  # type: ignore[no-untyped-def]
+        threads.append(threading.get_ident())
+        return original(rows)
+
+    session.run = recorded
+    return threads
+
+
+async def test_a_short_fast_lane_batch_runs_on_the_event_loop_and_a_long_one_on_its_thread(
+    make_client: Client,
+) -> None:
+    async with make_client(instances=1, intra_op_threads=1, fast_lane=False, variant="fp32") as c:
+        plain = await _logits(c)
+    async with make_client(instances=1, intra_op_threads=2, variant="fp32") as c:
+        served = _served(c)
+        # Timed at start-up: the tiny model's rows take far less than the 20 ms budget.
+        assert served.inline_max_tokens >= served.manifest.max_length
+        listed = {m["name"]: m for m in (await c.get("/models")).json()["models"]}
+        assert listed["tiny-clf"]["inline_max_tokens"] == served.inline_max_tokens
+        threads = _record_threads(served.model.fast)
+        loop_thread = threading.get_ident()  # the test runs on the app's event loop
+        np.testing.assert_allclose(await _logits(c), plain, atol=1e-5)
+        assert threads == [loop_thread] and served.inline_batches == 1 and served.fast_batches == 1
+        # Over the limit: the same fast lane, on the session's own thread.
+        served.inline_max_tokens = 1
+        np.testing.assert_allclose(await _logits(c), plain, atol=1e-5)
+        assert len(threads) == 2 and threads[1] != loop_thread
+        assert served.inline_batches == 1 and served.fast_batches == 2
+
+
+async def test_no_batch_runs_on_the_event_loop_with_the_budget_at_zero(make_client: Client) -> None:
+    async with make_client(instances=1, intra_op_threads=2, inline_max_ms=0) as c:
+        served = _served(c)
+        assert served.model.fast is not None and served.inline_max_tokens == 0
+        threads = _record_threads(served.model.fast)
+        assert (await c.post("/classify", json={"inputs": "short"})).status_code == 200
+        assert threads and threading.get_ident() not in threads and served.inline_batches == 0
 
 
 def test_warm_up_runs_every_session_once_at_the_longest_input_and_the_largest_batch_on_cuda(tiny_repo: Path) -> None:
