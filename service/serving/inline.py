@@ -49,4 +49,4 @@ def tokens_within(budget_s: float, short: int, short_s: float, long: int, long_s
 
 def padded_tokens(rows: Sequence[np.ndarray]) -> int:
     """What a batch costs on the CPU: rows x its longest row (a pair row is (2, n))."""
-    return len(rows) * max(row.shape[-1] for row in rows)
+    return len(rows) * int(max(row.shape[-1] for row in rows))

@@ -116,6 +116,26 @@ class ServedModel:
         out = await asyncio.get_running_loop().run_in_executor(self._runtime_pools[instance], session.run, rows)
         return list(out)
 
+    def run_now(self, ids: Sequence[np.ndarray], deadline: float, ticket: Ticket | None) -> list[np.ndarray] | None:
+        """A single input that the fast lane would run on the event loop anyway, run at once,
+        here, without queueing (Batcher.run_now); None when it must go through `run`. Not with
+        the cache: a cached model looks its rows up first."""
+        fast = self.model.fast
+        if (
+            fast is None
+            or self._cache is not None
+            or len(ids) != 1
+            or ids[0].shape[-1] > self.inline_max_tokens
+            or not self._quiet()
+        ):
+            return None
+        row = self.batcher.run_now(ids[0], ids[0].shape[-1], deadline, ticket, lambda rows: list(fast.run(rows)))
+        if row is None:
+            return None
+        self.fast_batches += 1
+        self.inline_batches += 1
+        return [row]
+
     def warm_up(self) -> None:
         """Run every session once before the model reports ready, so the first user does not
         pay a session's one-time set-up.

@@ -150,6 +150,32 @@ async def test_a_short_fast_lane_batch_runs_on_the_event_loop_and_a_long_one_on_
         assert served.inline_batches == 1 and served.fast_batches == 2
 
 
+async def test_a_single_short_input_runs_at_once_without_the_queue(make_client: Client) -> None:
+    async with make_client(instances=1, intra_op_threads=2) as c:
+        served = _served(c)
+        threads = _record_threads(served.model.fast)
+        runs_before = served.batcher._batches_run
+        r = await c.post("/classify", json={"inputs": "a single short review"})
+        assert r.status_code == 200 and r.headers["x-queue-time"] == "0.000"
+        assert threads == [threading.get_ident()] and served.inline_batches == 1
+        assert served.batcher._batches_run == runs_before + 1  # counted as a batch of one
+        metrics = (await c.get("/metrics")).text
+        assert 'bertserve_batch_size_count{model="tiny-clf"} 1.0' in metrics
+        # A failed run there is not the answer: the input queues, and runs again.
+        original = served.model.fast.run
+        failures = iter([RuntimeError("once")])
+
+        def fails_once(rows):  # type: ignore[no-untyped-def]
+            for error in failures:
+                raise error
+            return original(rows)
+
+        served.model.fast.run = fails_once
+        again = await c.post("/classify", json={"inputs": "a single short review"})
+        assert again.status_code == 200 and again.json()["predictions"] == r.json()["predictions"]
+        assert served.batcher._batches_run == runs_before + 2
+
+
 async def test_no_batch_runs_on_the_event_loop_with_the_budget_at_zero(make_client: Client) -> None:
     async with make_client(instances=1, intra_op_threads=2, inline_max_ms=0) as c:
         served = _served(c)

@@ -296,3 +296,58 @@ async def test_ticket_keeps_when_its_items_were_queued_and_each_batch_ran() -> N
     assert (first.items, second.items) == (2, 1)
     assert ticket.queued_at <= first.started and first.started + first.seconds <= second.started
     assert ticket.inference_s == pytest.approx(first.seconds + second.seconds)
+
+
+def _double(payloads: list[str]) -> list[str]:
+    return [p * 2 for p in payloads]
+
+
+async def test_run_now_runs_one_item_at_once_when_nothing_is_queued_or_running() -> None:
+    from service.batching import Ticket
+
+    batcher, rec = make(FakeRunner())
+    queued: list[bool] = []
+    ticket = Ticket(on_queued=lambda: queued.append(True))
+    assert batcher.run_now("a", 3, far(), ticket, _double) == "aa"
+    # Counted as a batch of one that waited for nothing; any room reserved for it is freed.
+    assert rec.batches == [1] and batcher.queued == 0 and batcher.busy == 0
+    assert queued == [True] and ticket.batch_sizes == [1] and ticket.queue_s == 0.0
+    assert ticket.queued_at is not None and ticket.runs[0].started == ticket.queued_at
+    await batcher.stop()
+
+
+async def test_run_now_declines_while_a_batch_runs_or_items_wait() -> None:
+    runner = FakeRunner()
+    runner.gate = asyncio.Event()
+    batcher, rec = make(runner)
+    ran: list[list[str]] = []
+
+    def record(payloads: list[str]) -> list[str]:
+        ran.append(payloads)
+        return _double(payloads)
+
+    first = batcher.submit([("a", 1)], far())
+    await asyncio.sleep(0)  # 'a' runs, held at the gate
+    assert batcher.run_now("b", 1, far(), None, record) is None  # a batch runs
+    waiting = batcher.submit([("c", 1)], far())
+    assert batcher.run_now("d", 1, far(), None, record) is None  # and an item waits
+    runner.gate.set()
+    assert await asyncio.gather(*first, *waiting) == ["aa", "cc"]
+    assert ran == [] and rec.batches == [1, 1]
+    await batcher.stop()
+    assert batcher.run_now("e", 1, far(), None, record) is None  # stopped
+    assert ran == []
+
+
+async def test_run_now_leaves_a_failed_or_expired_item_to_the_queue() -> None:
+    batcher, rec = make(FakeRunner())
+
+    def fails(payloads: list[str]) -> list[str]:
+        raise ValueError("bad input")
+
+    assert batcher.run_now("a", 1, far(), None, fails) is None
+    past = asyncio.get_running_loop().time() - 1
+    assert batcher.run_now("b", 1, past, None, _double) is None
+    # Nothing counted: the caller queues them, and the queue reports what happens there.
+    assert rec.batches == [] and rec.failures == [] and batcher.queued == 0
+    await batcher.stop()
