@@ -202,8 +202,8 @@ def too_long(texts: Texts, exc: InputTooLong) -> InvalidInput:
 async def run_ids(call: Call, admitted: Admitted, ids: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Step 9 for items already tokenized: one output row per item, in order."""
     # At low load a single short input may run at once on this thread (the fast lane's inline
-    # run): nothing to wait for, so no disconnect watcher either.
-    now = admitted.model.run_now(ids, admitted.deadline, call.timing.ticket)
+    # run): nothing to wait for but one turn of the loop, so no disconnect watcher either.
+    now = await admitted.model.run_now(ids, admitted.deadline, call.timing.ticket)
     if now is not None:
         return now
     return await until_disconnect(call, admitted.model.run(ids, admitted.deadline, call.timing.ticket))

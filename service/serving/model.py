@@ -116,25 +116,40 @@ class ServedModel:
         out = await asyncio.get_running_loop().run_in_executor(self._runtime_pools[instance], session.run, rows)
         return list(out)
 
-    def run_now(self, ids: Sequence[np.ndarray], deadline: float, ticket: Ticket | None) -> list[np.ndarray] | None:
+    async def run_now(
+        self, ids: Sequence[np.ndarray], deadline: float, ticket: Ticket | None
+    ) -> list[np.ndarray] | None:
         """A single input that the fast lane would run on the event loop anyway, run at once,
         here, without queueing (Batcher.run_now); None when it must go through `run`. Not with
         the cache: a cached model looks its rows up first."""
-        fast = self.model.fast
-        if (
-            fast is None
-            or self._cache is not None
-            or len(ids) != 1
-            or ids[0].shape[-1] > self.inline_max_tokens
-            or not self._quiet()
-        ):
+        if not self._may_run_now(ids):
             return None
+        # One turn of the loop first: requests that arrived with this one (a burst read in the
+        # same pass) enter the app and queue meanwhile, so the service is no longer quiet and
+        # they are batched together, instead of running one by one here, each finding the
+        # app as quiet as the first did.
+        await asyncio.sleep(0)
+        if not self._may_run_now(ids):
+            return None
+        fast = self.model.fast
+        assert fast is not None
         row = self.batcher.run_now(ids[0], ids[0].shape[-1], deadline, ticket, lambda rows: list(fast.run(rows)))
         if row is None:
             return None
         self.fast_batches += 1
         self.inline_batches += 1
         return [row]
+
+    def _may_run_now(self, ids: Sequence[np.ndarray]) -> bool:
+        return (
+            self.model.fast is not None
+            and self._cache is None
+            and len(ids) == 1
+            and ids[0].shape[-1] <= self.inline_max_tokens
+            and not self.batcher.queued
+            and not self.batcher.busy
+            and self._quiet()
+        )
 
     def warm_up(self) -> None:
         """Run every session once before the model reports ready, so the first user does not
