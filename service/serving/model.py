@@ -141,9 +141,11 @@ class ServedModel:
         return [row]
 
     def _may_run_now(self, ids: Sequence[np.ndarray]) -> bool:
+        # Not with BERTSERVE_MAX_WAIT_MS set: an item is then meant to wait for company.
         return (
             self.model.fast is not None
             and self._cache is None
+            and self.batcher.max_wait_s <= 0
             and len(ids) == 1
             and ids[0].shape[-1] <= self.inline_max_tokens
             and not self.batcher.queued
