@@ -50,7 +50,7 @@ OnLoadError = Callable[[str], None]
 async def _start_models(state: AppState, loaded: list[LoadedModel], pool: ThreadPoolExecutor) -> None:
     settings = state.settings
     for model in loaded:
-        served = ServedModel(model, settings, state.metrics, pool, state.cache, quiet=state.quiet)
+        served = ServedModel(model, settings, state.metrics, pool, state.cache, quiet=state.quiet, alone=state.alone)
         state.models[model.name] = served
         state.metrics.model_info.labels(*served.info_labels).set(1)
     if settings.warmup:

@@ -85,7 +85,9 @@ async def _prepare(state: AppState, entry: Found) -> ServedModel:
     except ModelLoadError as exc:
         reason = _within_repository(str(exc), state)
         raise ModelRejected(f"model {entry.name!r} was not loaded: {reason}", param=entry.name) from exc
-    model = ServedModel(loaded, state.settings, state.metrics, state.tokenize_pool, state.cache, quiet=state.quiet)
+    model = ServedModel(
+        loaded, state.settings, state.metrics, state.tokenize_pool, state.cache, quiet=state.quiet, alone=state.alone
+    )
     try:
         if state.settings.warmup:
             await asyncio.to_thread(model.warm_up)

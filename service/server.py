@@ -94,7 +94,9 @@ def serve(models: str | None = None, host: str | None = None, port: int | None =
     app = create_app(settings, on_load_error=on_load_error)
     config = uvicorn.Config(
         app,
-        http=protocol_class(settings.header_timeout_s, settings.max_connections, app.state.bertserve.held),
+        http=protocol_class(
+            settings.header_timeout_s, settings.max_connections, app.state.bertserve.held, app.state.bertserve
+        ),
         timeout_keep_alive=int(max(1, settings.keep_alive_timeout_s)),
         log_config=None,
         access_log=False,

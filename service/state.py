@@ -46,6 +46,7 @@ class AppState:
     ready: bool = False
     draining: bool = False
     inflight: int = 0  # requests inside the app, health probes included; drain waits on it
+    connections: int = 0  # open client connections (service/uvicorn_adapter.py keeps it)
     api_keys: list[bytes] = field(default_factory=list)
     stalled: str | None = None  # why readiness is 503 while a batch hangs
     load_error: str | None = None  # why the models could not be loaded (the server exits)
@@ -72,6 +73,14 @@ class AppState:
         resumed connections, and spinning threads then took the cores the event loop needed
         for its refusals (429 p99 135-191 ms against 33 ms without the fast lane)."""
         return self.inflight <= QUIET_REQUESTS and not self.held.count()
+
+    def alone(self) -> bool:
+        """Quiet, and at most one client connection open: when the fast lane may run a batch
+        on the event loop itself (service/serving/inline.py). Requests that arrive while the
+        loop runs one are not read, so they are not in `inflight` either: at concurrency 4
+        they kept finding the app quiet and ran one by one on the loop (278 against 313 req/s
+        with both sessions in turn). Open connections are seen whatever the loop is doing."""
+        return self.connections <= 1 and self.quiet()
 
     def room(self, task: str) -> int:
         """Free items in the queues of the models that could serve `task`."""

@@ -51,6 +51,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     header_timeout_s: float = 10.0
     max_connections: int = 4096
     held: HeldConnections | None = None  # where a connection refused with a fast 429 waits
+    state: AppState | None = None  # told how many connections are open
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -58,6 +59,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._count()
         if len(self.connections) > self.max_connections:
             transport.write(raw_http(Unavailable("too many open connections: retry later"), new_request_id()))
             transport.close()
@@ -90,6 +92,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self.held is not None:
             self.held.release(self)
         super().connection_lost(exc)
+        self._count()
+
+    def _count(self) -> None:
+        if self.state is not None:
+            self.state.connections = len(self.connections)
 
     # Holdable, for HeldConnections: a held connection is neither read nor timed out as idle.
     def pause(self) -> None:
@@ -124,12 +131,14 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
-def protocol_class(header_timeout_s: float, max_connections: int, held: HeldConnections) -> type[GuardedHttpProtocol]:
+def protocol_class(
+    header_timeout_s: float, max_connections: int, held: HeldConnections, state: AppState | None = None
+) -> type[GuardedHttpProtocol]:
     """A protocol class carrying this server's limits (uvicorn instantiates it per connection)."""
     return type(
         "ConfiguredHttpProtocol",
         (GuardedHttpProtocol,),
-        {"header_timeout_s": header_timeout_s, "max_connections": max_connections, "held": held},
+        {"header_timeout_s": header_timeout_s, "max_connections": max_connections, "held": held, "state": state},
     )
 
 

@@ -52,6 +52,7 @@ class ServedModel:
         tokenize_pool: ThreadPoolExecutor,
         cache: ResultCache | None = None,
         quiet: Callable[[], bool] = lambda: True,
+        alone: Callable[[], bool] = lambda: True,
     ) -> None:
         self.model = model
         self.manifest: Manifest = model.manifest
@@ -86,6 +87,7 @@ class ServedModel:
         # warm_up from timed runs (service/serving/inline.py); 0 until then, or when off.
         self.inline_max_tokens = 0
         self._quiet = quiet  # whether the whole service is at low load (AppState.quiet)
+        self._alone = alone  # and has one client at most (AppState.alone): batches may run on the loop
         self._tokenize_seconds = metrics.tokenize.labels(self.name)
         self.batcher: Batcher[np.ndarray, np.ndarray] = Batcher(
             [partial(self._run, i) for i in range(len(model.sessions))],
@@ -108,7 +110,7 @@ class ServedModel:
         if fast is not None and instance == 0 and not self.batcher.queued and self.batcher.busy == 1 and self._quiet():
             session = fast
             self.fast_batches += 1
-            if padded_tokens(rows) <= self.inline_max_tokens:
+            if padded_tokens(rows) <= self.inline_max_tokens and self._alone():
                 # Short enough to run here, on the loop's own thread: no hop to a thread and
                 # back (service/serving/inline.py).
                 self.inline_batches += 1
@@ -150,7 +152,7 @@ class ServedModel:
             and ids[0].shape[-1] <= self.inline_max_tokens
             and not self.batcher.queued
             and not self.batcher.busy
-            and self._quiet()
+            and self._alone()
         )
 
     def warm_up(self) -> None:

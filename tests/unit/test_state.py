@@ -73,3 +73,16 @@ async def test_quiet_means_few_requests_and_nobody_held() -> None:
     assert not state.quiet()
     state.held.release(held)
     assert state.quiet()
+
+
+async def test_alone_means_quiet_and_one_connection_at_most() -> None:
+    from service.state import QUIET_REQUESTS
+
+    state = _state()
+    assert state.alone()  # no connection seen (in-process ASGI): as quiet says
+    state.connections = 1
+    assert state.alone()
+    state.connections = 2  # a second client: its next request may be unread, not yet counted
+    assert state.quiet() and not state.alone()
+    state.connections, state.inflight = 1, QUIET_REQUESTS + 1
+    assert not state.alone()
