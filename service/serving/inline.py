@@ -3,7 +3,7 @@
 At low load the hop to the session's thread and back is most of what the service adds to
 the engine: a thread woken on an idle CPU, then the loop woken by its result. On this
 2-core VM, MiniLM int8 at concurrency 1: 4.14 ms per request with the hop, 3.24 ms with the
-batch run by the loop itself (docs/benchmarks.md, "The latency floor"). But a run on the
+batch run by the loop itself (README, "Sessions: instances and the fast lane"). But a run on the
 loop blocks everything else the loop does (reading other requests, health checks, 429s), so
 only a batch expected to end within a small budget goes there: the fast lane runs only at
 low load anyway (service/serving/model.py), and a batch over the budget, or any batch
