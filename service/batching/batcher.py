@@ -159,10 +159,7 @@ class Batcher(Generic[P, R]):
             futures.append(future)
         self._observer.queue_depth(len(self._pending))
         self._wakeup.set()
-        if ticket is not None:
-            ticket.queued_at = time.perf_counter()
-            if ticket.on_queued is not None:
-                ticket.on_queued()
+        _mark_queued(ticket, time.perf_counter())
         return futures
 
     def run_now(
@@ -182,14 +179,9 @@ class Batcher(Generic[P, R]):
             (result,) = run([payload])
         except Exception:  # queued by the caller: retried and logged there
             return None
-        seconds = time.perf_counter() - started
-        self._batches_run += 1
-        self._observer.batch(1, tokens, [0.0], seconds)
-        if ticket is not None:
-            ticket.queued_at = started
-            if ticket.on_queued is not None:
-                ticket.on_queued()  # never queued: any room reserved for it is free again
-            ticket.rode(0.0, self._batches_run, 1, seconds, started)
+        # Never queued: counted as queued at its start (any room reserved for it is free again).
+        _mark_queued(ticket, started)
+        self._count_batch([ticket], [0.0], tokens, time.perf_counter() - started, started)
         return result
 
     async def _loop(self) -> None:
@@ -321,20 +313,32 @@ class Batcher(Generic[P, R]):
         finally:
             self._started.pop(runner, None)
         padded = len(batch) * max(it.tokens for it in batch)
-        seconds = time.perf_counter() - started
-        self._batches_run += 1
-        self._observer.batch(len(batch), padded, waits, seconds)
-        for item, waited in zip(batch, waits, strict=True):
-            if item.ticket is not None:
-                item.ticket.rode(waited, self._batches_run, len(batch), seconds, started)
+        self._count_batch([it.ticket for it in batch], waits, padded, time.perf_counter() - started, started)
         for item, result in zip(batch, results, strict=True):
             if not item.future.done():
                 item.future.set_result(result)
+
+    def _count_batch(
+        self, tickets: list[Ticket | None], waits: list[float], padded: int, seconds: float, started: float
+    ) -> None:
+        """A batch that ran: to the observer, and to the ticket of each of its items."""
+        self._batches_run += 1
+        self._observer.batch(len(tickets), padded, waits, seconds)
+        for ticket, waited in zip(tickets, waits, strict=True):
+            if ticket is not None:
+                ticket.rode(waited, self._batches_run, len(tickets), seconds, started)
 
     def _fail_all(self, error: ServiceError) -> None:
         for item in [*(it for batch in self._running.values() for it in batch), *self._pending]:
             _resolve_error(item, error)
         self._pending = deque()
+
+
+def _mark_queued(ticket: Ticket | None, at: float) -> None:
+    if ticket is not None:
+        ticket.queued_at = at
+        if ticket.on_queued is not None:
+            ticket.on_queued()
 
 
 def _resolve_error(item: Item[P], error: Exception) -> None:

@@ -110,7 +110,7 @@ class ServedModel:
         if fast is not None and instance == 0 and not self.batcher.queued and self.batcher.busy == 1 and self._quiet():
             session = fast
             self.fast_batches += 1
-            if padded_tokens(rows) <= self.inline_max_tokens and self._alone():
+            if self._fits_inline(rows):
                 # Short enough to run here, on the loop's own thread: no hop to a thread and
                 # back (service/serving/inline.py).
                 self.inline_batches += 1
@@ -149,11 +149,14 @@ class ServedModel:
             and self._cache is None
             and self.batcher.max_wait_s <= 0
             and len(ids) == 1
-            and ids[0].shape[-1] <= self.inline_max_tokens
             and not self.batcher.queued
             and not self.batcher.busy
-            and self._alone()
+            and self._fits_inline(ids)
         )
+
+    def _fits_inline(self, rows: Sequence[np.ndarray]) -> bool:
+        """Short enough to run on the event loop, with at most one client to keep waiting."""
+        return padded_tokens(rows) <= self.inline_max_tokens and self._alone()
 
     def warm_up(self) -> None:
         """Run every session once before the model reports ready, so the first user does not
