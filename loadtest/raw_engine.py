@@ -25,14 +25,14 @@ class RawResult:
     p50_ms: float  # per batch, tokenization included
 
 
-def _open(model_dir: Path, variant: str) -> tuple[OnnxSession, TextEncoder]:
+def _open(model_dir: Path, variant: str, providers: list[str] | None = None) -> tuple[OnnxSession, TextEncoder]:
     manifest = Manifest.read(model_dir)
     settings = Settings()  # the service's own session settings, so the comparison is fair
     session = OnnxSession(
         model_dir / manifest.variants[variant].file,
         output=manifest.output,
         pad_token_id=manifest.pad_token_id,
-        providers=["CPUExecutionProvider"],
+        providers=providers or ["CPUExecutionProvider"],
         threads=settings.intra_op_threads or available_cpus(),
         spinning=settings.ort_spinning,
     )
@@ -93,12 +93,19 @@ def batch1_latency(
 
 
 def bench(
-    model_dir: Path, variant: str, texts: list[str], batch_sizes: list[int], seconds: float, sort: bool = True
+    model_dir: Path,
+    variant: str,
+    texts: list[str],
+    batch_sizes: list[int],
+    seconds: float,
+    sort: bool = True,
+    providers: list[str] | None = None,
 ) -> list[RawResult]:
     """Rows/s and p50 per batch size. `sort`: the best case for the engine, batches of
     neighbours in token length, so padding is minimal, as a perfect length-bucketing batcher
-    would form them; otherwise the naive loop a user would write, batches in arrival order."""
-    session, encoder = _open(model_dir, variant)
+    would form them; otherwise the naive loop a user would write, batches in arrival order.
+    `providers`: the CPU provider unless given (the CUDA check passes CUDA's)."""
+    session, encoder = _open(model_dir, variant, providers)
     lengths = [len(ids) for ids in encoder.encode(texts, True)]
     ordered = [t for _, t in sorted(zip(lengths, texts, strict=True), key=lambda p: p[0])] if sort else list(texts)
     results = []

@@ -72,7 +72,9 @@ class Settings(BaseSettings):
     )
 
     # batching
-    max_batch_size: int = Field(32, ge=1, le=4096, description="items per batch")
+    max_batch_size: int | None = Field(
+        None, ge=1, le=4096, description="items per batch; unset = 32 on CPU, 128 on CUDA"
+    )
     max_batch_tokens: int | None = Field(
         None,
         ge=1,
@@ -89,7 +91,12 @@ class Settings(BaseSettings):
     max_wait_ms: float = Field(
         0.0, ge=0, le=10_000, description="wait up to this long from the oldest item to fill a batch"
     )
-    max_queue_items: int = Field(1024, ge=1, description="queued items per model; beyond it requests get 429")
+    max_queue_items: int | None = Field(
+        None,
+        ge=1,
+        description="queued items per model; beyond it requests get 429; unset = 1024 on CPU, 8192 on CUDA "
+        "(a GPU drains a queue ~20x faster)",
+    )
     request_timeout_s: float = Field(
         30.0, gt=0, description="per-request deadline (a header can lower it): 504 after it"
     )

@@ -79,6 +79,9 @@ async def models(state: State, _: Authorized) -> Response:
                 "intra_op_threads": served.model.session.threads,
                 "fast_lane": served.model.fast is not None,
                 "inline_max_tokens": served.inline_max_tokens,
+                "max_batch_size": served.batcher.max_batch_size,
+                "max_batch_tokens": served.batcher.max_batch_tokens,
+                "max_queue_items": served.batcher.max_queue_items,
                 "sha256": served.model.sha256,
                 "loaded_at": datetime.fromtimestamp(served.loaded_at, UTC).isoformat(timespec="milliseconds"),
             }

@@ -156,6 +156,9 @@ class ModelInfo(BaseModel):
         description="padded tokens (rows x longest row) up to which a fast-lane batch runs on the event loop's "
         "own thread (BERTSERVE_INLINE_MAX_MS); 0 = never"
     )
+    max_batch_size: int = Field(description="items per batch, as set or as the provider's default")
+    max_batch_tokens: int = Field(description="padded tokens per batch, as set or following the model")
+    max_queue_items: int = Field(description="queued items beyond which a request gets 429")
     sha256: str = Field(description="checksum of the graph served, from its manifest (what a reload compares)")
     loaded_at: str = Field(description="when this graph was loaded, ISO 8601 UTC (start-up or a reload)")
 

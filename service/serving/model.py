@@ -14,7 +14,15 @@ from functools import partial
 import numpy as np
 
 from service.batching import Batcher, Ticket
-from service.batching.sizing import CPU_MIN_FILL, batch_tokens_for, read_config
+from service.batching.sizing import (
+    CPU_BATCH_SIZE,
+    CPU_MIN_FILL,
+    CPU_QUEUE_ITEMS,
+    CUDA_BATCH_SIZE,
+    CUDA_QUEUE_ITEMS,
+    batch_tokens_for,
+    read_config,
+)
 from service.cache import ResultCache
 from service.errors import DeadlineExceeded
 from service.manifest import Manifest
@@ -35,6 +43,18 @@ def _min_fill(settings: Settings, model: LoadedModel) -> float:
     if settings.min_batch_fill is not None:
         return settings.min_batch_fill
     return 0.0 if model.session.provider == CUDA else CPU_MIN_FILL
+
+
+def _batch_size(settings: Settings, model: LoadedModel) -> int:
+    if settings.max_batch_size is not None:
+        return settings.max_batch_size
+    return CUDA_BATCH_SIZE if model.session.provider == CUDA else CPU_BATCH_SIZE
+
+
+def _queue_items(settings: Settings, model: LoadedModel) -> int:
+    if settings.max_queue_items is not None:
+        return settings.max_queue_items
+    return CUDA_QUEUE_ITEMS if model.session.provider == CUDA else CPU_QUEUE_ITEMS
 
 
 def _batch_tokens(settings: Settings, model: LoadedModel) -> int:
@@ -91,9 +111,9 @@ class ServedModel:
         self._tokenize_seconds = metrics.tokenize.labels(self.name)
         self.batcher: Batcher[np.ndarray, np.ndarray] = Batcher(
             [partial(self._run, i) for i in range(len(model.sessions))],
-            max_batch_size=settings.max_batch_size,
+            max_batch_size=_batch_size(settings, model),
             max_batch_tokens=_batch_tokens(settings, model),
-            max_queue_items=settings.max_queue_items,
+            max_queue_items=_queue_items(settings, model),
             max_wait_s=settings.max_wait_ms / 1000,
             min_fill=_min_fill(settings, model),
             observer=metrics.observer(self.name),
