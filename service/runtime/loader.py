@@ -186,10 +186,10 @@ class ThreadPlan:
 # On 2 cores (docs/benchmarks.md, "Instances", and the reliability runs), two sessions of
 # one thread each beat one of two threads: /classify int8 saturated 1.09-1.12x, retry-storm
 # goodput 408 against 344 req/s, c=1 the same (the fast lane uses both cores then). On 16
-# cores (docs/cuda.md, one run), /classify int8 at c=64: 1x16 460 req/s, 2x8 623, 4x4 1,222,
-# 8x2 1,263, 16x1 989; c=1 3.8-4.5 ms for all. Each session holds its own copy of the
-# weights (resident 312 MB at 1x16, 592 at 4x4, 877 at 8x2): past 4 the memory grows for
-# little, so the cap keeps it at 4 per model.
+# cores (docs/cuda.md), /classify int8 at c=64: 4x4 1,281 req/s, the best of the run; 1x16
+# 594, 2x8 974, 8x2 1,008, 16x1 1,152 (an earlier run: 8x2 first, 4x4 0.97x of it). Each
+# session holds its own copy of the weights (resident 311 MB at 1x16, 569 at 4x4, 1,335 at
+# 16x1): past 4 the memory grows for little, so the cap keeps it at 4 per model.
 MAX_DEFAULT_INSTANCES = 4
 
 

@@ -78,3 +78,28 @@ def test_floor_rounds_print_the_raw_grid_and_the_service_gap() -> None:
     (line,) = proc.stdout.splitlines()
     assert line.count("t/") == 6 and "service c=1 p50" in line and "gap" in line, line
     assert "gap median" in proc.stderr
+
+
+def test_cuda_check_runs_its_cpu_part_here_and_its_doc_is_its_json(tmp_path: Path) -> None:
+    """The GPU check's CUDA part needs a GPU; its CPU part (the batch-1 grid and the
+    instances) runs anywhere, on the default classifier. docs/cuda.md's tables are what
+    --markdown renders from docs/cuda.json."""
+    out = tmp_path / "cuda.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "loadtest.cuda_check", "--skip", "cuda", "--seconds", "1", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    grid = [r for r in rows if r["check"] == "cpu_raw_batch1"]
+    assert {r["spinning"] for r in grid} == {"off", "on", "on+stop"} and all(r["p50_ms"] > 0 for r in grid)
+    instances = [r for r in rows if r["check"] == "cpu_instances"]
+    assert {(r["instances"], r["concurrency"]) for r in instances} >= {("default", 1), ("default", 64), (1, 64)}
+    assert all(r["errors"] == 0 and r["rps"] > 0 for r in instances), instances
+    from loadtest.cuda_check import markdown
+
+    recorded = json.loads((REPO / "docs" / "cuda.json").read_text())
+    assert (REPO / "docs" / "cuda.md").read_text().startswith(markdown(recorded))
