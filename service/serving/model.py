@@ -312,10 +312,20 @@ class _SharedDropped(Exception):
     """An in-flight item this request shared was cancelled by the request that queued it."""
 
 
+def _retrieve(gathered: asyncio.Future[list[np.ndarray]]) -> None:
+    """Mark a gathered future's outcome seen. When the request is cancelled (its client went
+    away) while its rows are being cancelled too, the gather ends with CancelledError as an
+    exception nobody awaits any more, and asyncio logged it at error level, once per request."""
+    if not gathered.cancelled():
+        gathered.exception()
+
+
 async def _within(futures: Sequence[asyncio.Future[np.ndarray]], deadline: float) -> list[np.ndarray]:
     remaining = deadline - asyncio.get_running_loop().time()
     try:
-        rows = await asyncio.wait_for(asyncio.gather(*futures), timeout=max(remaining, 0.0))
+        gathered = asyncio.gather(*futures)
+        gathered.add_done_callback(_retrieve)
+        rows = await asyncio.wait_for(gathered, timeout=max(remaining, 0.0))
     except TimeoutError as exc:
         raise DeadlineExceeded("the request deadline passed before it finished") from exc
     return list(rows)
