@@ -115,7 +115,7 @@ class TextEncoder:
         text it came from. Without special tokens, the same tokens less the special ones."""
         if items and isinstance(items[0], tuple):
             pairs: list[tuple[str, str]] = list(items)  # type: ignore[arg-type]
-            encodings = self._joined_pairs(pairs, truncate, None)
+            encodings = self._encoded_pairs(pairs, truncate)
             sources: list[tuple[str, ...]] = pairs  # type: ignore[assignment]
         else:
             texts: list[str] = list(items)  # type: ignore[arg-type]
@@ -132,6 +132,21 @@ class TextEncoder:
                 text = e.tokens[i] if special or seq is None else source[seq][start:stop]
                 row.append(Token(e.ids[i], text, special, start, stop))
             out.append(row)
+        return out
+
+    def _encoded_pairs(self, pairs: Sequence[tuple[str, str]], truncate: bool) -> list[Encoding]:
+        """Each pair encoded whole by the library: the ids and truncation of `_joined_pairs`,
+        with offsets into each text. (`_joined_pairs` joins texts encoded apart: a byte-level
+        BPE's post-processor then trims the leading space off every word's offsets twice, one
+        character too many.)"""
+        if not truncate:
+            return list(self._full.encode_batch(list(pairs)))
+        out = []
+        for first, second in pairs:
+            try:
+                out.append(self._second_first.encode(first, second))
+            except Exception:  # "sequence to truncate too short": the first text alone too long
+                out.append(self._truncating.encode(first, second))
         return out
 
     def token_windows(self) -> TokenWindows:
