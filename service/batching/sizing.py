@@ -21,12 +21,12 @@ import json
 from pathlib import Path
 
 CPU_MIN_FILL = 0.95
-# Items per batch and queued items per model, per provider. On CUDA (H200, MiniLM fp16, real
-# sentences, `python -m loadtest.cuda_check`) the raw engine ran 6,500-11,000 rows/s at 32
-# rows a batch and 16,000-25,000 at 128, for 4.6-7.8 ms a batch: a larger batch costs little
-# more. The queue bound is what it holds in time: 1,024 items wait ~2.5 s on 2 CPU cores,
-# and 8,192 under 0.5 s on that GPU, where at 1,024 a load of 64 clients sending 32 texts
-# each (2,048 items) was refused with 429s.
+# Items per batch and queued items per model, per provider. On CUDA (H200, MiniLM fp32 and
+# fp16, real sentences, three runs of `python -m loadtest.cuda_check`) the raw engine ran
+# 6,500-11,600 rows/s at 32 rows a batch and 15,900-25,600 at 128, for 5.1-7.9 ms a batch: a
+# larger batch costs little more. The queue bound is what it holds in time: 1,024 items wait
+# ~2.5 s on 2 CPU cores, 8,192 about 0.3-0.5 s on that GPU, where at 1,024 a load of 64
+# clients sending 32 texts each (2,048 items) was refused with 429s.
 CPU_BATCH_SIZE, CUDA_BATCH_SIZE = 32, 128
 CPU_QUEUE_ITEMS, CUDA_QUEUE_ITEMS = 1024, 8192
 REFERENCE_TOKENS = 8192
