@@ -60,6 +60,11 @@ class Settings(BaseSettings):
         "(Linux nice steps; 0 = the same): the loop's short jobs no longer wait behind them",
     )
     io_binding: bool | None = Field(None, description="use IO binding; default on for CUDA only")
+    share_weights: bool = Field(
+        True,
+        description="on the CPU, the sessions of one model (its instances and fast lane) share one copy of its "
+        "weights instead of one each",
+    )
     verify_models: bool = Field(
         True,
         description="at start-up, check every model file against its manifest sha256 and that the graph "

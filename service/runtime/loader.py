@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from service.manifest import FORMAT_VERSION, MANIFEST_FILE, Manifest, sha256_file
 from service.runtime.cpus import available_cpus
 from service.runtime.session import CUDA, InferenceError, OnnxSession, SessionError, resolve_providers
+from service.runtime.shared_weights import SharedWeights, shared_initializers
 from service.runtime.tokenizer import TextEncoder, TokenizerError
 from service.settings import Settings
 
@@ -142,10 +143,17 @@ def load_model_dir(directory: Path, settings: Settings) -> LoadedModel:
     on_cuda = providers[0] == CUDA
     variant = _pick_variant(manifest, settings.variant, on_cuda, directory)
     plan = thread_plan(settings, available_cpus(), on_cuda)
+    graph = directory / manifest.variants[variant].file
+    shared: SharedWeights = []
+    if settings.share_weights and not on_cuda and (plan.instances > 1 or plan.fast_lane):
+        try:
+            shared = shared_initializers(graph)
+        except Exception:  # onnx and protobuf raise their own types for a graph they cannot parse
+            shared = []  # opening the session then says what is wrong with it, in onnxruntime's words
 
     def open_session(spinning: bool, threads: int = plan.threads) -> OnnxSession:
         return OnnxSession(
-            directory / manifest.variants[variant].file,
+            graph,
             output=manifest.output,
             pad_token_id=manifest.pad_token_id,
             providers=providers,
@@ -153,6 +161,7 @@ def load_model_dir(directory: Path, settings: Settings) -> LoadedModel:
             io_binding=settings.io_binding,
             spinning=spinning,
             nice=settings.runtime_nice,
+            initializers=shared,
         )
 
     sessions: list[OnnxSession] = []

@@ -82,8 +82,14 @@ class OnnxSession:
         io_binding: bool | None = None,
         spinning: bool = False,
         nice: int = 0,
+        initializers: Sequence[tuple[str, ort.OrtValue]] = (),
     ) -> None:
         options = session_options(threads, "on+stop" if spinning else "off")
+        # Weights shared with the model's other sessions (service/runtime/shared_weights.py);
+        # held here, since onnxruntime needs them for as long as the session lives.
+        self.shared_weights = list(initializers)
+        for name, value in self.shared_weights:
+            options.add_initializer(name, value)
         try:
             # Its intra-op threads are created here, and inherit the creating thread's priority.
             self._session = on_lowered_thread(
@@ -109,6 +115,7 @@ class OnnxSession:
         reload). Running it afterwards is a bug, and fails as one."""
         self.__dict__.pop("_session", None)
         self._outputs.clear()
+        self.shared_weights = []
 
     def pad(self, rows: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         """Pad to the batch's longest row only; mask out the padding. A row is token ids

@@ -103,3 +103,17 @@ def test_cuda_check_runs_its_cpu_part_here_and_its_doc_is_its_json(tmp_path: Pat
 
     recorded = json.loads((REPO / "docs" / "cuda.json").read_text())
     assert (REPO / "docs" / "cuda.md").read_text().startswith(markdown(recorded))
+
+
+def test_memory_rounds_print_both_settings() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "loadtest.memory", "--rounds", "1", "--seconds", "1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["round 1 share_weights=true", "round 1 share_weights=false"]
+    assert all("MB after load" in line and "/classify/tokens" in line for line in lines), lines
