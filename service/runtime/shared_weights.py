@@ -4,8 +4,8 @@ Why: every onnxruntime session otherwise holds its own copy of each initializer,
 service opens several per model on the CPU (its instances and the fast lane). Measured here,
 three sessions of one model, resident memory: the int8 classifier 194 MB -> 111 MB, the int8
 embedding model 306 -> 232 MB. Outputs were identical and the time for 32 batches of 16 real
-sentences the same (int8 3.13-3.29 s either way; fp32 6.55-7.12 s shared, 6.77-6.87 s not):
-onnxruntime still optimises the graph and pre-packs the weights it is given this way.
+sentences the same (int8 3.13-3.29 s either way; fp32 6.55-7.12 s shared, 6.77-6.87 s not),
+so the graph optimisations onnxruntime applies at load still do their work.
 
 The graph is parsed once with `onnx` (no torch), and each tensor of at least `MIN_BYTES`
 becomes an OrtValue over the parsed bytes, added to every session's options. The OrtValues
