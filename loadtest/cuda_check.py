@@ -33,8 +33,7 @@ import numpy as np
 
 from loadtest import procs, raw_engine, wrk
 from service.manifest import Manifest
-from service.runtime.session import CPU, CUDA, OnnxSession
-from service.runtime.tokenizer import TextEncoder
+from service.runtime.session import CPU, CUDA
 
 CLASSIFIER = "minilm-sentiment"
 EMBEDDER = "all-minilm-l6-v2"
@@ -61,17 +60,9 @@ def report(kind: str, **figures: Any) -> None:
 
 def outputs(model_dir: Path, variant: str, providers: list[str], texts: list[str]) -> np.ndarray:
     """The graph's outputs for `texts`, in batches of 32 as the service forms them."""
-    manifest = Manifest.read(model_dir)
-    session = OnnxSession(
-        model_dir / manifest.variants[variant].file,
-        output=manifest.output,
-        pad_token_id=manifest.pad_token_id,
-        providers=providers,
-        threads=os.cpu_count() or 1,
-    )
+    session, encoder = raw_engine.open_model(model_dir, variant, providers)
     if session.provider != providers[0]:
         raise SystemExit(f"{model_dir.name}/{variant}: asked for {providers[0]}, got {session.provider}")
-    encoder = TextEncoder(model_dir / "tokenizer.json", manifest.max_length)
     rows = encoder.encode(texts, True)
     return np.concatenate([session.run(rows[i : i + 32]) for i in range(0, len(rows), 32)])
 

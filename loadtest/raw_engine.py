@@ -25,7 +25,8 @@ class RawResult:
     p50_ms: float  # per batch, tokenization included
 
 
-def _open(model_dir: Path, variant: str, providers: list[str] | None = None) -> tuple[OnnxSession, TextEncoder]:
+def open_model(model_dir: Path, variant: str, providers: list[str] | None = None) -> tuple[OnnxSession, TextEncoder]:
+    """The session and tokenizer the service would open for this variant (its session settings)."""
     manifest = Manifest.read(model_dir)
     settings = Settings()  # the service's own session settings, so the comparison is fair
     session = OnnxSession(
@@ -105,7 +106,7 @@ def bench(
     neighbours in token length, so padding is minimal, as a perfect length-bucketing batcher
     would form them; otherwise the naive loop a user would write, batches in arrival order.
     `providers`: the CPU provider unless given (the CUDA check passes CUDA's)."""
-    session, encoder = _open(model_dir, variant, providers)
+    session, encoder = open_model(model_dir, variant, providers)
     lengths = [len(ids) for ids in encoder.encode(texts, True)]
     ordered = [t for _, t in sorted(zip(lengths, texts, strict=True), key=lambda p: p[0])] if sort else list(texts)
     results = []
@@ -131,7 +132,7 @@ def bench_rerank(model_dir: Path, variant: str, sets: list[tuple[str, list[str]]
     """Ranking by cosine with an embedding model, one query and its passages per loop: one
     batch of them all (tokenize, run, normalise, score). rows/s counts passages, as the
     service's rerank rows do; p50 is per query."""
-    session, encoder = _open(model_dir, variant)
+    session, encoder = open_model(model_dir, variant)
 
     def rank(query: str, passages: list[str]) -> np.ndarray:
         vectors = np.asarray(session.run(encoder.encode([query, *passages], True)), dtype=np.float32)

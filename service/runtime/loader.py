@@ -197,8 +197,10 @@ class ThreadPlan:
 # goodput 408 against 344 req/s, c=1 the same (the fast lane uses both cores then). On 16
 # cores (docs/cuda.md), /classify int8 at c=64: 4x4 1,281 req/s, the best of the run; 1x16
 # 594, 2x8 974, 8x2 1,008, 16x1 1,152 (an earlier run: 8x2 first, 4x4 0.97x of it). Each
-# session holds its own copy of the weights (resident 311 MB at 1x16, 569 at 4x4, 1,335 at
-# 16x1): past 4 the memory grows for little, so the cap keeps it at 4 per model.
+# session has its own working buffers, and then had its own copy of the weights too
+# (resident 311 MB at 1x16, 569 at 4x4, 1,335 at 16x1; the sessions of a model now share
+# the weights, service/runtime/shared_weights.py): past 4 the memory grows for little, so
+# the cap keeps it at 4 per model.
 MAX_DEFAULT_INSTANCES = 4
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -141,13 +142,7 @@ class TextEncoder:
         character too many.)"""
         if not truncate:
             return list(self._full.encode_batch(list(pairs)))
-        out = []
-        for first, second in pairs:
-            try:
-                out.append(self._second_first.encode(first, second))
-            except Exception:  # "sequence to truncate too short": the first text alone too long
-                out.append(self._truncating.encode(first, second))
-        return out
+        return [self._second_text_first(partial(_encode_pair, pair)) for pair in pairs]
 
     def token_windows(self) -> TokenWindows:
         """The windowing for token classification, built on first use (one per model)."""
@@ -158,10 +153,19 @@ class TextEncoder:
     def _join(self, first: Encoding, second: Encoding, truncate: bool) -> Encoding:
         if not truncate:
             return self._full.post_process(first, second)
+        return self._second_text_first(lambda t: t.post_process(first, second))
+
+    def _second_text_first(self, encode: Callable[[Tokenizer], Encoding]) -> Encoding:
+        """A pair truncated second text first; longest-first when the first text alone is
+        over the limit."""
         try:
-            return self._second_first.post_process(first, second)
+            return encode(self._second_first)
         except Exception:  # the tokenizer's "sequence to truncate too short": first alone too long
-            return self._truncating.post_process(first, second)
+            return encode(self._truncating)
+
+
+def _encode_pair(pair: tuple[str, str], tokenizer: Tokenizer) -> Encoding:
+    return tokenizer.encode(*pair)
 
 
 def _load(path: Path) -> Tokenizer:

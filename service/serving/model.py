@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from typing import TypeVar
 
 import numpy as np
 
@@ -38,23 +39,14 @@ from service.settings import Settings
 # threads hold the cores). Large requests still go to the pool, so the loop never stalls long.
 INLINE_TOKENIZE_CHARS = 4096
 
-
-def _min_fill(settings: Settings, model: LoadedModel) -> float:
-    if settings.min_batch_fill is not None:
-        return settings.min_batch_fill
-    return 0.0 if model.session.provider == CUDA else CPU_MIN_FILL
+_N = TypeVar("_N", int, float)
 
 
-def _batch_size(settings: Settings, model: LoadedModel) -> int:
-    if settings.max_batch_size is not None:
-        return settings.max_batch_size
-    return CUDA_BATCH_SIZE if model.session.provider == CUDA else CPU_BATCH_SIZE
-
-
-def _queue_items(settings: Settings, model: LoadedModel) -> int:
-    if settings.max_queue_items is not None:
-        return settings.max_queue_items
-    return CUDA_QUEUE_ITEMS if model.session.provider == CUDA else CPU_QUEUE_ITEMS
+def _or_provider_default(setting: _N | None, model: LoadedModel, cpu: _N, cuda: _N) -> _N:
+    """A batching setting as set, or unset: the default of the provider the model runs on."""
+    if setting is not None:
+        return setting
+    return cuda if model.session.provider == CUDA else cpu
 
 
 def _batch_tokens(settings: Settings, model: LoadedModel) -> int:
@@ -111,11 +103,11 @@ class ServedModel:
         self._tokenize_seconds = metrics.tokenize.labels(self.name)
         self.batcher: Batcher[np.ndarray, np.ndarray] = Batcher(
             [partial(self._run, i) for i in range(len(model.sessions))],
-            max_batch_size=_batch_size(settings, model),
+            max_batch_size=_or_provider_default(settings.max_batch_size, model, CPU_BATCH_SIZE, CUDA_BATCH_SIZE),
             max_batch_tokens=_batch_tokens(settings, model),
-            max_queue_items=_queue_items(settings, model),
+            max_queue_items=_or_provider_default(settings.max_queue_items, model, CPU_QUEUE_ITEMS, CUDA_QUEUE_ITEMS),
             max_wait_s=settings.max_wait_ms / 1000,
-            min_fill=_min_fill(settings, model),
+            min_fill=_or_provider_default(settings.min_batch_fill, model, CPU_MIN_FILL, 0.0),
             observer=metrics.observer(self.name),
             name=self.name,
         )
