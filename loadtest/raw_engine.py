@@ -62,34 +62,49 @@ def _tuned_session(path: Path, threads: int, spinning: Spinning) -> ort.Inferenc
     return ort.InferenceSession(str(path), session_options(threads, spinning), providers=["CPUExecutionProvider"])
 
 
+class Batch1:
+    """One onnxruntime setting's batch-1 run (tokenize + run, one input per run), kept open so
+    that it can be timed again and again beside something else (loadtest/floor.py)."""
+
+    def __init__(self, model_dir: Path, variant: str, threads: int, spinning: Spinning) -> None:
+        manifest = Manifest.read(model_dir)
+        self.threads, self.spinning = threads, spinning
+        self._output = manifest.output
+        self._encoder = TextEncoder(model_dir / "tokenizer.json", manifest.max_length)
+        self._session = _tuned_session(model_dir / manifest.variants[variant].file, threads, spinning)
+        self._names = {i.name for i in self._session.get_inputs()}
+        self._warm = False
+
+    def run(self, text: str) -> None:
+        ids = self._encoder.encode([text], True)[0][None, :].astype(np.int64)
+        feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+        self._session.run([self._output], {k: v for k, v in feeds.items() if k in self._names})
+
+    def latencies(self, texts: list[str], seconds: float, first: int = 0) -> list[float]:
+        """Seconds per run for `seconds`, the texts in turn from `first`."""
+        if not self._warm:
+            for text in texts[:3]:  # warm up: first runs allocate
+                self.run(text)
+            self._warm = True
+        out: list[float] = []
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            t0 = time.perf_counter()
+            self.run(texts[(first + len(out)) % len(texts)])
+            out.append(time.perf_counter() - t0)
+        return out
+
+
 def batch1_latency(
     model_dir: Path, variant: str, texts: list[str], seconds: float, threads: tuple[int, ...] = (1, 2)
 ) -> list[LatencyResult]:
     """p50 of batch-1 runs at every intra-op thread count x spinning setting, each for
     `seconds`, the texts in turn. No HTTP: the floor a served c=1 request can reach."""
-    manifest = Manifest.read(model_dir)
-    encoder = TextEncoder(model_dir / "tokenizer.json", manifest.max_length)
     results = []
     for count in threads:
         for spinning in SPINNING:
-            session = _tuned_session(model_dir / manifest.variants[variant].file, count, spinning)
-            names = {i.name for i in session.get_inputs()}
-
-            def run(text: str, session: ort.InferenceSession = session, names: set[str] = names) -> None:
-                ids = encoder.encode([text], True)[0][None, :].astype(np.int64)
-                feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
-                session.run([manifest.output], {k: v for k, v in feeds.items() if k in names})
-
-            for text in texts[:3]:  # warm up: first runs allocate
-                run(text)
-            latencies: list[float] = []
-            start = time.perf_counter()
-            while time.perf_counter() - start < seconds:
-                t0 = time.perf_counter()
-                run(texts[len(latencies) % len(texts)])
-                latencies.append(time.perf_counter() - t0)
-            results.append(LatencyResult(count, spinning, statistics.median(latencies) * 1000, len(latencies)))
-            del session
+            runs = Batch1(model_dir, variant, count, spinning).latencies(texts, seconds)
+            results.append(LatencyResult(count, spinning, statistics.median(runs) * 1000, len(runs)))
     return results
 
 

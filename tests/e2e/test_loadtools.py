@@ -66,18 +66,32 @@ def test_locustfile_runs_headless_without_failures() -> None:
     assert "classify x1" in proc.stdout + proc.stderr
 
 
-def test_floor_rounds_print_the_raw_grid_and_the_service_gap() -> None:
+def test_floor_prints_the_raw_grid_the_paired_gap_and_the_services_own_time() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "loadtest.floor", "--rounds", "1", "--raw-seconds", "0.2", "--service-seconds", "0.5"],
+        [
+            sys.executable,
+            "-m",
+            "loadtest.floor",
+            "--grid-seconds",
+            "0.2",
+            "--slices",
+            "2",
+            "--slice-seconds",
+            "1",
+            "--requests",
+            "30",
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    (line,) = proc.stdout.splitlines()
-    assert line.count("t/") == 6 and "service c=1 p50" in line and "gap" in line, line
-    assert "gap median" in proc.stderr
+    grid, slices, own = proc.stdout.splitlines()
+    assert grid.count("t/") == 6 and "fastest" in grid, grid
+    assert slices.startswith("2 paired slices") and "gap per slice median" in slices, slices
+    app_ms = float(own.split("ms in the app")[0].rsplit(":", 1)[1])
+    assert 0 < app_ms < 50, own  # read from the service's timing headers
 
 
 def test_cuda_check_runs_its_cpu_part_here_and_its_doc_is_its_json(tmp_path: Path) -> None:
