@@ -4,7 +4,7 @@
 
 Starts every process itself, drives it with wrk over a concurrency sweep, and writes
 DIR/benchmarks.md, DIR/benchmarks.png and DIR/benchmarks.json (default DIR: docs/).
---only runs some of the later parts alone (bert-base, latency, instances), to check them,
+--only runs some of the later parts alone (bert-base, latency, floor, instances), to check them,
 into DIR/benchmarks-parts.md and .json.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from loadtest import bert_base, procs, raw_engine, wrk
+from loadtest import bert_base, floor, procs, raw_engine, wrk
 from loadtest.report import write_parts_report, write_report
 from loadtest.texts import rerank_sets, short_sentences, zipf_sentences
 from service.manifest import Manifest
@@ -46,6 +46,10 @@ class Plan:
     # Up to the service's max_batch_size (32): the batches the service itself can form.
     bert_batch_sizes: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
     latency_seconds: float = 3
+    # The c=1 targets, in paired slices (loadtest/floor.py): the fastest raw setting and the
+    # service in turn, a second each, so that both see the same machine.
+    floor_slices: int = 20
+    floor_slice_seconds: float = 1
     # The smoke leaves BERT-base out: building it takes minutes, `make test` must not.
     bert_base: bool = True
 
@@ -61,6 +65,8 @@ class Plan:
             bert_concurrency=[1, 4],
             bert_batch_sizes=[1, 8],
             latency_seconds=0.3,
+            floor_slices=2,
+            floor_slice_seconds=1,
             bert_base=False,
         )
 
@@ -252,16 +258,47 @@ def run_latency(plan: Plan) -> tuple[dict[str, list[raw_engine.LatencyResult]], 
     return out, time.perf_counter() - started
 
 
-PARTS = ("bert-base", "latency", "instances")
+def run_floor(plan: Plan, fastest: dict[str, raw_engine.LatencyResult], work: Path) -> dict[str, object]:
+    """The c=1 gap in paired slices, per model: the raw engine's fastest batch-1 setting of the
+    latency part (2 threads, spinning on+stop, when that part did not run) and the service's
+    /classify at c=1 in turn, the service started on that model alone."""
+    texts = short_sentences()
+    models = {"classify-int8": (MODELS / ROUTE_MODELS["classify"], None, {})}
+    if plan.bert_base:
+        models["bert-int8"] = (bert_base.ensure(), bert_base.models_dir(), {"BERTSERVE_VARIANT": "int8"})
+    script = wrk.write_script(work, "floor", "/classify", [{"inputs": t} for t in texts])
+    out: dict[str, object] = {}
+    for key, (directory, folder, env) in models.items():
+        best = fastest.get(key)
+        threads, spinning = (best.threads, best.spinning) if best else (2, "on+stop")
+        port = procs.free_port()
+        url = f"http://127.0.0.1:{port}"
+        proc = procs.start(procs.serve_cmd(port, folder), env, f"{url}/health/ready", work / f"floor-{key}.log", 600)
+        try:
+            print(f"bench: c=1 against the raw floor in paired slices, {key}", file=sys.stderr, flush=True)
+            raw = raw_engine.Batch1(directory, "int8", threads, spinning)  # type: ignore[arg-type]
+            result = floor.paired(raw, texts, url, script, plan.floor_slices, plan.floor_slice_seconds)
+        finally:
+            procs.stop(proc)
+        out[key] = {"threads": threads, "spinning": spinning, **asdict(result)}
+    return out
+
+
+PARTS = ("bert-base", "latency", "floor", "instances")
 
 
 def run_parts(parts: list[str], plan: Plan, work: Path, classify: Path) -> dict[str, object]:
     """The later parts, each timed: what the full run adds to the report, or --only alone."""
     out: dict[str, object] = {"known_settings": known_settings()}
     seconds: dict[str, float] = {}
+    latency: dict[str, list[raw_engine.LatencyResult]] = {}
     if "latency" in parts:
         latency, seconds["latency"] = run_latency(plan)
         out["latency"] = {k: [asdict(r) for r in v] for k, v in latency.items()}
+    if "floor" in parts:
+        started = time.perf_counter()
+        out["floor"] = run_floor(plan, {k: min(v, key=lambda r: r.p50_ms) for k, v in latency.items()}, work)
+        seconds["floor"] = time.perf_counter() - started
     if "bert-base" in parts and plan.bert_base:
         started = time.perf_counter()
         bert_script = wrk.write_script(
@@ -315,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only and "bert-base" in args.only:
         plan.bert_base = True  # asked for by name: even with --smoke
     build_seconds = 0.0
-    if plan.bert_base and (not args.only or {"bert-base", "latency"} & set(args.only)):
+    if plan.bert_base and (not args.only or {"bert-base", "latency", "floor"} & set(args.only)):
         bert_base.ensure()  # built (minutes) before anything is measured, once per cache key
         build_seconds = time.perf_counter() - started
     if args.only:

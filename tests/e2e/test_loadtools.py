@@ -34,6 +34,9 @@ def test_bench_smoke_writes_a_complete_report(tmp_path: Path) -> None:
     assert any(k.startswith("rerank-") for k in results["service"]) and "/rerank (a query and 32 passages" in report
     assert all(s["result"]["errors"] == 0 and s["result"]["rps"] > 0 for v in results["cache"].values() for s in v)
     assert "## Result cache" in report
+    floor = results["floor"]["classify-int8"]  # the c=1 target in paired slices
+    assert len(floor["raw_ms"]) == len(floor["service_ms"]) == 2 and min(floor["raw_ms"] + floor["service_ms"]) > 0
+    assert "paired slices" in report and "gap median" in report
     assert (tmp_path / "benchmarks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
