@@ -6,6 +6,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 
+import prometheus_client.metrics
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
@@ -64,7 +65,10 @@ class Histogram(Collector):
                 cumulative += count
                 buckets.append((le, float(cumulative)))
             family.add_metric(list(key), buckets, total)
-            family.add_sample(f"{self._name}_created", dict(zip(self._labelnames, key, strict=True)), child.created)
+            # As the library's: unless PROMETHEUS_DISABLE_CREATED_SERIES (or its switch) is set.
+            if getattr(prometheus_client.metrics, "_use_created", True):
+                labels = dict(zip(self._labelnames, key, strict=True))
+                family.add_sample(f"{self._name}_created", labels, child.created)
         yield family
 
 

@@ -2,6 +2,7 @@ import random
 import re
 
 import prometheus_client
+import prometheus_client.metrics
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -13,8 +14,12 @@ def _exposition(registry: CollectorRegistry) -> str:
     return re.sub(r"(_created\{[^}]*\}) \S+", r"\1 T", generate_latest(registry).decode())
 
 
+@pytest.mark.parametrize("created", [True, False])
 @pytest.mark.parametrize("buckets", [LATENCY_BUCKETS, SIZE_BUCKETS])
-def test_exposition_is_the_client_librarys(buckets: tuple[float, ...]) -> None:
+def test_exposition_is_the_client_librarys(
+    buckets: tuple[float, ...], created: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(prometheus_client.metrics, "_use_created", created)  # PROMETHEUS_DISABLE_CREATED_SERIES
     ours, theirs = CollectorRegistry(), CollectorRegistry()
     mine = Histogram("bertserve_x_seconds", "Something timed", ["model"], buckets=buckets, registry=ours)
     library = prometheus_client.Histogram(
@@ -28,6 +33,7 @@ def test_exposition_is_the_client_librarys(buckets: tuple[float, ...]) -> None:
             library.labels(model).observe(value)
     assert _exposition(ours) == _exposition(theirs)
     assert f'bertserve_x_seconds_count{{model="a"}} {float(len(values))}' in _exposition(ours)
+    assert ("_created{" in _exposition(ours)) is created
 
 
 def test_labels_are_checked_and_a_child_is_kept() -> None:
