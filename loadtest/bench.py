@@ -261,7 +261,7 @@ def run_latency(plan: Plan) -> tuple[dict[str, list[raw_engine.LatencyResult]], 
 def run_floor(plan: Plan, fastest: dict[str, raw_engine.LatencyResult], work: Path) -> dict[str, object]:
     """The c=1 gap in paired slices, per model: the raw engine's fastest batch-1 setting of the
     latency part (2 threads, spinning on+stop, when that part did not run) and the service's
-    /classify at c=1 in turn, the service started on that model alone."""
+    /classify at c=1 in turn: the default models for MiniLM, BERT-base alone for BERT-base."""
     texts = short_sentences()
     models = {"classify-int8": (MODELS / ROUTE_MODELS["classify"], None, {})}
     if plan.bert_base:
