@@ -263,9 +263,9 @@ def run_floor(plan: Plan, fastest: dict[str, raw_engine.LatencyResult], work: Pa
     latency part (2 threads, spinning on+stop, when that part did not run) and the service's
     /classify at c=1 in turn: the default models for MiniLM, BERT-base alone for BERT-base."""
     texts = short_sentences()
-    models = {"classify-int8": (MODELS / ROUTE_MODELS["classify"], None, {})}
+    models = {"classify-int8": floor.served("minilm")}
     if plan.bert_base:
-        models["bert-int8"] = (bert_base.ensure(), bert_base.models_dir(), {"BERTSERVE_VARIANT": "int8"})
+        models["bert-int8"] = floor.served("bert-base")
     script = wrk.write_script(work, "floor", "/classify", [{"inputs": t} for t in texts])
     out: dict[str, object] = {}
     for key, (directory, folder, env) in models.items():

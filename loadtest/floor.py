@@ -32,6 +32,14 @@ from loadtest.texts import short_sentences
 MINILM = procs.REPO / "models" / "minilm-sentiment"
 
 
+def served(model: str) -> tuple[Path, Path | None, dict[str, str]]:
+    """The classifier's folder, the models folder the service is started on (None: the default
+    models) and the environment that picks its int8 graph: "minilm" or "bert-base"."""
+    if model == "bert-base":
+        return bert_base.ensure(), bert_base.models_dir(), {"BERTSERVE_VARIANT": "int8"}
+    return MINILM, None, {}
+
+
 @dataclass
 class Paired:
     raw_ms: list[float]  # p50 per slice
@@ -41,8 +49,14 @@ class Paired:
     def gaps(self) -> list[float]:
         return [s - r for s, r in zip(self.service_ms, self.raw_ms, strict=True)]
 
+    def quartiles(self) -> tuple[float, float, float]:
+        """The per-slice gaps' first quartile, median and third quartile (ms)."""
+        gaps = self.gaps
+        q1, median, q3 = statistics.quantiles(gaps, n=4) if len(gaps) > 1 else gaps * 3
+        return q1, median, q3
+
     def summary(self) -> str:
-        q1, median, q3 = statistics.quantiles(self.gaps, n=4) if len(self.gaps) > 1 else self.gaps * 3
+        q1, median, q3 = self.quartiles()
         return (
             f"{len(self.gaps)} paired slices: raw p50 median {statistics.median(self.raw_ms):.2f} ms, "
             f"service {statistics.median(self.service_ms):.2f} ms; gap per slice median {median:+.2f} ms "
@@ -95,10 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=400)
     args = parser.parse_args(argv)
     texts = short_sentences()
-    if args.model == "bert-base":
-        model, models, env = bert_base.ensure(), bert_base.models_dir(), {"BERTSERVE_VARIANT": "int8"}
-    else:
-        model, models, env = MINILM, None, {}
+    model, models, env = served(args.model)
     port = procs.free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as work:

@@ -8,6 +8,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from loadtest.floor import Paired
 from service.runtime.cpus import available_cpus
 
 Results = dict[str, Any]
@@ -329,11 +330,11 @@ def _setting(row: dict[str, Any]) -> str:
 
 def _paired_target(name: str, paired: dict[str, Any]) -> tuple[str, str, bool]:
     """The c=1 target from paired slices: the median of the per-slice gaps decides."""
-    gaps = [s - r for s, r in zip(paired["service_ms"], paired["raw_ms"], strict=True)]
-    q1, median, q3 = statistics.quantiles(gaps, n=4) if len(gaps) > 1 else gaps * 3
+    slices = Paired(paired["raw_ms"], paired["service_ms"])
+    q1, median, q3 = slices.quartiles()
     return (
         f"/classify p50 at concurrency 1 <= the fastest raw batch-1 p50 + {C1_MARGIN_MS} ms ({name} int8), "
-        f"{len(gaps)} paired slices",
+        f"{len(slices.gaps)} paired slices",
         f"gap median {median:+.2f} ms (quartiles {q1:+.2f} to {q3:+.2f}); "
         f"raw {statistics.median(paired['raw_ms']):.2f} ms ({_setting(paired)}), "
         f"service {statistics.median(paired['service_ms']):.2f} ms",
