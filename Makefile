@@ -69,11 +69,12 @@ soak: $(STAMP) models system-deps
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
-## lint: ruff, mypy --strict, hadolint, compose schema, kubernetes manifests
+## lint: ruff, mypy --strict, the import direction (import-linter), hadolint, compose schema, kubernetes manifests
 lint: $(STAMP)
 	$(BIN)/ruff check service tests models loadtest
 	$(BIN)/ruff format --check service tests models loadtest
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml docker-compose.gpu.yml
 	$(BIN)/kubernetes-validate --strict deploy/k8s/*.yaml

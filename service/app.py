@@ -20,27 +20,23 @@ from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
 from service import __version__, collector, tracing
-from service.api import errors
+from service.api import errors, routes
 from service.api.middleware import EnvelopedCORS, RequestContext
 from service.api.responses import JSONBytes
 from service.api.routes_admin import router as admin_router
-from service.api.routes_classify import router as classify_router
-from service.api.routes_embed import router as embed_router
 from service.api.routes_meta import DOCS_ASSETS
 from service.api.routes_meta import router as meta_router
-from service.api.routes_rerank import router as rerank_router
-from service.api.routes_tokenize import router as tokenize_router
-from service.api.routes_tokens import router as tokens_router
-from service.cache import ResultCache
+from service.engine.cache import ResultCache
+from service.engine.model import ServedModel
 from service.errors import ServiceError
 from service.metrics import Metrics
 from service.reload import reload
 from service.runtime.cpus import available_cpus
 from service.runtime.loader import LoadedModel, ModelLoadError, load_repository
 from service.runtime.session import InferenceError
-from service.serving.model import ServedModel
 from service.settings import Settings
 from service.state import AppState, watch_stalls
+from service.tasks import registry
 
 log = logging.getLogger("bertserve")
 
@@ -112,7 +108,7 @@ def create_app(
     in the background. `on_load_error` hears of a model that cannot be loaded (the server
     exits with its one-line reason); without it, readiness stays 503 with the reason."""
     settings = settings or Settings()
-    state = AppState(settings, Metrics(), api_keys=[k.encode() for k in settings.all_api_keys()])
+    state = AppState(settings, Metrics(), registry.serves(), api_keys=[k.encode() for k in settings.all_api_keys()])
     state.cache = ResultCache(settings.cache_bytes) if settings.cache_bytes else None
     state.metrics.ready.set(0)
     traces = tracing.from_environment()  # None unless OTEL_* ask for traces
@@ -161,9 +157,9 @@ def create_app(
     )
     app.state.bertserve = state
     errors.install(app)
-    routers = (tokens_router, classify_router, embed_router, rerank_router, tokenize_router, meta_router, admin_router)
-    for router in routers:
-        app.include_router(router)
+    routes.install(app)
+    app.include_router(meta_router)
+    app.include_router(admin_router)
     app.mount("/docs/assets", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
     if settings.cors_origins:
         app.add_middleware(

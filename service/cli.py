@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from service.kinds import KINDS, MODEL_KINDS
+
 EXIT_USAGE = 2
 
 
@@ -66,10 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("out_dir", help="model directory to write")
     export.add_argument(
         "--task",
-        choices=["classify", "embed", "rerank", "tokens"],
+        choices=MODEL_KINDS,
         required=True,
-        help="rerank: a cross-encoder (a sequence-classification head with one output), served on text pairs; "
-        "tokens: a token-classification (NER) checkpoint, per-token logits",
+        help="; ".join(f"{kind}: {info.help}" for kind, info in KINDS.items()),
     )
     export.add_argument("--pairs", action="store_true", help="classify: a classifier trained on text pairs")
     export.add_argument("--name", help="model name served by the API (default: OUT_DIR's name)")

@@ -13,12 +13,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from service.kinds import ModelKind
+
 MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1
 # Fields older exporters wrote that no reader uses any more.
 RETIRED_KEYS = frozenset({"pooling_in_graph"})
 
-Task = Literal["classify", "embed", "rerank", "tokens"]
 Precision = Literal["fp32", "int8", "fp16"]
 Pooling = Literal["mean", "cls"]
 
@@ -39,7 +40,7 @@ class Manifest(BaseModel):
 
     format_version: int = FORMAT_VERSION
     name: str
-    task: Task
+    task: ModelKind
     architecture: str
     max_length: int
     inputs: list[str]

@@ -20,10 +20,10 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from service.engine.model import ServedModel
 from service.errors import ModelRejected, Unavailable
 from service.runtime.loader import Found, LoadedModel, ModelLoadError, load_model_dir, scan
 from service.runtime.session import InferenceError
-from service.serving.model import ServedModel
 from service.state import AppState
 
 log = logging.getLogger("bertserve")

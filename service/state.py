@@ -10,27 +10,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from service.backpressure import HeldConnections
-from service.cache import ResultCache
+from service.engine.cache import ResultCache
+from service.engine.model import ServedModel
 from service.errors import InvalidInput, ModelNotFound, Unavailable
+from service.kinds import ModelKind
 from service.metrics import Metrics
-from service.serving.model import ServedModel
 from service.settings import Settings
 
-TIMEOUT_HEADER = "x-request-timeout"
-# Which model tasks serve a route's task, in order of preference: reranking works out of the
-# box with an embedding model (cosine) until a cross-encoder is served.
-SERVES = {
-    "classify": ("classify",),
-    "embed": ("embed",),
-    "rerank": ("rerank", "embed"),
-    "tokens": ("tokens",),
-    # Any model can tokenize; unnamed, the embedding model's tokenizer is the default.
-    "tokenize": ("embed", "classify", "rerank", "tokens"),
-}
+# Which model kinds serve each task, in order of preference: the task registry's table
+# (service/tasks/registry.py), handed in by the app.
+Serves = Mapping[str, tuple[ModelKind, ...]]
 log = logging.getLogger("bertserve")
 
 
@@ -42,6 +36,7 @@ QUIET_REQUESTS = 2
 class AppState:
     settings: Settings
     metrics: Metrics
+    serves: Serves = field(default_factory=dict)
     models: dict[str, ServedModel] = field(default_factory=dict)
     ready: bool = False
     draining: bool = False
@@ -63,7 +58,7 @@ class AppState:
 
     def serving(self, task: str) -> list[ServedModel]:
         """Every model that could serve a request of `task`, named or not."""
-        kinds = SERVES[task]
+        kinds = self.serves[task]
         return [m for m in self.models.values() if m.manifest.task in kinds]
 
     def quiet(self) -> bool:
@@ -147,8 +142,8 @@ class AppState:
 
     def resolve(self, task: str, name: str | None) -> ServedModel:
         """The model named, or the default for the task: the only model of the first kind in
-        SERVES[task] that has one (rerank: a cross-encoder, else an embedding model)."""
-        kinds = SERVES[task]
+        `serves[task]` that has one (rerank: a cross-encoder, else an embedding model)."""
+        kinds = self.serves[task]
         if name is not None:
             model = self.models.get(name)
             if model is None or model.manifest.task not in kinds:
@@ -172,17 +167,11 @@ class AppState:
         cross_encoders = any(m.manifest.task == "rerank" for m in self.models.values())
         return "cosine" if model.manifest.task == "embed" and not cross_encoders else None
 
-    def deadline(self, header: str | None) -> float:
-        """Absolute loop time by which the request must be answered; a header may lower it."""
-        timeout = self.settings.request_timeout_s
-        if header is not None:
-            try:
-                asked = float(header)
-            except ValueError:
-                asked = float("nan")
-            if not asked > 0:  # also refuses NaN
-                raise InvalidInput(f"{TIMEOUT_HEADER} must be a positive number of seconds", param=TIMEOUT_HEADER)
-            timeout = min(timeout, asked)
+    def deadline(self, timeout_s: float | None) -> float:
+        """Absolute loop time by which the request must be answered; the client may ask for less."""
+        timeout = (
+            self.settings.request_timeout_s if timeout_s is None else min(timeout_s, self.settings.request_timeout_s)
+        )
         return asyncio.get_running_loop().time() + timeout
 
 

@@ -16,7 +16,7 @@ Spans leave in batches (BatchSpanProcessor, OTEL_BSP_*) over OTLP/HTTP protobuf,
 flushed when the app shuts down.
 
 Once a request is answered, `Tracing.annotate` draws its children from the timings the
-serving layer keeps anyway (`service.serving.common.Timing`): `tokenize`, `queue` (from
+serving layer keeps anyway (`service.tasks.common.Timing`): `tokenize`, `queue` (from
 when its items were queued until the last of them started running; `x-queue-time` is the
 same wait) and one `inference` span per batch its items rode in, with that batch's size.
 The spans are made after the fact with explicit start and end times, so the batch loop
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
     from opentelemetry.trace import Span
 
-    from service.serving.common import Timing
+    from service.tasks.common import Timing
 
 log = logging.getLogger("bertserve")
 

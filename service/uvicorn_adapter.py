@@ -39,9 +39,9 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from service.api.middleware import new_request_id
 from service.backpressure import HeldConnections
 from service.errors import RequestTimeout, Unavailable, raw_http
+from service.request_ids import new_request_id
 from service.state import AppState
 
 log = logging.getLogger("bertserve")

@@ -9,9 +9,11 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from starlette.types import Receive
 
-from service.errors import Unauthorized
-from service.serving.common import Call
-from service.state import TIMEOUT_HEADER, AppState
+from service.errors import InvalidInput, Unauthorized
+from service.state import AppState
+from service.tasks.common import Call
+
+TIMEOUT_HEADER = b"x-request-timeout"
 
 
 # Dependencies are `async def` on purpose: FastAPI runs plain `def` dependencies in its
@@ -72,12 +74,27 @@ def new_call(state: dict[str, Any], headers: dict[bytes, bytes], receive: Receiv
     def on_model(name: str) -> None:
         state["model"] = name
 
-    timeout = headers.get(TIMEOUT_HEADER.encode())
-    call = Call(timeout.decode("latin-1") if timeout is not None else None, state["entered_at"], disconnected, on_model)
+    call = Call(entered_at=state["entered_at"], disconnected=disconnected, on_model=on_model)
+    timeout = headers.get(TIMEOUT_HEADER)
+    if timeout is not None:
+        call.timeout_s, call.timeout_error = _timeout(timeout)
     state["timing"] = call.timing
     state["call"] = call
     call.timing.ticket.on_queued = state.get("release_room")
     return call
+
+
+def _timeout(header: bytes) -> tuple[float | None, InvalidInput | None]:
+    """The client's limit in seconds, or why it is refused (the serving layer refuses it in
+    its place in the check order)."""
+    try:
+        asked = float(header)
+    except ValueError:
+        asked = float("nan")
+    if not asked > 0:  # also refuses NaN
+        name = TIMEOUT_HEADER.decode()
+        return None, InvalidInput(f"{name} must be a positive number of seconds", param=name)
+    return asked, None
 
 
 async def get_call(request: Request) -> Call:

@@ -1,48 +1,35 @@
-"""The direct path: a well-formed request to a model route runs the route's own function
+"""The direct path: a well-formed request to a model route runs the route's own `handle`
 without the framework's routing, dependency injection and exception layers.
 
-Why: at concurrency 1 those layers cost ~0.5 ms a request (in-process, /classify on MiniLM
-int8, batch 1: the whole app took 0.52 ms more than the same serving call alone; 0.17 ms with
-this path), a fifth of the inference itself, on the event loop that every request shares.
+Why: at concurrency 1 those layers cost a large share of what the service adds to the model
+on the event loop that every request shares (docs/design.md, "The direct path").
 
-What takes it: a POST to one of `ROUTES` with `Content-Type: application/json`, a body that
-parses and that the route's own model validates, a valid API key when keys are set, and
-neither tracing nor a CORS origin involved. It then runs the very function the route
-declares, with the same `Call` (`deps.new_call`), and a `ServiceError` is answered by the
-same handler. Anything else (a body that does not parse or validate, a missing key, another
+What takes it: a POST to a model route (any route the task registry declares) with
+`Content-Type: application/json`, a body that parses and that the route's own model
+validates, a valid API key when keys are set, and no CORS origin involved. It then runs the
+route's `handle` with the same `Call` (`deps.new_call`) and renders its reply with the same
+function as the framework's endpoint (`routes.render`); a `ServiceError` is answered by the
+same renderer. Anything else (a body that does not parse or validate, a missing key, another
 content type) goes the full way, and so gets the answer it always got: its 422 or 401 comes
 from there, word for word.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-
 import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from service.api import routes_classify, routes_embed
 from service.api.deps import needs_full_path, new_call
 from service.api.errors import respond
-from service.api.schemas import ClassifyRequest, EmbedRequest, OpenAIEmbeddingRequest
+from service.api.routes import render
 from service.errors import ServiceError
 from service.state import AppState
+from service.tasks.registry import routes
+from service.tasks.spec import Route
 
-
-@dataclass(frozen=True)
-class Route:
-    body: type[BaseModel]
-    endpoint: Callable[..., Awaitable[Response]]
-
-
-ROUTES = {
-    "/classify": Route(ClassifyRequest, routes_classify.classify),
-    "/embed": Route(EmbedRequest, routes_embed.embed),
-    "/v1/embeddings": Route(OpenAIEmbeddingRequest, routes_embed.openai_embeddings),
-}
+ROUTES = {path: route for path, (_, route) in routes().items()}
 
 
 def _json(headers: dict[bytes, bytes]) -> bool:
@@ -63,7 +50,7 @@ def parse(state: AppState, scope: Scope, headers: dict[bytes, bytes], body: byte
         return None
 
 
-async def serve(
+async def dispatch(
     state: AppState,
     route: Route,
     body: BaseModel,
@@ -73,10 +60,10 @@ async def serve(
     headers: dict[bytes, bytes],
 ) -> None:
     scope["state"]["route_path"] = scope["path"]
-    call = new_call(scope["state"], headers, receive)
     response: Response
     try:
-        response = await route.endpoint(body, state, call, None)
+        call = new_call(scope["state"], headers, receive)
+        response = render(await route.handle(body, state, call))
     except ServiceError as exc:
         response = respond(exc, scope["state"]["request_id"])
     await response(scope, receive, send)

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -20,18 +18,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.api import direct
 from service.api.overload import fast_path
 from service.errors import BadRequest, BodyTooLarge, RequestTimeout, ServiceError, render
-from service.serving.common import Timing
+from service.request_ids import request_id_from
 from service.state import AppState
+from service.tasks.common import Timing
 from service.tracing import Tracing
 
 log = logging.getLogger("bertserve.access")
 errors_log = logging.getLogger("bertserve.errors")
-# An incoming X-Request-ID is kept when it is 1-128 of these characters, else replaced.
-SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-
-
-def new_request_id() -> str:
-    return uuid.uuid4().hex
 
 
 class RequestContext:
@@ -53,7 +46,7 @@ class RequestContext:
             return
         headers = dict(scope["headers"])
         given = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if SAFE_REQUEST_ID.match(given) else new_request_id()
+        request_id = request_id_from(given)
         scope.setdefault("state", {}).update(request_id=request_id, entered_at=time.monotonic())
         started = time.perf_counter()
         status = {"code": ServiceError.status, "started": False}
@@ -98,7 +91,7 @@ class RequestContext:
                 scope["state"]["release_room"] = release  # ended once queued (deps.new_call)
                 found = direct.parse(self.state, scope, headers, body) if self.tracing is None else None
                 if found is not None:
-                    await direct.serve(self.state, *found, scope, receive, send_with_id, headers)
+                    await direct.dispatch(self.state, *found, scope, receive, send_with_id, headers)
                 else:
                     await self.app(scope, _replay(body, receive), send_with_id)
         except Exception:

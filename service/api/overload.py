@@ -23,17 +23,10 @@ from dataclasses import dataclass
 from service.api.deps import needs_full_path
 from service.errors import Overloaded
 from service.state import AppState
+from service.tasks.registry import queued_routes
 
 # The routes whose requests wait in a model's queue, and the task each serves.
-QUEUED_ROUTES = {
-    "/classify": "classify",
-    "/embed": "embed",
-    "/v1/embeddings": "embed",
-    "/rerank": "rerank",
-    "/v2/rerank": "rerank",
-    "/classify/tokens": "tokens",
-    "/tokens": "tokens",
-}
+QUEUED_ROUTES = queued_routes()
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,3 @@ class JSONBytes(JSONResponse):
             self.raw_headers = [(b"content-length", b"%d" % len(self.body)), _JSON]
         else:
             super().init_headers(headers)
-
-
-def error_body(type_: str, message: str, param: str | None = None) -> dict[str, Any]:
-    return {"error": {"type": type_, "message": message, "param": param}}

@@ -25,7 +25,7 @@ from tokenizers import Tokenizer
 from service.export.errors import ExportError
 from service.export.verify import Rows, check_same_ids
 from service.runtime.windows import TokenWindows, Window
-from service.tasks.tokens import TagOptions, TokensError, tag_batch
+from service.tasks.tokens.post import TagOptions, TokensError, tag_batch
 
 Span = tuple[int, int, str]
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from service.kinds import output_width
 from service.manifest import FORMAT_VERSION, MANIFEST_FILE, Manifest, sha256_file
 from service.runtime.cpus import available_cpus
 from service.runtime.session import CUDA, InferenceError, OnnxSession, SessionError, resolve_providers
@@ -271,7 +272,7 @@ def _check_fit(directory: Path, manifest: Manifest, session: OnnxSession) -> Non
         )
     width = session.output_shape[-1] if session.output_shape else None
     labels = len(manifest.labels or [])
-    expected = {"classify": labels, "tokens": labels, "rerank": 1, "embed": manifest.dimension}[manifest.task]
+    expected = output_width(manifest.task, labels, manifest.dimension)
     if isinstance(width, int) and width != expected:
         raise ModelLoadError(f"{directory}: graph output width {width} does not match the manifest ({expected})")
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from service.engine.model import ServedModel
 from service.metrics import Metrics
 from service.runtime.loader import load_repository
 from service.runtime.session import CUDA
-from service.serving.model import ServedModel
 from service.settings import Settings
 from tests.integration.conftest import Client, hold_runtime
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from service.batching.sizing import CPU_MIN_FILL
+from service.engine.model import ServedModel
 from service.metrics import Metrics
 from service.runtime.loader import load_repository
 from service.runtime.session import CUDA
-from service.serving.model import ServedModel
 from service.settings import Settings
 from tests.integration.conftest import Client
 

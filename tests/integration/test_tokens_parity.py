@@ -23,7 +23,7 @@ import torch
 from tokenizers import Tokenizer
 
 from service.runtime.windows import TokenWindows, Window
-from service.tasks.tokens import STRATEGIES, Entity, TagOptions, check_options, tag, tag_batch
+from service.tasks.tokens.post import STRATEGIES, Entity, TagOptions, check_options, tag, tag_batch
 from tests.taggers import BIO_LABELS, make_bpe_tagger, make_minilm_tagger
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -304,7 +304,7 @@ def test_bpe_with_a_stride(bpe: Tagger, strategy: str) -> None:
 def test_merging_windows_is_the_pipelines(minilm: Tagger) -> None:
     """On random overlapping spans, as the pipeline's own merge resolves them; it differs
     only where the first entity has an empty span, which it lists twice."""
-    from service.tasks.tokens import merge_windows
+    from service.tasks.tokens.post import merge_windows
 
     pipeline = minilm.pipe(SHORT_MAX, "simple")
     rng = np.random.default_rng(0)

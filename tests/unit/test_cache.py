@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.cache import ENTRY_OVERHEAD_BYTES, ResultCache
+from service.engine.cache import ENTRY_OVERHEAD_BYTES, ResultCache
 
 
 def _ids(*values: int) -> np.ndarray:

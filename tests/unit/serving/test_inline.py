@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from service.serving.inline import fastest_run_s, padded_tokens, tokens_within
+from service.engine.inline import fastest_run_s, padded_tokens, tokens_within
 
 
 def test_the_limit_follows_the_line_through_the_two_timed_runs() -> None:

@@ -2,7 +2,7 @@ import pytest
 
 from service.api.errors import _param
 from service.errors import InvalidInput
-from service.serving.common import Texts, check_limits
+from service.tasks.common import Texts, check_limits
 
 
 def test_single_string_becomes_a_list() -> None:

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from service.engine.model import _within
 from service.errors import DeadlineExceeded
-from service.serving.model import _within
 
 
 async def test_a_cancelled_wait_with_rows_half_done_logs_nothing() -> None:

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from service.tasks.classify import default_function, predictions, scores
+from service.tasks.classify.post import default_function, predictions, scores
 
 
 def test_softmax_rows_sum_to_one_and_keep_order() -> None:

@@ -2,7 +2,7 @@ import base64
 
 import numpy as np
 
-from service.tasks.embed import finalize, to_base64
+from service.tasks.embed.post import finalize, to_base64
 
 
 def test_normalize_gives_unit_vectors() -> None:

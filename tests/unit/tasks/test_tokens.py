@@ -15,7 +15,7 @@ import pytest
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
 from service.runtime.windows import SubwordTraits, TokenWindows, Window, subword_traits, usable_offsets
-from service.tasks.tokens import (
+from service.tasks.tokens.post import (
     STRATEGIES,
     Entity,
     Strategy,

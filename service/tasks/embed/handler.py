@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.engine.model import ServedModel
 from service.errors import InvalidInput
-from service.serving.common import Call, Texts, serve
-from service.serving.model import ServedModel
 from service.state import AppState
-from service.tasks.embed import finalize, to_base64
+from service.tasks.common import Call, Texts, process
+from service.tasks.embed.post import finalize, to_base64
 
 
 @dataclass(frozen=True)
@@ -37,5 +37,5 @@ async def embed(
         if dimensions is not None and dimensions > full:
             raise InvalidInput(f"dimensions {dimensions} is over the model's {full}", param="dimensions")
 
-    out = await serve(state, call, "embed", model, texts, truncate, check)
+    out = await process(state, call, "embed", model, texts, truncate, check)
     return Embedded(out.model.name, finalize(out.rows, normalize, dimensions), out.tokens)

@@ -12,9 +12,10 @@ every route:
 9. queue, batch, run; wait within the deadline, or the client left 504, 499, 500
 10. post-process, in the task's module
 
-Steps 1-5 are `admit`, 6-9 are `run`; `serve` is both. A task whose items depend on the
+Steps 1-5 are `admit`, 6-9 are `run`; `process` is both. A task whose items depend on the
 model it got (rerank: pairs for a cross-encoder, texts for an embedding model) calls them
-apart. Nothing here knows HTTP: a route hands in a `Call` and gets plain values back.
+apart. Nothing here knows HTTP: the HTTP layer hands in a `Call` (the deadline already read
+from its header) and gets plain values back.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ from typing import TypeVar
 import numpy as np
 
 from service.batching import Ticket
+from service.engine.model import ServedModel
 from service.errors import ClientClosed, InvalidInput
 from service.runtime.tokenizer import InputTooLong
-from service.serving.model import ServedModel
 from service.state import AppState
 
 T = TypeVar("T")
@@ -54,7 +55,11 @@ class Timing:
 class Call:
     """One request as the serving layer sees it."""
 
-    timeout_header: str | None = None
+    # The client's own limit in seconds (the HTTP layer reads it from a header), or None: the
+    # request then has the service's whole timeout.
+    timeout_s: float | None = None
+    # What was wrong with the client's limit as sent: refused at its step of the check order.
+    timeout_error: InvalidInput | None = None
     # When the request entered the app (monotonic): one accepted before a drain is served.
     entered_at: float = field(default_factory=time.monotonic)
     disconnected: Callable[[], Awaitable[None]] = _never
@@ -62,18 +67,18 @@ class Call:
     on_model: Callable[[str], None] = field(default=lambda _: None)
     timing: Timing = field(default_factory=Timing)
     # The models this request was admitted on, counted as in use until `release` (a model
-    # replaced by a reload is freed only when no request holds it).
-    held: list[ServedModel] = field(default_factory=list)
+    # replaced by a reload is freed only when no request uses it).
+    in_use: list[ServedModel] = field(default_factory=list)
 
-    def hold(self, model: ServedModel) -> None:
+    def use(self, model: ServedModel) -> None:
         model.users += 1
-        self.held.append(model)
+        self.in_use.append(model)
         self.on_model(model.name)
 
     def release(self) -> None:
-        for model in self.held:
+        for model in self.in_use:
             model.users -= 1
-        self.held.clear()
+        self.in_use.clear()
 
 
 @dataclass(frozen=True)
@@ -150,10 +155,12 @@ def admit(
     """Steps 1 to 5: everything that can refuse the request before it costs anything."""
     settings = state.settings
     check_limits(texts, max_items or settings.max_inputs, settings.max_input_chars)
-    deadline = state.deadline(call.timeout_header)
+    if call.timeout_error is not None:
+        raise call.timeout_error
+    deadline = state.deadline(call.timeout_s)
     state.admit(call.entered_at)
     model = state.resolve(task, model_name)
-    call.hold(model)
+    call.use(model)
     if texts.pairs and not model.manifest.pairs:
         raise InvalidInput(
             f"model {model.name!r} takes single texts, not pairs (export it with --pairs if it was trained on pairs)",
@@ -209,7 +216,7 @@ async def run_ids(call: Call, admitted: Admitted, ids: Sequence[np.ndarray]) -> 
     return await until_disconnect(call, admitted.model.run(ids, admitted.deadline, call.timing.ticket))
 
 
-async def serve(
+async def process(
     state: AppState,
     call: Call,
     task: str,

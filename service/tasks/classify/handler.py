@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.serving.common import Call, Texts, serve
 from service.state import AppState
-from service.tasks.classify import Function, default_function, predictions, scores
+from service.tasks.classify.post import Function, default_function, predictions, scores
+from service.tasks.common import Call, Texts, process
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ async def classify(
     function: Function | None,
     truncate: bool,
 ) -> Classified:
-    out = await serve(state, call, "classify", model, texts, truncate)
+    out = await process(state, call, "classify", model, texts, truncate)
     manifest = out.model.manifest
     chosen = function or default_function(manifest.multi_label)
     labels = manifest.labels or []

@@ -1,33 +1,21 @@
 """POST /embed and its OpenAI-compatible twin POST /v1/embeddings: two wire formats over one
-embedding path (serving/embed.py)."""
+embedding path (handler.py)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from starlette.responses import Response
-
-from service.api.deps import Authorized, CallOf, State
-from service.api.responses import JSONBytes
-from service.api.schemas import (
-    MODEL_ROUTE_RESPONSES,
-    EmbedRequest,
-    EmbedResponse,
-    OpenAIEmbeddingRequest,
-    OpenAIEmbeddingResponse,
-)
 from service.errors import InvalidInput
-from service.serving.common import Texts
-from service.serving.embed import embed as embed_texts
+from service.state import AppState
+from service.tasks.common import Call, Texts
+from service.tasks.embed.handler import embed
+from service.tasks.embed.schemas import EmbedRequest, EmbedResponse, OpenAIEmbeddingRequest, OpenAIEmbeddingResponse
+from service.tasks.spec import Reply, Route, Task
 
-router = APIRouter()
 
-
-@router.post("/embed", response_model=EmbedResponse, responses=MODEL_ROUTE_RESPONSES, response_class=JSONBytes)
-async def embed(body: EmbedRequest, state: State, call: CallOf, _: Authorized) -> Response:
+async def embed_route(body: EmbedRequest, state: AppState, call: Call) -> Reply:
     """Embed one text or a batch of texts."""
     texts = Texts.of(body.inputs, "inputs")
-    out = await embed_texts(state, call, texts, body.model, body.normalize, body.dimensions, body.truncate)
-    return JSONBytes(
+    out = await embed(state, call, texts, body.model, body.normalize, body.dimensions, body.truncate)
+    return Reply(
         {
             "model": out.model,
             "embeddings": out.encoded(body.encoding_format),
@@ -37,21 +25,15 @@ async def embed(body: EmbedRequest, state: State, call: CallOf, _: Authorized) -
     )
 
 
-@router.post(
-    "/v1/embeddings",
-    response_model=OpenAIEmbeddingResponse,
-    responses=MODEL_ROUTE_RESPONSES,
-    response_class=JSONBytes,
-)
-async def openai_embeddings(body: OpenAIEmbeddingRequest, state: State, call: CallOf, _: Authorized) -> Response:
+async def openai_embeddings(body: OpenAIEmbeddingRequest, state: AppState, call: Call) -> Reply:
     """OpenAI-compatible embeddings: the official clients work unchanged. Vectors are
     L2-normalised, as OpenAI's are; inputs longer than the model's max length are truncated."""
     if isinstance(body.input, list) and body.input and not isinstance(body.input[0], str):
         raise InvalidInput("token-id inputs are not supported: send text", param="input")
     texts = Texts.of(body.input, "input")  # type: ignore[arg-type]
-    out = await embed_texts(state, call, texts, body.model, True, body.dimensions, True)
+    out = await embed(state, call, texts, body.model, True, body.dimensions, True)
     data = out.encoded(body.encoding_format)
-    return JSONBytes(
+    return Reply(
         {
             "object": "list",
             "data": [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(data)],
@@ -59,3 +41,13 @@ async def openai_embeddings(body: OpenAIEmbeddingRequest, state: State, call: Ca
             "usage": {"prompt_tokens": out.tokens, "total_tokens": out.tokens},
         }
     )
+
+
+TASK = Task(
+    "embed",
+    ("embed",),
+    (
+        Route("/embed", EmbedRequest, EmbedResponse, embed_route),
+        Route("/v1/embeddings", OpenAIEmbeddingRequest, OpenAIEmbeddingResponse, openai_embeddings),
+    ),
+)

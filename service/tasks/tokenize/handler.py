@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
+from service.engine.model import INLINE_TOKENIZE_CHARS
 from service.runtime.tokenizer import Token
-from service.serving.common import Call, Texts, admit
-from service.serving.model import INLINE_TOKENIZE_CHARS
 from service.state import AppState
+from service.tasks.common import Call, Texts, admit
 
 
 async def tokenize(

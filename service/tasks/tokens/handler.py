@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from service.engine.model import INLINE_TOKENIZE_CHARS
 from service.errors import InvalidInput
 from service.runtime.tokenizer import InputTooLong
-from service.serving.common import Call, Texts, admit, check_queue, run_ids, too_long
-from service.serving.model import INLINE_TOKENIZE_CHARS
 from service.state import AppState
-from service.tasks.tokens import Entity, TagOptions, TokensError, check_options, tag_batch
+from service.tasks.common import Call, Texts, admit, check_queue, run_ids, too_long
+from service.tasks.tokens.post import Entity, TagOptions, TokensError, check_options, tag_batch
 
 
 @dataclass(frozen=True)

@@ -24,14 +24,14 @@ from service.batching.sizing import (
     batch_tokens_for,
     read_config,
 )
-from service.cache import ResultCache
+from service.engine.cache import ResultCache
+from service.engine.inline import PROBE_TOKENS, fastest_run_s, padded_tokens, tokens_within
 from service.errors import DeadlineExceeded
 from service.manifest import Manifest
 from service.metrics import Metrics
 from service.runtime.loader import LoadedModel
 from service.runtime.priority import lower_this_thread
 from service.runtime.session import CUDA
-from service.serving.inline import PROBE_TOKENS, fastest_run_s, padded_tokens, tokens_within
 from service.settings import Settings
 
 # Small requests are tokenized on the event loop: a short sentence takes ~30 us in the Rust

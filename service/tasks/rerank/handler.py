@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.errors import InvalidInput
-from service.serving.common import Call, Texts, admit, run
 from service.state import AppState
-from service.tasks.embed import finalize
+from service.tasks.common import Call, Texts, admit, run
+from service.tasks.embed.post import finalize
 
 
 @dataclass(frozen=True)

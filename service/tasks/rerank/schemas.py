@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-from service.api.schemas import StrictRequest, Text
+from service.tasks.wire import StrictRequest, Text
 
 Documents = Annotated[list[Text], Field(min_length=1)]
 

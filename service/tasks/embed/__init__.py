@@ -1,0 +1,1 @@
+"""Embeddings: POST /embed and OpenAI's POST /v1/embeddings."""

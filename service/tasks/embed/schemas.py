@@ -1,0 +1,53 @@
+"""POST /embed's and OpenAI's POST /v1/embeddings' bodies and answers."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from service.tasks.wire import StrictRequest, Text, TextList, Usage
+
+
+class EmbedRequest(StrictRequest):
+    inputs: Text | TextList = Field(description="one text or a list of texts")
+    model: str | None = Field(None, description="model name; optional when one embedding model is served")
+    normalize: bool = Field(True, description="L2-normalise each vector")
+    dimensions: int | None = Field(None, ge=1, description="keep the first N components (re-normalised)")
+    truncate: bool = Field(True, description="cut inputs to the model's max length; false: 422 instead")
+    encoding_format: Literal["float", "base64"] = Field("float", description="base64: little-endian float32")
+
+
+class EmbedResponse(BaseModel):
+    model: str
+    embeddings: list[list[float]] | list[str]
+    dimensions: int
+    usage: Usage
+
+
+class OpenAIEmbeddingRequest(StrictRequest):
+    input: Text | TextList | list[int] | list[list[int]] = Field(
+        description="text or list of texts (token-id inputs are refused)"
+    )
+    model: str = Field(description="model name as listed by GET /models")
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1)
+    user: str | None = Field(None, description="accepted and ignored")
+
+
+class OpenAIEmbedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class OpenAIUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class OpenAIEmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[OpenAIEmbedding]
+    model: str
+    usage: OpenAIUsage

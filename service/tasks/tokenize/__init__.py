@@ -1,0 +1,1 @@
+"""Tokenization alone, without running the model: POST /tokenize."""

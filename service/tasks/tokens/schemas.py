@@ -1,0 +1,35 @@
+"""POST /classify/tokens' body and answer."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from service.tasks.wire import StrictRequest, Text, TextList, Usage
+
+
+class TokensRequest(StrictRequest):
+    inputs: Text | TextList = Field(description="one text or a list of texts")
+    model: str | None = Field(None, description="model name; optional when one token classifier is served")
+    aggregation: Literal["none", "simple", "first", "average", "max"] = Field(
+        "simple", description="how tokens become entities, as transformers' token-classification pipeline"
+    )
+    ignore_labels: list[str] = Field(["O"], description="entity labels (raw tags with 'none') left out")
+    truncate: bool = Field(True, description="tag the first window of a long input; false: 422 instead")
+    stride: int | None = Field(None, ge=0, description="tag a long input whole, in windows overlapping by this")
+
+
+class TaggedEntity(BaseModel):
+    label: str
+    score: float
+    text: str
+    start: int | None
+    end: int | None
+
+
+class TokensResponse(BaseModel):
+    model: str
+    entities: list[list[TaggedEntity]]
+    covered: list[int | None] = Field(description="characters of each input that were tagged")
+    usage: Usage

@@ -1,0 +1,24 @@
+"""Wire types every task's schemas share. Bounds that depend on settings (inputs per request,
+characters per input) are checked in `common.py`: pydantic's bounds are fixed at import."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# A text holds at least one non-space character.
+Text = Annotated[str, Field(min_length=1, pattern=r"\S")]
+TextList = Annotated[list[Text], Field(min_length=1)]
+# A text pair (premise and hypothesis, query and passage): exactly two texts.
+TextPair = Annotated[list[Text], Field(min_length=2, max_length=2)]
+TextsOrPairs = Annotated[list[Text | TextPair], Field(min_length=1)]
+
+
+class StrictRequest(BaseModel):
+    # Strict: 0 is not false and "5" is not 5; the schema says what is accepted, exactly.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Usage(BaseModel):
+    input_tokens: int
