@@ -12,7 +12,7 @@ import asyncio
 import gc
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 
@@ -27,54 +27,16 @@ from service.api.routes_admin import router as admin_router
 from service.api.routes_meta import DOCS_ASSETS
 from service.api.routes_meta import router as meta_router
 from service.engine.cache import ResultCache
-from service.engine.model import ServedModel
 from service.errors import ServiceError
+from service.lifecycle import OnLoadError, release, start_up
 from service.metrics import Metrics
 from service.reload import reload
 from service.runtime.cpus import available_cpus
-from service.runtime.loader import LoadedModel, ModelLoadError, load_repository
-from service.runtime.session import InferenceError
 from service.settings import Settings
 from service.state import AppState, watch_stalls
 from service.tasks import registry
 
 log = logging.getLogger("bertserve")
-
-OnLoadError = Callable[[str], None]
-
-
-async def _start_models(state: AppState, loaded: list[LoadedModel], pool: ThreadPoolExecutor) -> None:
-    settings = state.settings
-    for model in loaded:
-        served = ServedModel(model, settings, state.metrics, pool, state.cache, quiet=state.quiet, alone=state.alone)
-        state.models[model.name] = served
-        state.metrics.model_info.labels(*served.info_labels).set(1)
-    if settings.warmup:
-        for served in state.models.values():
-            await asyncio.to_thread(served.warm_up)
-    for served in state.models.values():
-        await served.start()
-    # Everything loaded so far lives as long as the process: moved out of the collector's
-    # view, a full collection no longer walks it (under load those walks were the tail of
-    # the latency: gen-2 pauses of up to 160 ms on 2 busy cores).
-    gc.freeze()
-    collector.defer_full_collections()  # to quiet moments: service/collector.py
-    state.mark_ready()
-    log.info("ready", extra={"models": sorted(state.models)})
-
-
-async def _load(
-    state: AppState, models: list[LoadedModel] | None, pool: ThreadPoolExecutor, on_error: OnLoadError
-) -> None:
-    try:
-        loaded = models if models is not None else await asyncio.to_thread(load_repository, state.settings)
-        await _start_models(state, loaded, pool)
-    except ModelLoadError as exc:
-        state.fail_loading(str(exc))
-        on_error(str(exc))
-    except InferenceError as exc:  # warm-up on a graph that loads but does not run
-        state.fail_loading(f"warm-up failed: {exc}")
-        on_error(f"warm-up failed: {exc}")
 
 
 def _on_sighup(loop: asyncio.AbstractEventLoop, state: AppState) -> bool:
@@ -99,14 +61,10 @@ def _on_sighup(loop: asyncio.AbstractEventLoop, state: AppState) -> bool:
     return True
 
 
-def create_app(
-    settings: Settings | None = None,
-    models: list[LoadedModel] | None = None,
-    on_load_error: OnLoadError | None = None,
-) -> FastAPI:
-    """Build the app. `models` may be loaded beforehand; otherwise the lifespan loads them
-    in the background. `on_load_error` hears of a model that cannot be loaded (the server
-    exits with its one-line reason); without it, readiness stays 503 with the reason."""
+def create_app(settings: Settings | None = None, on_load_error: OnLoadError | None = None) -> FastAPI:
+    """Build the app; the lifespan loads the models in the background (service/lifecycle.py).
+    `on_load_error` hears of a model that cannot be loaded (the server exits with its
+    one-line reason); without it, readiness stays 503 with the reason."""
     settings = settings or Settings()
     state = AppState(settings, Metrics(), registry.serves(), api_keys=[k.encode() for k in settings.all_api_keys()])
     state.cache = ResultCache(settings.cache_bytes) if settings.cache_bytes else None
@@ -118,7 +76,7 @@ def create_app(
         pool = ThreadPoolExecutor(max_workers=min(4, available_cpus()), thread_name_prefix="tokenize")
         state.tokenize_pool = pool
         loop = asyncio.get_running_loop()
-        loading = loop.create_task(_load(state, models, pool, on_load_error or (lambda _: None)), name="load")
+        loading = loop.create_task(start_up(state, on_load_error or (lambda _: None)), name="load")
         watchdog = loop.create_task(watch_stalls(state), name="stall-watchdog")
         thresholds = gc.get_threshold()
         collecting = loop.create_task(collector.collect_when_quiet(state.quiet), name="full-collections")
@@ -140,7 +98,7 @@ def create_app(
                 with suppress(asyncio.CancelledError):
                     await task
             for served in state.models.values():
-                await served.stop()
+                await release(served)
             pool.shutdown(wait=False, cancel_futures=True)
             if traces is not None:
                 await asyncio.to_thread(traces.shutdown)  # the spans still buffered go out

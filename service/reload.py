@@ -2,10 +2,13 @@
 
 A model is new when its name is not served, changed when the checksum of the graph it would
 serve differs from the served one's (its manifest's sha256), removed when its directory is
-gone. New and changed models are loaded, checked and warmed up beside the ones serving, on
-worker threads, while requests go on; then every change is swapped in by one assignment of
-`state.models`, between two requests. A replaced or removed model keeps its queue: requests
-admitted on it finish on it, and it is freed once the last one is answered.
+gone. A model whose manifest lists the same graph is still checked as a start-up would check
+it (lifecycle.unchanged): a file changed in place under an unchanged manifest is refused, or,
+without verification, the model is built again. New and changed models go through the
+lifecycle a start-up uses (service/lifecycle.py), beside the ones serving, on worker threads,
+while requests go on; then every change is swapped in by one assignment of `state.models`,
+between two requests. A replaced or removed model keeps its queue: requests admitted on it
+finish on it, and it is released once the last one is answered.
 
 A reload is all or nothing: if one directory does not load, verify or warm up, nothing of it
 is applied and the refusal (422, `model_rejected`) names that model; the models served are
@@ -22,8 +25,8 @@ from dataclasses import dataclass, field
 
 from service.engine.model import ServedModel
 from service.errors import ModelRejected, Unavailable
-from service.runtime.loader import Found, LoadedModel, ModelLoadError, load_model_dir, scan
-from service.runtime.session import InferenceError
+from service.lifecycle import LoadFailed, bring_up_all, one_line, release, unchanged
+from service.runtime.loader import Found, scan
 from service.state import AppState
 
 log = logging.getLogger("bertserve")
@@ -48,54 +51,30 @@ async def reload(state: AppState) -> Changes:
         started = time.perf_counter()
         try:
             found = await asyncio.to_thread(scan, state.settings)
-        except ModelLoadError as exc:
+        except Exception as exc:  # any class: a refusal that says why, not a 500
             raise ModelRejected(
-                f"the model repository was not reloaded: {_within_repository(str(exc), state)}"
+                f"the model repository was not reloaded: {_within_repository(one_line(exc), state)}"
             ) from exc
         served = dict(state.models)
         changes = Changes(removed=sorted(set(served) - {f.name for f in found}))
-        fresh: list[ServedModel] = []
+        wanted: list[Found] = []
         try:
             for entry in found:
                 old = served.get(entry.name)
-                if old is not None and old.identity == entry.identity:
+                if old is not None and old.identity == entry.identity and await unchanged(state, entry, old):
                     changes.unchanged.append(entry.name)
                     continue
-                fresh.append(await _prepare(state, entry))
+                wanted.append(entry)
                 (changes.replaced if old is not None else changes.added).append(entry.name)
-        except BaseException:
-            for model in fresh:  # loaded beside, never served
-                await model.stop()
-                model.model.close()
-            raise
+            fresh = await bring_up_all(state, wanted)  # beside those serving; released again on a failure
+        except LoadFailed as exc:
+            raise ModelRejected(_within_repository(str(exc), state), param=exc.model) from exc
         _swap(state, served, fresh, changes.removed)
         log.info(
             "models reloaded",
             extra={**changes.__dict__, "duration_ms": round((time.perf_counter() - started) * 1000, 1)},
         )
         return changes
-
-
-async def _prepare(state: AppState, entry: Found) -> ServedModel:
-    """Load, verify and warm up one model beside those serving; its batcher started, not yet
-    reachable by any request."""
-    assert state.tokenize_pool is not None
-    try:
-        loaded: LoadedModel = await asyncio.to_thread(load_model_dir, entry.directory, state.settings)
-    except ModelLoadError as exc:
-        reason = _within_repository(str(exc), state)
-        raise ModelRejected(f"model {entry.name!r} was not loaded: {reason}", param=entry.name) from exc
-    model = ServedModel(
-        loaded, state.settings, state.metrics, state.tokenize_pool, state.cache, quiet=state.quiet, alone=state.alone
-    )
-    try:
-        if state.settings.warmup:
-            await asyncio.to_thread(model.warm_up)
-    except InferenceError as exc:
-        loaded.close()
-        raise ModelRejected(f"model {entry.name!r} failed its warm-up: {exc}", param=entry.name) from exc
-    await model.start()
-    return model
 
 
 def _swap(state: AppState, served: dict[str, ServedModel], fresh: list[ServedModel], removed: list[str]) -> None:
@@ -126,8 +105,7 @@ async def _retire(state: AppState, model: ServedModel) -> None:
                 break
             await asyncio.sleep(RETIRE_POLL_S)
     finally:  # at shutdown too
-        await model.stop()
-        model.model.close()
+        await release(model)
         if state.cache is not None:  # rows its last requests put there since the swap
             state.cache.drop(model.identity)
     # The models loaded at start-up were moved out of the collector's view (gc.freeze in

@@ -16,7 +16,8 @@ from pydantic import ValidationError
 
 from service import logs
 from service.app import create_app
-from service.runtime.loader import ModelLoadError, read_manifests
+from service.lifecycle import one_line
+from service.runtime.loader import scan
 from service.settings import Settings
 from service.uvicorn_adapter import DrainingServer, protocol_class
 
@@ -73,9 +74,9 @@ def serve(models: str | None = None, host: str | None = None, port: int | None =
     if warning:
         logging.getLogger("bertserve").warning(warning)
     try:
-        read_manifests(settings)
-    except ModelLoadError as exc:
-        return fail(str(exc))
+        scan(settings)  # the cheap checks; the files are hashed once, by the load behind the port
+    except Exception as exc:  # any class: still one line
+        return fail(one_line(exc))
     try:
         sock = bind(settings.host, settings.port)
     except OSError as exc:

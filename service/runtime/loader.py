@@ -20,6 +20,9 @@ class ModelLoadError(Exception):
     pass
 
 
+FileStamp = tuple[int, int]  # size in bytes, modification time in ns
+
+
 @dataclass
 class LoadedModel:
     directory: Path
@@ -27,6 +30,9 @@ class LoadedModel:
     encoder: TextEncoder
     sessions: list[OnnxSession]  # one per instance, the same graph; each has its own runtime thread
     variant: str
+    # Size and modification time of each file the manifest lists, as they were when loaded: a
+    # reload without verification sees a file changed in place by them (lifecycle.unchanged).
+    stamps: dict[str, FileStamp] = field(default_factory=dict)
     # The same graph again, its threads spinning during a run (service/serving/model.py uses
     # it for a batch that leaves the queue empty); None when off, on CUDA or single-threaded.
     fast: OnnxSession | None = field(default=None)
@@ -65,6 +71,7 @@ class Found:
     directory: Path
     name: str
     identity: str
+    manifest: Manifest
 
 
 def graph_sha256(manifest: Manifest, variant: str) -> str:
@@ -97,14 +104,18 @@ def load_repository(settings: Settings) -> list[LoadedModel]:
 
 
 def scan(settings: Settings) -> list[Found]:
-    """What the repository holds now, from the manifests alone (a reload loads only what
-    differs from what is served)."""
+    """What the repository holds now, and the checks cheap enough to run before the port is
+    bound: every manifest readable and valid, every file it lists present (with verification
+    on), the variant asked for available, no name twice. The checksums are left to the load
+    (load_model_dir), so that each file is read and hashed once."""
     on_cuda = resolve_providers_or_fail(settings.provider)[0] == CUDA
     found = []
     for directory in discover(settings.models):
         manifest = _read_manifest(directory)
+        if settings.verify_models:
+            _check_present(directory, manifest)
         variant = _pick_variant(manifest, settings.variant, on_cuda, directory)
-        found.append(Found(directory, manifest.name, identity(manifest, variant)))
+        found.append(Found(directory, manifest.name, identity(manifest, variant), manifest))
     _refuse_duplicates([f.name for f in found])
     return found
 
@@ -115,20 +126,6 @@ def _refuse_duplicates(names: list[str]) -> None:
         raise ModelLoadError(f"model name(s) served twice: {', '.join(duplicates)}")
 
 
-def read_manifests(settings: Settings) -> list[Manifest]:
-    """The cheap checks, run before the port is bound: every manifest readable and valid,
-    every file present and matching its checksum, the variant asked for available."""
-    on_cuda = resolve_providers_or_fail(settings.provider)[0] == CUDA
-    manifests = []
-    for directory in discover(settings.models):
-        manifest = _read_manifest(directory)
-        if settings.verify_models:
-            _check_files(directory, manifest)
-        _pick_variant(manifest, settings.variant, on_cuda, directory)
-        manifests.append(manifest)
-    return manifests
-
-
 def resolve_providers_or_fail(setting: str) -> list[str]:
     try:
         return resolve_providers(setting)
@@ -137,9 +134,12 @@ def resolve_providers_or_fail(setting: str) -> list[str]:
 
 
 def load_model_dir(directory: Path, settings: Settings) -> LoadedModel:
+    """Read, verify (each file hashed once, with verification on) and open one model
+    directory, and check that its graph, tokenizer and manifest fit together."""
     manifest = _read_manifest(directory)
+    stamps = file_stamps(directory, manifest)  # before the files are read: a later change is seen
     if settings.verify_models:
-        _check_files(directory, manifest)
+        verify_files(directory, manifest)
     providers = resolve_providers_or_fail(settings.provider)
     on_cuda = providers[0] == CUDA
     variant = _pick_variant(manifest, settings.variant, on_cuda, directory)
@@ -174,13 +174,13 @@ def load_model_dir(directory: Path, settings: Settings) -> LoadedModel:
             _check_vocabulary(directory, encoder, sessions[0])
         sessions += [open_session(settings.ort_spinning) for _ in range(plan.instances - 1)]
         fast = open_session(True, plan.fast_threads) if plan.fast_lane else None
-    except (SessionError, TokenizerError, ModelLoadError) as exc:
-        for session in sessions:  # those opened before the failure, freed now
+    except BaseException as exc:
+        for session in sessions:  # those opened before the failure, freed now, whatever it was
             session.close()
-        if isinstance(exc, ModelLoadError):
-            raise
-        raise ModelLoadError(f"{directory}: {exc}") from exc
-    return LoadedModel(directory, manifest, encoder, sessions, variant, fast)
+        if isinstance(exc, SessionError | TokenizerError):
+            raise ModelLoadError(f"{directory}: {exc}") from exc
+        raise
+    return LoadedModel(directory, manifest, encoder, sessions, variant, stamps=stamps, fast=fast)
 
 
 @dataclass(frozen=True)
@@ -239,13 +239,35 @@ def _read_manifest(directory: Path) -> Manifest:
     return manifest
 
 
-def _check_files(directory: Path, manifest: Manifest) -> None:
-    for name, digest in manifest.files.items():
-        path = directory / name
-        if not path.is_file():
+def _check_present(directory: Path, manifest: Manifest) -> None:
+    for name in manifest.files:
+        if not (directory / name).is_file():
             raise ModelLoadError(f"{directory}: {name} is listed in the manifest but missing")
-        if sha256_file(path) != digest:
+
+
+def verify_files(directory: Path, manifest: Manifest) -> None:
+    """Every file the manifest lists present and matching its checksum: the one place a model
+    file is hashed."""
+    _check_present(directory, manifest)
+    for name, digest in manifest.files.items():
+        try:
+            actual = sha256_file(directory / name)
+        except OSError as exc:
+            raise ModelLoadError(f"{directory}: {name} cannot be read ({exc.strerror or exc})") from exc
+        if actual != digest:
             raise ModelLoadError(f"{directory}: {name} does not match its manifest checksum (corrupt or replaced)")
+
+
+def file_stamps(directory: Path, manifest: Manifest) -> dict[str, FileStamp]:
+    """Size and modification time of each file the manifest lists (a missing one is left out)."""
+    stamps = {}
+    for name in manifest.files:
+        try:
+            stat = (directory / name).stat()
+        except OSError:
+            continue
+        stamps[name] = (stat.st_size, stat.st_mtime_ns)
+    return stamps
 
 
 def _pick_variant(manifest: Manifest, wanted: str, on_cuda: bool, directory: Path) -> str:

@@ -129,6 +129,64 @@ async def test_reload_adds_replaces_refuses_and_removes(
         )
 
 
+async def test_a_graph_changed_in_place_under_its_manifest_is_refused(
+    make_client: Client, tiny_repo: Path, tmp_path: Path
+) -> None:
+    """The manifest still lists the served graph's checksum, but the graph on disk was cut
+    short: a restart would refuse it, so a reload does too, naming the model."""
+    repo = tmp_path / "models"
+    shutil.copytree(tiny_repo, repo)
+    graph = repo / "tiny-clf" / Manifest.read(repo / "tiny-clf").variants["int8"].file
+    whole = graph.read_bytes()
+    async with make_client(models=repo) as c:
+        before = await _models(c)
+        logits = await _logits(c)
+        with graph.open("r+b") as fh:
+            fh.truncate(len(whole) // 2)
+        r = await c.post("/admin/reload")
+        assert r.status_code == 422, r.text
+        error = r.json()["error"]
+        assert error["type"] == "model_rejected" and error["param"] == "tiny-clf", error
+        assert error["message"] == (
+            f"model 'tiny-clf' does not verify: tiny-clf: {graph.name} does not match its manifest checksum "
+            "(corrupt or replaced)"
+        )
+        assert await _models(c) == before
+        assert await _logits(c) == logits
+
+        graph.write_bytes(whole)
+        r = await c.post("/admin/reload")
+        assert r.status_code == 200 and r.json()["unchanged"] == ["tiny-clf", "tiny-emb"], r.text
+
+
+async def test_without_verification_a_graph_changed_in_place_is_loaded_again(
+    make_client: Client, tiny_repo: Path, tmp_path: Path
+) -> None:
+    """No checksums to compare: a file whose size or time changed since it was loaded makes
+    the model load again, with every other check a start-up runs."""
+    repo = tmp_path / "models"
+    shutil.copytree(tiny_repo, repo)
+    graph = repo / "tiny-clf" / Manifest.read(repo / "tiny-clf").variants["int8"].file
+    whole = graph.read_bytes()
+    async with make_client(models=repo, verify_models=False) as c:
+        before = await _models(c)
+        with graph.open("r+b") as fh:
+            fh.truncate(len(whole) // 2)
+        r = await c.post("/admin/reload")
+        assert r.status_code == 422, r.text
+        error = r.json()["error"]
+        assert error["param"] == "tiny-clf" and "'tiny-clf' was not loaded" in error["message"], error
+        assert "does not load" in error["message"], error
+        assert await _models(c) == before
+
+        graph.write_bytes(whole)  # the same bytes again, written anew: built again, and it loads
+        r = await c.post("/admin/reload")
+        assert r.status_code == 200 and r.json()["replaced"] == ["tiny-clf"], r.text
+        assert r.json()["unchanged"] == ["tiny-emb"]
+        r = await c.post("/admin/reload")
+        assert r.json()["unchanged"] == ["tiny-clf", "tiny-emb"], r.text
+
+
 async def test_reload_needs_the_api_key_when_keys_are_set(make_client: Client) -> None:
     async with make_client(api_keys=["k1"]) as c:
         assert (await c.post("/admin/reload")).status_code == 401
