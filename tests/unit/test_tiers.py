@@ -1,9 +1,12 @@
-"""The unit tier imports neither torch nor transformers, in any run: every module under
-tests/unit (conftest files included) imported in a fresh interpreter. A unit-only run also
-checks what its fixtures and tests loaded (tests/unit/conftest.py)."""
+"""The tiers stay apart. The unit tier imports neither torch nor transformers, in any run:
+every module under tests/unit (conftest files included) imported in a fresh interpreter; a
+unit-only run also checks what its fixtures and tests loaded (tests/unit/conftest.py).
+Nothing under tests/ imports loadtest/: the load tools' own smoke tests live in
+loadtest/tests (`make bench-smoke`)."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -30,3 +33,22 @@ def test_the_unit_modules_import_neither_torch_nor_transformers() -> None:
         [sys.executable, "-c", code, *modules], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
     )
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def _imported(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_nothing_under_tests_imports_loadtest() -> None:
+    files = list((ROOT / "tests").rglob("*.py"))
+    assert ROOT / "tests" / "e2e" / "procs.py" in files
+    importing = sorted(
+        str(p.relative_to(ROOT)) for p in files if any(n.split(".")[0] == "loadtest" for n in _imported(p))
+    )
+    assert importing == []
