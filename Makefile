@@ -1,4 +1,4 @@
-# bertserve: `make run` serves the default models, `make test` runs every test.
+# bertserve: `make run` serves the default models, `make test` runs every test tier.
 # Everything is installed here (Python packages into .venv, Debian packages via apt-get).
 
 PYTHON ?= python3
@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 SERVE_STAMP := $(VENV)/.installed-serve
 STAMP       := $(VENV)/.installed-test
 
-.PHONY: install install-test models run test test-unit lint clean system-deps bench bench-smoke reliability soak test-docker
+.PHONY: install install-test models run test test-unit test-export lint clean system-deps bench bench-smoke reliability soak test-docker
 
 $(SERVE_STAMP): pyproject.toml requirements/constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,9 +41,18 @@ system-deps:
 	@if ! command -v nginx >/dev/null 2>&1 || ! command -v wrk >/dev/null 2>&1; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null; fi
 
-## test: every test (unit, integration on tiny models, end to end on the default models)
+## test: every tier under tests/: unit, integration and export (tiny models), end to end (the default
+## models, real processes); the load tools' smoke runs are bench-smoke's, the Docker tests test-docker's
 test: $(STAMP) models system-deps
 	$(BIN)/python -m pytest -q -ra
+
+## test-unit: the unit tier alone: no models, no torch or transformers loaded (it fails if they are)
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit
+
+## test-export: the export tier alone: build, export and fine-tune tiny models with torch
+test-export: $(STAMP)
+	$(BIN)/python -m pytest -q -ra tests/export
 
 ## test-docker: build the images from Debian's packages and PyPI alone (no image registry), then run
 ## docker-compose.yml (two replicas, nginx, Prometheus) and test it; starts a Docker engine if none runs
@@ -55,8 +64,10 @@ test-docker: $(STAMP) models
 bench: $(STAMP) models system-deps
 	$(BIN)/python -m loadtest.bench --out docs
 
+## bench-smoke: short runs of every load tool (loadtest/tests) on the default models, so that none
+## rots; CI runs it as its own step after test
 bench-smoke: $(STAMP) models system-deps
-	$(BIN)/python -m loadtest.bench --smoke --out loadtest/results
+	$(BIN)/python -m pytest -q -ra loadtest/tests
 
 ## reliability: overload, stall, slow clients and a 3-minute soak -> docs/reliability.md
 reliability: $(STAMP) models system-deps
@@ -65,9 +76,6 @@ reliability: $(STAMP) models system-deps
 ## soak: the same with a longer soak (SOAK_SECONDS, default 600), into loadtest/results
 soak: $(STAMP) models system-deps
 	$(BIN)/python -m loadtest.reliability --soak-seconds $(or $(SOAK_SECONDS),600) --out loadtest/results
-
-test-unit: $(STAMP)
-	$(BIN)/python -m pytest -q tests/unit
 
 ## lint: ruff, mypy --strict, the import direction (import-linter), hadolint, compose schema, kubernetes manifests
 lint: $(STAMP)

@@ -142,7 +142,7 @@ def write(res: dict[str, Any], path: Path) -> None:
         "Each scenario runs against a real `bertserve serve` process with the default models, over",
         "loopback sockets, bounded in time. The measured rows come from one run of",
         "`make reliability` (`python -m loadtest.reliability`, which also writes `reliability.json`);",
-        "short versions of the same functions run in `make test` (`tests/e2e/test_reliability.py`).",
+        "short versions of the same functions run in `make bench-smoke` (`loadtest/tests/test_reliability.py`).",
         "The load generator (wrk) shares the machine's cores with the server.",
         "",
         "The retry storm measures what the service keeps doing when clients ignore `Retry-After`:",

@@ -1,3 +1,9 @@
+"""Fixtures shared by the tiers that serve exported tiny models (integration, export, e2e).
+
+They build their models with torch and transformers, so those are imported inside each
+fixture: the unit tier collects this file too and must load neither (tests/unit/conftest.py
+checks)."""
+
 from __future__ import annotations
 
 import json
@@ -7,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.export.exporter import ExportOptions, export_checkpoint
-from tests.tiny import make_checkpoint
-
 
 @pytest.fixture(scope="session")
 def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model repository with a tiny classifier (with int8) and a tiny embedding model."""
+    from service.export.exporter import ExportOptions, export_checkpoint
+    from tests.tiny import make_checkpoint
+
     root = tmp_path_factory.mktemp("tiny")
     repo = root / "models"
     repo.mkdir()
@@ -31,7 +37,7 @@ def broken_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from service.export.checkpoint import inspect_checkpoint, load_torch_model
     from service.export.graph import build_graph, export_onnx
     from service.manifest import Manifest, VariantInfo, sha256_file
-    from tests.tiny import TOKENIZER_FILES
+    from tests.tiny import TOKENIZER_FILES, make_checkpoint
 
     root = tmp_path_factory.mktemp("broken")
     ckpt = make_checkpoint(root / "ckpt", "bert", head=True)

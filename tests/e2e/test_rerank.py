@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from loadtest.rerank_quality import measure
 from tests.e2e.procs import DEFAULT_MODELS, Server
+from tests.rerank_quality import measure
 
 pytestmark = pytest.mark.e2e
 

@@ -67,12 +67,12 @@ def test_zero_runs_on_the_calling_thread_and_lowering_caps_at_19() -> None:
     assert seen == [19]
 
 
-def test_onnxruntime_intra_op_threads_inherit_the_lowered_priority(tiny_repo: Path) -> None:
+def test_onnxruntime_intra_op_threads_inherit_the_lowered_priority(tiny_graph: Path) -> None:
     from service.runtime.session import CPU, OnnxSession
 
     before = set(_thread_nices())
     session = OnnxSession(
-        tiny_repo / "tiny-emb" / "model.onnx",
+        tiny_graph,
         output="sentence_embedding",
         pad_token_id=0,
         providers=[CPU],

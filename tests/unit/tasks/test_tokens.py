@@ -1,6 +1,6 @@
 """Token classification post-processing and windows, on hand-made tokens and logits.
 
-The parity with transformers' pipeline is in tests/integration/test_tokens_parity.py; these
+The parity with transformers' pipeline is in tests/export/test_tokens_parity.py; these
 pin each rule on its own, with a small WordPiece tokenizer built here.
 """
 

@@ -34,7 +34,7 @@ from service.runtime.loader import load_model_dir
 from service.runtime.session import OnnxSession
 from service.runtime.tokenizer import TextEncoder
 from service.settings import Settings
-from tests.integration.test_export_cli import _run_on_a_terminal
+from tests.export.test_export_cli import _run_on_a_terminal
 from tests.recipes import negated_output
 from tests.tiny import make_checkpoint, make_crossencoder, make_pair_checkpoint
 

@@ -22,7 +22,7 @@ from service.export.checkpoint import inspect_checkpoint, load_torch_model
 from service.export.errors import ExportError
 from service.export.tf_weights import TF_WEIGHTS, expected_weights, load_tf_model, model_class
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "tf"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tf"
 CLASSES: dict[str, Any] = json.loads((FIXTURES / "keras_names.json").read_text())["classes"]
 
 
