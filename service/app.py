@@ -21,7 +21,7 @@ from starlette.staticfiles import StaticFiles
 
 from service import __version__, collector, tracing
 from service.api import errors, routes
-from service.api.middleware import EnvelopedCORS, RequestContext
+from service.api.middleware import EnvelopedCORS, RequestMiddleware
 from service.api.responses import JSONBytes
 from service.api.routes_admin import router as admin_router
 from service.api.routes_meta import DOCS_ASSETS
@@ -128,5 +128,5 @@ def create_app(settings: Settings | None = None, on_load_error: OnLoadError | No
             expose_headers=["x-request-id", "retry-after"],
         )
     # Added last, so outermost: every answer, a refused CORS preflight included, has its id.
-    app.add_middleware(RequestContext, state=state, tracing=traces)
+    app.add_middleware(RequestMiddleware, state=state, tracing=traces)
     return app

@@ -106,7 +106,7 @@ class HeldConnections:
     def request_started(self, conn: Holdable) -> bool:
         """A request's headers arrived on `conn`: whether room is promised to it. It then
         skips the fast 429 (it waited its turn already), and the promise stands until
-        `release`: once the request is queued (`Ticket.on_queued`) or answered without."""
+        `release`: once the request is queued (`Call.queued`) or answered without."""
         task = self._of.get(conn)
         if task is None or conn not in self._tasks[task].promised:
             return False

@@ -1,205 +1,135 @@
-"""The error tree of the service and its single mapping to HTTP.
+"""The service's errors, one class per kind of failure.
 
-Every status the service answers with, other than 2xx, is a class here with its status, its
-`type` (the envelope's machine-readable field) and a one-line description; `render` turns
-any of them into the one envelope, `{"error": {"type", "message", "param"}}`, whether the
-route, the middleware or the protocol layer raised it. The README's error table and the
-OpenAPI error responses are generated from (or tested against) `TABLE`.
-
-Domain code raises these; foreign exceptions (onnxruntime's, pydantic's, starlette's) are
-mapped to them in one place each: `runtime/session.py`, `api/errors.py`.
+Domain code (the batcher, the engine, the tasks) raises these and knows nothing of HTTP: an
+error carries its `kind`, a message for the client and the parameter it is about. What a
+kind is on the wire (its status, the envelope's `type`, its headers) is decided in one table,
+`service/http_errors.py`, as text-embeddings-inference maps its error types to status codes.
+Foreign exceptions (onnxruntime's, pydantic's, starlette's) are mapped to these in one place
+each: `runtime/session.py`, `api/errors.py`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import ClassVar, Literal
 
-import orjson
+ErrorKind = Literal[
+    "bad_request",
+    "unauthorized",
+    "not_found",
+    "model_not_found",
+    "method_not_allowed",
+    "request_timeout",
+    "body_too_large",
+    "invalid_input",
+    "model_rejected",
+    "overloaded",
+    "client_closed",
+    "internal",
+    "inference_failed",
+    "unavailable",
+    "deadline_exceeded",
+]
 
 
 class ServiceError(Exception):
-    """Anything else: 500 with a generic message and the request id; details go to the log."""
+    """Anything else: the client hears only that it failed and where the log has it."""
 
-    status = 500
-    type = "internal_error"
-    description = "anything else: a generic message with the request id; details go to the log only"
+    kind: ClassVar[ErrorKind] = "internal"
 
     def __init__(self, message: str, param: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
 
-    def headers(self) -> dict[str, str]:
-        return {}
-
 
 class BadRequest(ServiceError):
-    """A refused CORS preflight: the only 400, since every body problem is a 422."""
+    """A refused CORS preflight: every body problem is an InvalidInput."""
 
-    status = 400
-    type = "bad_request"
-    description = "a CORS preflight from an origin, method or header that is not allowed"
+    kind = "bad_request"
 
 
 class Unauthorized(ServiceError):
-    status = 401
-    type = "unauthorized"
-    description = "missing or bad API key, when keys are configured (also guards /models)"
-
-    def headers(self) -> dict[str, str]:
-        return {"WWW-Authenticate": 'Bearer realm="bertserve"'}
+    kind = "unauthorized"
 
 
 class NotFound(ServiceError):
-    status = 404
-    type = "not_found"
-    description = "no such route"
+    kind = "not_found"
 
 
 class ModelNotFound(ServiceError):
-    status = 404
-    type = "model_not_found"
-    description = "unknown model name, or a model that does not serve this task"
+    kind = "model_not_found"
 
 
 class MethodNotAllowed(ServiceError):
-    status = 405
-    type = "method_not_allowed"
-    description = "the route exists, not with this method"
+    kind = "method_not_allowed"
 
 
 class RequestTimeout(ServiceError):
-    status = 408
-    type = "request_timeout"
-    description = "the client was too slow sending the request's headers or body"
+    """The client was too slow sending its request's headers or body."""
 
-    def headers(self) -> dict[str, str]:
-        return {"Connection": "close"}  # the rest of the request cannot be told from a next one
+    kind = "request_timeout"
 
 
 class BodyTooLarge(ServiceError):
-    status = 413
-    type = "request_too_large"
-    description = "body over BERTSERVE_MAX_BODY_BYTES (read no further than the limit)"
-
-    def headers(self) -> dict[str, str]:
-        return {"Connection": "close"}
+    kind = "body_too_large"
 
 
 class InvalidInput(ServiceError):
-    status = 422
-    type = "invalid_request"
-    description = (
-        "malformed JSON, wrong types, empty input, too many inputs, input too long with truncate=false, unknown option"
-    )
+    kind = "invalid_input"
 
 
 class ModelRejected(ServiceError):
     """A reload found a model directory that does not load, verify or warm up: nothing of
     that reload is applied, and every model keeps serving as before."""
 
-    status = 422
-    type = "model_rejected"
-    description = "POST /admin/reload: a model directory does not load or verify; the models served are unchanged"
+    kind = "model_rejected"
 
 
 class Overloaded(ServiceError):
     """The queue is full: refused at once, never queued."""
 
-    status = 429
-    type = "overloaded"
-    description = "the model's queue is full: refused at once, with Retry-After"
-    retry_after_s = 1
-
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after_s)}
+    kind = "overloaded"
 
 
 class ClientClosed(ServiceError):
-    """The client went away before the answer: nobody reads it, it is only logged and counted
-    (nginx's 499), and the request's queued items are dropped."""
+    """The client went away before the answer: nobody reads it, it is only logged and counted,
+    and the request's queued items are dropped."""
 
-    status = 499
-    type = "client_closed"
-    description = "logged only: the client closed the connection before the answer"
+    kind = "client_closed"
 
 
 class InferenceFailed(ServiceError):
     """The runtime raised on this item; the message sent to the client stays generic."""
 
-    status = 500
-    type = "internal_error"
-    description = "the runtime failed on this input (other inputs of its batch are retried alone)"
+    kind = "inference_failed"
 
 
 class Unavailable(ServiceError):
-    status = 503
-    type = "unavailable"
-    description = "not ready yet (loading), draining, runtime stalled, or too many open connections"
+    kind = "unavailable"
 
 
 class DeadlineExceeded(ServiceError):
-    status = 504
-    type = "timeout"
-    description = "the request's deadline passed before it was answered"
+    kind = "deadline_exceeded"
 
 
-# Every class a response can come from, in status order: the README table and OpenAPI's
-# error responses are built from (or checked against) this list.
-TABLE: tuple[type[ServiceError], ...] = (
-    BadRequest,
-    Unauthorized,
-    NotFound,
-    ModelNotFound,
-    MethodNotAllowed,
-    RequestTimeout,
-    BodyTooLarge,
-    InvalidInput,
-    ModelRejected,
-    Overloaded,
-    ClientClosed,
-    ServiceError,
-    InferenceFailed,
-    Unavailable,
-    DeadlineExceeded,
-)
-
-_BY_STATUS = {cls.status: cls for cls in reversed(TABLE)}
-
-
-def for_status(status: int, message: str) -> ServiceError:
-    """The error for a status raised by the framework (404, 405...), in the same tree."""
-    cls = _BY_STATUS.get(status, ServiceError)
-    return cls(message)
-
-
-def envelope(type_: str, message: str, param: str | None = None) -> dict[str, Any]:
-    return {"error": {"type": type_, "message": message, "param": param}}
-
-
-def render(error: ServiceError, request_id: str) -> tuple[int, dict[str, str], bytes]:
-    """The one rendering of an error: status, headers, body. A 500 says nothing of its cause
-    (the log has it), only the request id to find it by."""
-    message = error.message
-    if error.status == 500:
-        message = f"{message} (request id {request_id})"
-    body = orjson.dumps(envelope(error.type, message, error.param))
-    headers = {"Content-Type": "application/json", "X-Request-ID": request_id, **error.headers()}
-    return error.status, headers, body
-
-
-def raw_http(error: ServiceError, request_id: str) -> bytes:
-    """A whole HTTP/1.1 response, for the protocol layer, which answers before any request
-    reaches the app (header timeout, connection cap) and then closes the connection."""
-    status, headers, body = render(error, request_id)
-    headers.update({"Content-Length": str(len(body)), "Connection": "close"})
-    reason = {408: "Request Timeout", 503: "Service Unavailable"}.get(status, "Error")
-    head = f"HTTP/1.1 {status} {reason}\r\n" + "".join(f"{k.lower()}: {v}\r\n" for k, v in headers.items())
-    return (head + "\r\n").encode("latin-1") + body
-
-
-def markdown_table() -> str:
-    """The README's error table, from `TABLE` (a test keeps the README equal to it)."""
-    rows = ["| status | type | when |", "|---|---|---|"]
-    rows += [f"| {cls.status} | `{cls.type}` | {cls.description} |" for cls in TABLE]
-    return "\n".join(rows)
+# Every class by its kind: one class per kind.
+BY_KIND: dict[ErrorKind, type[ServiceError]] = {
+    cls.kind: cls
+    for cls in (
+        BadRequest,
+        Unauthorized,
+        NotFound,
+        ModelNotFound,
+        MethodNotAllowed,
+        RequestTimeout,
+        BodyTooLarge,
+        InvalidInput,
+        ModelRejected,
+        Overloaded,
+        ClientClosed,
+        ServiceError,
+        InferenceFailed,
+        Unavailable,
+        DeadlineExceeded,
+    )
+}

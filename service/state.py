@@ -62,7 +62,7 @@ class AppState:
         return [m for m in self.models.values() if m.manifest.task in kinds]
 
     def quiet(self) -> bool:
-        """Low load, as the fast lane needs it (service/serving/model.py): at most
+        """Low load, as the fast lane needs it (service/engine/model.py): at most
         QUIET_REQUESTS requests in the app and no connection held after a fast 429. An empty
         queue alone is not enough: in a retry storm the queue drains for a moment between
         resumed connections, and spinning threads then took the cores the event loop needed
@@ -71,7 +71,7 @@ class AppState:
 
     def alone(self) -> bool:
         """Quiet, and at most one client connection open: when the fast lane may run a batch
-        on the event loop itself (service/serving/inline.py). Requests that arrive while the
+        on the event loop itself (service/engine/inline.py). Requests that arrive while the
         loop runs one are not read, so they are not in `inflight` either: at concurrency 4
         they kept finding the app quiet and ran one by one on the loop (278 against 313 req/s
         with both sessions in turn). Open connections are seen whatever the loop is doing."""

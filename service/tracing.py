@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
     from opentelemetry.trace import Span
 
+    from service.request_context import RequestContext
     from service.tasks.common import Timing
 
 log = logging.getLogger("bertserve")
@@ -128,18 +129,25 @@ class Tracing:
         self._current_span = trace.get_current_span
         self._in_context = trace.set_span_in_context
 
-    def annotate(self, request: Mapping[str, Any]) -> None:
-        """Called as the response starts, with the request's ASGI state: adds the request id,
+    def routed(self, method: str, path: str) -> None:
+        """Name the server span after a route the framework did not route itself (the direct
+        path), as the framework names the spans of the routes it routes."""
+        span = self._current_span()
+        if span.is_recording():
+            span.set_attribute("http.route", path)
+            span.update_name(f"{method} {path}")
+
+    def annotate(self, request: RequestContext) -> None:
+        """Called as the response starts, with the request's context: adds the request id,
         model and batch sizes to the current (server) span, and its children."""
         span = self._current_span()
         if not span.is_recording():  # no span, or sampled out: nothing to pay for
             return
-        span.set_attribute("bertserve.request_id", request.get("request_id", ""))
-        if model := request.get("model"):
-            span.set_attribute("bertserve.model", model)
-        timing: Timing | None = request.get("timing")
-        if timing is not None:
-            self._children(span, timing)
+        span.set_attribute("bertserve.request_id", request.request_id)
+        if request.model:
+            span.set_attribute("bertserve.model", request.model)
+        if request.call is not None:
+            self._children(span, request.call.timing)
 
     def _children(self, span: Span, timing: Timing) -> None:
         ticket = timing.ticket

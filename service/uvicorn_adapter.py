@@ -40,7 +40,9 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from service.backpressure import HeldConnections
-from service.errors import RequestTimeout, Unavailable, raw_http
+from service.errors import RequestTimeout, Unavailable
+from service.http_errors import raw_http
+from service.request_context import context_of
 from service.request_ids import new_request_id
 from service.state import AppState
 
@@ -75,13 +77,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self.held is not None and self.held.request_started(self):
             # It waited its turn: the middleware lets it in; its promise of room ends once queued.
-            self.scope.setdefault("state", {})["resumed"] = partial(self.held.release, self)
+            context_of(self.scope).resumed = partial(self.held.release, self)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
         if self.held is None:
             return
-        task = self.scope.get("state", {}).get("hold_for")  # set with a fast 429
+        task = context_of(self.scope).hold_for  # set with a fast 429
         if task and not self.transport.is_closing() and not self.pipeline:
             self.held.hold(task, self)
         else:

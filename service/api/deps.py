@@ -4,12 +4,13 @@ into what the serving layer needs (`Call`)."""
 from __future__ import annotations
 
 import hmac
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 from starlette.types import Receive
 
 from service.errors import InvalidInput, Unauthorized
+from service.request_context import RequestContext, context_of
 from service.state import AppState
 from service.tasks.common import Call
 
@@ -62,25 +63,25 @@ Authorized = Annotated[None, Depends(authorize)]
 MetricsAuthorized = Annotated[None, Depends(authorize_metrics)]
 
 
-def new_call(state: dict[str, Any], headers: dict[bytes, bytes], receive: Receive) -> Call:
-    """The serving layer's view of a request, from its ASGI scope state (which the middleware
+def new_call(context: RequestContext, headers: dict[bytes, bytes], receive: Receive) -> Call:
+    """The serving layer's view of a request, hung off its context (which the middleware
     reads back: the model for the access log, the timing for the headers, the call to release
-    its models) and its raw headers; `receive` is the channel a disconnect comes on."""
+    its models) from its raw headers; `receive` is the channel a disconnect comes on."""
 
     async def disconnected() -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
 
     def on_model(name: str) -> None:
-        state["model"] = name
+        context.model = name
 
-    call = Call(entered_at=state["entered_at"], disconnected=disconnected, on_model=on_model)
+    call = Call(entered_at=context.entered_at, disconnected=disconnected, on_model=on_model)
     timeout = headers.get(TIMEOUT_HEADER)
     if timeout is not None:
         call.timeout_s, call.timeout_error = _timeout(timeout)
-    state["timing"] = call.timing
-    state["call"] = call
-    call.timing.ticket.on_queued = state.get("release_room")
+    if context.release_room is not None:
+        call.queued = context.release_room
+    context.call = call
     return call
 
 
@@ -98,7 +99,7 @@ def _timeout(header: bytes) -> tuple[float | None, InvalidInput | None]:
 
 
 async def get_call(request: Request) -> Call:
-    return new_call(request.scope["state"], dict(request.scope["headers"]), request.receive)
+    return new_call(context_of(request.scope), dict(request.scope["headers"]), request.receive)
 
 
 CallOf = Annotated[Call, Depends(get_call)]

@@ -25,6 +25,7 @@ from service.api.deps import needs_full_path, new_call
 from service.api.errors import respond
 from service.api.routes import render
 from service.errors import ServiceError
+from service.request_context import context_of
 from service.state import AppState
 from service.tasks.registry import routes
 from service.tasks.spec import Route
@@ -59,11 +60,12 @@ async def dispatch(
     send: Send,
     headers: dict[bytes, bytes],
 ) -> None:
-    scope["state"]["route_path"] = scope["path"]
+    context = context_of(scope)
+    context.route_path = scope["path"]
     response: Response
     try:
-        call = new_call(scope["state"], headers, receive)
+        call = new_call(context, headers, receive)
         response = render(await route.handle(body, state, call))
     except ServiceError as exc:
-        response = respond(exc, scope["state"]["request_id"])
+        response = respond(exc, context.request_id)
     await response(scope, receive, send)

@@ -1,6 +1,6 @@
 """Foreign exceptions of the HTTP layer (pydantic's validation errors, starlette's HTTP
 errors) mapped onto the service's error tree, and every error answered through the one
-renderer in `service.errors`."""
+renderer in `service.http_errors`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from service.errors import InvalidInput, ServiceError, for_status, render
+from service.errors import InvalidInput, ServiceError
+from service.http_errors import for_status, render
+from service.request_context import context_of
 
 
 def respond(error: ServiceError, request_id: str, extra: Mapping[str, str] | None = None) -> Response:
@@ -22,12 +24,12 @@ def respond(error: ServiceError, request_id: str, extra: Mapping[str, str] | Non
 
 async def service_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
-    return respond(exc, request.state.request_id)
+    return respond(exc, context_of(request.scope).request_id)
 
 
 async def validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    return respond(invalid_input(exc.errors()), request.state.request_id)
+    return respond(invalid_input(exc.errors()), context_of(request.scope).request_id)
 
 
 def invalid_input(found: Any) -> InvalidInput:
@@ -75,9 +77,9 @@ async def http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 400:
         # FastAPI's answer to a body it could not decode (invalid UTF-8, JSON nested past
         # the parser's depth): the same class of error as malformed JSON.
-        return respond(InvalidInput("body is not valid UTF-8 JSON", "body"), request.state.request_id)
+        return respond(InvalidInput("body is not valid UTF-8 JSON", "body"), context_of(request.scope).request_id)
     # The framework's own headers stay (a 405's Allow lists the methods the route takes).
-    return respond(for_status(exc.status_code, str(exc.detail)), request.state.request_id, exc.headers)
+    return respond(for_status(exc.status_code, str(exc.detail)), context_of(request.scope).request_id, exc.headers)
 
 
 def install(app: FastAPI) -> None:

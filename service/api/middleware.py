@@ -17,7 +17,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api import direct
 from service.api.overload import fast_path
-from service.errors import BadRequest, BodyTooLarge, RequestTimeout, ServiceError, render
+from service.errors import BadRequest, BodyTooLarge, RequestTimeout, ServiceError
+from service.http_errors import INTERNAL, TABLE, render
+from service.request_context import RequestContext, context_of
 from service.request_ids import request_id_from
 from service.state import AppState
 from service.tasks.common import Timing
@@ -27,7 +29,7 @@ log = logging.getLogger("bertserve.access")
 errors_log = logging.getLogger("bertserve.errors")
 
 
-class RequestContext:
+class RequestMiddleware:
     def __init__(self, app: ASGIApp, *, state: AppState, tracing: Tracing | None = None) -> None:
         self.app = app
         self.state = state
@@ -47,9 +49,10 @@ class RequestContext:
         headers = dict(scope["headers"])
         given = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = request_id_from(given)
-        scope.setdefault("state", {}).update(request_id=request_id, entered_at=time.monotonic())
+        context = context_of(scope)
+        context.request_id, context.entered_at = request_id, time.monotonic()
         started = time.perf_counter()
-        status = {"code": ServiceError.status, "started": False}
+        status = {"code": INTERNAL, "started": False}
         id_header = (b"x-request-id", request_id.encode())
 
         async def send_with_id(message: Message) -> None:
@@ -59,10 +62,11 @@ class RequestContext:
                 headers = list(message.get("headers", []))
                 if not any(k == b"x-request-id" for k, _ in headers):
                     headers.append(id_header)
-                headers += timing_headers(scope["state"].get("timing"), time.perf_counter() - started)
+                call = context.call
+                headers += timing_headers(call.timing if call else None, time.perf_counter() - started)
                 message["headers"] = headers
                 if self.tracing is not None:
-                    self.tracing.annotate(scope["state"])
+                    self.tracing.annotate(context)
             await send(message)
 
         self.state.inflight += 1
@@ -71,10 +75,10 @@ class RequestContext:
             # A connection held after a 429 and resumed in its turn skips the fast 429; the room
             # promised to it (or reserved below) is released once the request is queued, or
             # answered without.
-            release = scope["state"].get("resumed")
+            release = context.resumed
             decision = None if release else fast_path(self.state, scope["method"], scope["path"], headers)
             if decision is not None and decision.refused is not None:
-                scope["state"].update(route_path=scope["path"], hold_for=decision.task)  # the protocol holds it
+                context.route_path, context.hold_for = scope["path"], decision.task  # the protocol holds it
                 await send_error(send_with_id, decision.refused, request_id)
                 return
             release = release or (decision.release if decision else None)
@@ -88,9 +92,11 @@ class RequestContext:
                 error = BodyTooLarge(f"request body over {self.max_body_bytes} bytes", "body")
                 await send_error(send_with_id, error, request_id)
             else:
-                scope["state"]["release_room"] = release  # ended once queued (deps.new_call)
-                found = direct.parse(self.state, scope, headers, body) if self.tracing is None else None
+                context.release_room = release  # ended once queued (deps.new_call)
+                found = direct.parse(self.state, scope, headers, body)
                 if found is not None:
+                    if self.tracing is not None:
+                        self.tracing.routed(scope["method"], scope["path"])
                     await direct.dispatch(self.state, *found, scope, receive, send_with_id, headers)
                 else:
                     await self.app(scope, _replay(body, receive), send_with_id)
@@ -101,16 +107,16 @@ class RequestContext:
         finally:
             if release:
                 release()
-            # Taken out of the scope, not just released: the Call's closures refer to the
+            # Taken out of the context, not just released: the Call's closures refer to the
             # request, whose scope refers to the Call, a cycle that only the garbage collector
-            # would free (with the framework's objects hanging off the scope: ~60 objects a
-            # request, and collector pauses of 25-90 ms on the event loop under a retry storm).
-            call = scope["state"].pop("call", None)
+            # would free (with the framework's objects hanging off the scope, and collector
+            # pauses on the event loop under a retry storm).
+            call, context.call = context.call, None
             if call is not None:
                 call.release()
             self.state.inflight -= 1
             self.metrics.inflight.dec()
-            self._record(scope, int(status["code"]), time.perf_counter() - started, request_id)
+            self._record(scope, context, int(status["code"]), time.perf_counter() - started)
 
     async def _read_body(self, receive: Receive, headers: dict[bytes, bytes]) -> bytes | None:
         """Read the body up to the limit, never past it: None means too large."""
@@ -132,10 +138,10 @@ class RequestContext:
                 break
         return b"".join(chunks)
 
-    def _record(self, scope: Scope, status: int, seconds: float, request_id: str) -> None:
+    def _record(self, scope: Scope, context: RequestContext, status: int, seconds: float) -> None:
         route = scope.get("route")
-        path = getattr(route, "path", None) or scope["state"].get("route_path", "unmatched")
-        model = scope["state"].get("model", "")
+        path = getattr(route, "path", None) or context.route_path or "unmatched"
+        model = context.model
         key = (path, model, status)
         count = self._counted.get(key)
         if count is None:
@@ -149,7 +155,7 @@ class RequestContext:
             log.info(
                 "request",
                 extra={
-                    "request_id": request_id,
+                    "request_id": context.request_id,
                     "route": path,
                     "method": scope.get("method"),
                     "model": model,
@@ -204,7 +210,7 @@ class EnvelopedCORS(CORSMiddleware):
 
     def preflight_response(self, request_headers: Headers) -> Response:
         response = super().preflight_response(request_headers)
-        if response.status_code != BadRequest.status:  # Starlette's refusal
+        if response.status_code != TABLE[BadRequest.kind].status:  # Starlette's refusal
             return response
         reason = bytes(response.body).decode("utf-8", "replace")
         status, headers, body = render(BadRequest(reason), "")

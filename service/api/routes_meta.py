@@ -17,6 +17,7 @@ from service.api.errors import respond
 from service.api.responses import JSONBytes
 from service.api.schemas import ModelsResponse, StatusResponse, error_responses
 from service.errors import Unavailable
+from service.request_context import context_of
 
 router = APIRouter()
 
@@ -53,7 +54,7 @@ async def ready(request: Request, state: State) -> Response:
     the runtime is stalled (the same decision that admits requests)."""
     reason = state.unready_reason()
     if reason:
-        return respond(Unavailable(reason), request.state.request_id)
+        return respond(Unavailable(reason), context_of(request.scope).request_id)
     return JSONBytes({"status": "ready"})
 
 

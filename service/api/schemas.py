@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from service.errors import TABLE
+from service.http_errors import TABLE
 from service.kinds import ModelKind
 
 
@@ -69,10 +69,10 @@ MODEL_ROUTE_ERRORS = (401, 404, 408, 413, 422, 429, 500, 503, 504)
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI error responses, described from the error table in `service/errors.py`."""
+    """OpenAPI error responses, described from the error table in `service/http_errors.py`."""
     out: dict[int | str, dict[str, Any]] = {}
     for status in statuses:
-        text = "; ".join(cls.description for cls in TABLE if cls.status == status)
+        text = "; ".join(wire.description for wire in TABLE.values() if wire.status == status)
         out[status] = {"model": ErrorResponse, "description": text}
     return out
 

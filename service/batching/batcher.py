@@ -179,7 +179,7 @@ class Batcher(Generic[P, R]):
             (result,) = run([payload])
         except Exception:  # queued by the caller: retried and logged there
             return None
-        # Never queued: counted as queued at its start (any room reserved for it is free again).
+        # Never queued: counted as queued at its start.
         _mark_queued(ticket, started)
         self._count_batch([ticket], [0.0], tokens, time.perf_counter() - started, started)
         return result
@@ -337,8 +337,6 @@ class Batcher(Generic[P, R]):
 def _mark_queued(ticket: Ticket | None, at: float) -> None:
     if ticket is not None:
         ticket.queued_at = at
-        if ticket.on_queued is not None:
-            ticket.on_queued()
 
 
 def _resolve_error(item: Item[P], error: Exception) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -40,9 +40,6 @@ class Ticket:
     inference_s: float = 0.0
     runs: list[BatchRun] = field(default_factory=list)
     queued_at: float | None = None  # perf_counter when the items were queued
-    # Called once the request's items are in the queue (it ends a room reservation, see
-    # service/backpressure.py).
-    on_queued: Callable[[], None] | None = field(default=None, repr=False)
     _batches: set[int] = field(default_factory=set, repr=False)
 
     @property

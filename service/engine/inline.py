@@ -1,13 +1,12 @@
 """Which fast-lane batches run on the event loop's own thread.
 
 At low load the hop to the session's thread and back is most of what the service adds to
-the engine: a thread woken on an idle CPU, then the loop woken by its result. On this
-2-core VM, MiniLM int8 at concurrency 1: 4.14 ms per request with the hop, 3.24 ms with the
-batch run by the loop itself (README, "Sessions: instances and the fast lane"). But a run on the
-loop blocks everything else the loop does (reading other requests, health checks, 429s), so
-only a batch expected to end within a small budget goes there: the fast lane runs only at
-low load anyway (service/serving/model.py), and a batch over the budget, or any batch
-under load, still runs on its session's thread.
+the engine: a thread woken on an idle CPU, then the loop woken by its result (the figures:
+docs/design.md, "Inline runs on the event loop"). But a run on the loop blocks everything
+else the loop does (reading other requests, health checks, 429s), so only a batch expected
+to end within a small budget goes there: the fast lane runs only at low load anyway
+(service/engine/model.py), and a batch over the budget, or any batch under load, still runs
+on its session's thread.
 
 The expected time comes from two timed runs of the fast session at start-up, one short row
 and one row of the model's max length; a batch's cost on the CPU follows its padded token

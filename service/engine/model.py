@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
@@ -96,7 +97,7 @@ class ServedModel:
         self.fast_batches = 0  # batches run by the fast lane (tests and metrics read it)
         self.inline_batches = 0  # those of them run on the event loop's thread
         # Padded tokens up to which a fast-lane batch runs on the event loop's thread, set by
-        # warm_up from timed runs (service/serving/inline.py); 0 until then, or when off.
+        # warm_up from timed runs (service/engine/inline.py); 0 until then, or when off.
         self.inline_max_tokens = 0
         self._quiet = quiet  # whether the whole service is at low load (AppState.quiet)
         self._alone = alone  # and has one client at most (AppState.alone): batches may run on the loop
@@ -124,7 +125,7 @@ class ServedModel:
             self.fast_batches += 1
             if self._fits_inline(rows):
                 # Short enough to run here, on the loop's own thread: no hop to a thread and
-                # back (service/serving/inline.py).
+                # back (service/engine/inline.py).
                 self.inline_batches += 1
                 return list(fast.run(rows))
         out = await asyncio.get_running_loop().run_in_executor(self._runtime_pools[instance], session.run, rows)
@@ -224,22 +225,22 @@ class ServedModel:
             return encoder.encode_pairs(items, truncate, max_second)  # type: ignore[arg-type]
         return encoder.encode(items, truncate, max_second)  # type: ignore[arg-type]
 
-    async def run(self, ids: Sequence[np.ndarray], deadline: float, ticket: Ticket | None = None) -> list[np.ndarray]:
-        """One row of model output per input, batched with whatever else is queued (a row
+    def submit(
+        self, ids: Sequence[np.ndarray], deadline: float, ticket: Ticket | None = None
+    ) -> Awaitable[list[np.ndarray]]:
+        """Queue the rows now, batched with whatever else is queued (Overloaded when they do
+        not fit), and give back what waits for them: one row of model output per input (a row
         of a per-token output keeps its batch's padded length)."""
         if self._cache is None:
-            futures = self.batcher.submit([(row, row.shape[-1]) for row in ids], deadline, ticket)
-            return await _within(futures, deadline)
-        try:
-            return await self._run_cached(ids, deadline, ticket)
-        except _SharedDropped:
-            # The request whose item this one shared left (its client went away) and took the
-            # item with it: queue our own this time.
-            return await self._run_cached(ids, deadline, ticket, share=False)
+            return _within(self.batcher.submit([(row, row.shape[-1]) for row in ids], deadline, ticket), deadline)
+        return self._cached(self._queue_cached(ids, deadline, ticket), ids, deadline, ticket)
 
-    async def _run_cached(
+    async def run(self, ids: Sequence[np.ndarray], deadline: float, ticket: Ticket | None = None) -> list[np.ndarray]:
+        return await self.submit(ids, deadline, ticket)
+
+    def _queue_cached(
         self, ids: Sequence[np.ndarray], deadline: float, ticket: Ticket | None, share: bool = True
-    ) -> list[np.ndarray]:
+    ) -> _Lookup:
         """Hits answered from the cache, never queued; rows identical to one already queued
         wait for it (in-flight deduplication); the rest are queued once each."""
         assert self._cache is not None
@@ -262,21 +263,17 @@ class ServedModel:
             for key, future in zip(fresh, own, strict=True):
                 self._inflight[key] = future
                 future.add_done_callback(partial(self._settle, key))
-        elif ticket is not None and ticket.on_queued is not None:
-            ticket.on_queued()  # nothing to queue: any room reserved for it is free again
-        if fresh or waiting:
-            # Another request's item is shielded: our deadline or departure must not cancel it.
-            shared_waits = [asyncio.shield(fut) for fut in waiting.values()]
-            try:
-                done = await _within([*own, *shared_waits], deadline)
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
-                raise _SharedDropped from None
-            found_rows = dict(zip([*fresh, *waiting], done, strict=True))
-            rows = [row if row is not None else found_rows[key] for key, row in zip(keys, rows, strict=True)]
-        return rows  # type: ignore[return-value]
+        return _Lookup(keys, rows, [*fresh, *waiting], own, list(waiting.values()))
+
+    async def _cached(
+        self, lookup: _Lookup, ids: Sequence[np.ndarray], deadline: float, ticket: Ticket | None
+    ) -> list[np.ndarray]:
+        try:
+            return await _answer(lookup, deadline)
+        except _SharedDropped:
+            # The request whose item this one shared left (its client went away) and took the
+            # item with it: queue our own this time.
+            return await _answer(self._queue_cached(ids, deadline, ticket, share=False), deadline)
 
     def _settle(self, key: tuple[str, bytes], future: asyncio.Future[np.ndarray]) -> None:
         if self._inflight.get(key) is future:
@@ -298,6 +295,34 @@ class ServedModel:
         await self.batcher.stop()
         for pool in self._runtime_pools:
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass(frozen=True)
+class _Lookup:
+    """A request's rows as the cache left them: found (or None), and the futures of those
+    still to come: its own queued items, and other requests' items it shares."""
+
+    keys: list[tuple[str, bytes]]
+    rows: list[np.ndarray | None]
+    coming: list[tuple[str, bytes]]  # the keys of `own`, then of `shared`
+    own: list[asyncio.Future[np.ndarray]]
+    shared: list[asyncio.Future[np.ndarray]]
+
+
+async def _answer(lookup: _Lookup, deadline: float) -> list[np.ndarray]:
+    rows = lookup.rows
+    if lookup.coming:
+        # Another request's item is shielded: our deadline or departure must not cancel it.
+        try:
+            done = await _within([*lookup.own, *(asyncio.shield(f) for f in lookup.shared)], deadline)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+            raise _SharedDropped from None
+        found = dict(zip(lookup.coming, done, strict=True))
+        rows = [row if row is not None else found[key] for key, row in zip(lookup.keys, rows, strict=True)]
+    return rows  # type: ignore[return-value]
 
 
 class _SharedDropped(Exception):

@@ -33,7 +33,7 @@ class LoadedModel:
     # Size and modification time of each file the manifest lists, as they were when loaded: a
     # reload without verification sees a file changed in place by them (lifecycle.unchanged).
     stamps: dict[str, FileStamp] = field(default_factory=dict)
-    # The same graph again, its threads spinning during a run (service/serving/model.py uses
+    # The same graph again, its threads spinning during a run (service/engine/model.py uses
     # it for a batch that leaves the queue empty); None when off, on CUDA or single-threaded.
     fast: OnnxSession | None = field(default=None)
 

@@ -11,7 +11,7 @@ special ones, and the next starts `stride` content tokens before the previous on
             stride None: the first window only (truncation); an int: every window
         .max_stride -> int          the largest stride the max length allows
         .traits -> SubwordTraits    what the post-processing needs to know of the tokenizer
-    Split(windows: list[Window], covered: int | None)
+    Split(windows: list[Window], covered: int | None, tokens: int)
     Window(ids, type_ids, tokens, offsets, special, word_ids)
     subword_traits(tokenizer: Tokenizer, unk_token: str | None = None) -> SubwordTraits
     usable_offsets(offsets: np.ndarray, special: np.ndarray) -> np.ndarray | None
@@ -56,10 +56,12 @@ class Window:
 @dataclass(frozen=True)
 class Split:
     """A text's windows. `covered`: how many leading characters of the text the windows
-    tag (the whole length unless cut to its first window; None when cut without offsets)."""
+    tag (the whole length unless cut to its first window; None when cut without offsets).
+    `tokens`: the whole text's tokens, special tokens included, before any cut."""
 
     windows: list[Window]
     covered: int | None
+    tokens: int
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,7 @@ class TokenWindows:
         full = _Full.of(encoding)
         content = np.flatnonzero(~full.special)
         if not len(content):
-            return Split([full.window(np.arange(len(full.ids)))], len(text))
+            return Split([full.window(np.arange(len(full.ids)))], len(text), len(full.ids))
         lo, hi = int(content[0]), int(content[-1]) + 1
         head, tail = np.arange(lo), np.arange(hi, len(full.ids))
         size = self.max_length - self._added
@@ -130,7 +132,7 @@ class TokenWindows:
             full.window(np.concatenate([head, np.arange(lo + s, lo + min(s + size, hi - lo)), tail])) for s in starts
         ]
         cut = stride is None and hi - lo > size
-        return Split(windows, _covered(windows[0]) if cut else len(text))
+        return Split(windows, _covered(windows[0]) if cut else len(text), len(full.ids))
 
 
 def _starts(n: int, size: int, stride: int | None) -> list[int]:

@@ -66,6 +66,9 @@ class Call:
     # Told the resolved model's name as soon as it is known, for metrics and the access log.
     on_model: Callable[[str], None] = field(default=lambda _: None)
     timing: Timing = field(default_factory=Timing)
+    # Told once the request's items are queued (or ran at once): the HTTP layer's room
+    # reservation for the request ends then (service/backpressure.py).
+    queued: Callable[[], None] = field(default=lambda: None)
     # The models this request was admitted on, counted as in use until `release` (a model
     # replaced by a reload is freed only when no request uses it).
     in_use: list[ServedModel] = field(default_factory=list)
@@ -210,10 +213,14 @@ async def run_ids(call: Call, admitted: Admitted, ids: Sequence[np.ndarray]) -> 
     """Step 9 for items already tokenized: one output row per item, in order."""
     # At low load a single short input may run at once on this thread (the fast lane's inline
     # run): nothing to wait for but one turn of the loop, so no disconnect watcher either.
-    now = await admitted.model.run_now(ids, admitted.deadline, call.timing.ticket)
+    model, ticket = admitted.model, call.timing.ticket
+    now = await model.run_now(ids, admitted.deadline, ticket)
     if now is not None:
+        call.queued()  # ran: any room reserved for the request is free again
         return now
-    return await until_disconnect(call, admitted.model.run(ids, admitted.deadline, call.timing.ticket))
+    pending = model.submit(ids, admitted.deadline, ticket)
+    call.queued()
+    return await until_disconnect(call, pending)
 
 
 async def process(

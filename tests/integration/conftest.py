@@ -29,7 +29,7 @@ async def wait_ready(client: httpx.AsyncClient, timeout_s: float = 60) -> None:
 def hold_runtime(served: Any) -> threading.Event:
     """Hold a served model's first session thread until the event returned is set: its
     batches wait there. A fast-lane batch short enough to run on the event loop would pass
-    it by (service/serving/inline.py), so that is turned off for the model first."""
+    it by (service/engine/inline.py), so that is turned off for the model first."""
     served.inline_max_tokens = 0
     release = threading.Event()
     served._runtime_pools[0].submit(release.wait)

@@ -1,5 +1,5 @@
 """Token classification (NER): the common steps, over windows of each text, then the
-pipeline-equivalent aggregation of service/tasks/tokens.py.
+pipeline-equivalent aggregation of post.py.
 
 A text over the model's max length is tagged on its first window (the answer says how many
 characters that covered), or, with a stride, split into overlapping windows that are
@@ -44,17 +44,20 @@ async def tag_texts(
     except TokensError as exc:
         raise InvalidInput(str(exc), param="stride" if "stride" in str(exc) else "aggregation") from exc
     items: list[str] = texts.items  # type: ignore[assignment]
-    if not truncate and stride is None:
-        try:
-            served.model.encoder.encode(items, truncate=False)
-        except InputTooLong as exc:
-            raise too_long(texts, exc) from exc
+    # Every text takes a window at least: the queue is checked before anything is tokenized,
+    # and again once a stride has made the windows more.
+    check_queue(served, len(items), texts.param)
     if sum(map(len, items)) <= INLINE_TOKENIZE_CHARS:
         splits = windows.split(items, stride)
     else:
         splits = await asyncio.to_thread(windows.split, items, stride)
+    if not truncate and stride is None:
+        for index, split in enumerate(splits):
+            if split.tokens > windows.max_length:
+                raise too_long(texts, InputTooLong(index, split.tokens, windows.max_length))
     ids = [w.ids for split in splits for w in split.windows]
-    check_queue(served, len(ids), texts.param)
+    if len(ids) > len(items):
+        check_queue(served, len(ids), texts.param)
     rows = iter(await run_ids(call, admitted, ids))
     logits = [[next(rows)[: len(w)] for w in split.windows] for split in splits]
     labels = served.manifest.labels or []
