@@ -48,7 +48,7 @@ async def until_async(
         if inspect.isawaitable(value):
             value = await value
         if value:
-            return value  # type: ignore[return-value]
+            return value
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what or _name(predicate)}")
         await asyncio.sleep(interval)
