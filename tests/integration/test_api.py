@@ -6,7 +6,7 @@ import asyncio
 import base64
 import gc
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from service.app import create_app
 from service.settings import Settings
 from tests import expect
 from tests.integration.conftest import Client, hold_runtime, wait_ready
+from tests.sync import until_async
 
 
 async def test_classify_single_and_batch(client: httpx.AsyncClient) -> None:
@@ -201,9 +202,9 @@ async def _full_queue(c: httpx.AsyncClient, headers: dict[str, str] | None = Non
     served = c.app.state.bertserve.models["tiny-clf"]  # type: ignore[attr-defined]
     release = hold_runtime(served)
     running = asyncio.ensure_future(c.post("/classify", json={"inputs": ["a", "b"]}, headers=headers))
-    await _until(lambda: served.batcher.queued == 0 and served.batcher.busy_since is not None)
+    await until_async(lambda: served.batcher.queued == 0 and served.batcher.busy == 1)
     queued = asyncio.ensure_future(c.post("/classify", json={"inputs": ["c", "d"]}, headers=headers))
-    await _until(lambda: served.batcher.queued == 2)
+    await until_async(lambda: served.batcher.queued == 2)
     try:
         yield
     finally:
@@ -255,13 +256,6 @@ async def test_more_inputs_than_the_queue_holds_is_422_not_429(make_client: Clie
         r = await c.post("/classify", json={"inputs": ["a", "b", "c"]})
         assert r.status_code == 422 and "retry-after" not in r.headers
         assert r.json()["error"]["param"] == "inputs" and "whole queue (2)" in r.json()["error"]["message"]
-
-
-async def _until(condition: Callable[[], bool], timeout_s: float = 10) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.001)
 
 
 async def test_deadline_is_504_and_header_validated(client: httpx.AsyncClient) -> None:

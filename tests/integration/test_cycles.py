@@ -16,6 +16,7 @@ from service import collector
 from service.app import create_app
 from service.settings import Settings
 from tests.integration.conftest import Client
+from tests.sync import until_async
 
 REQUESTS: list[tuple[str, dict[str, Any]]] = [
     ("/classify", {"inputs": ["a fine film", "a dull film"]}),
@@ -78,8 +79,7 @@ async def test_requests_leave_no_reference_cycles(tiny_repo: Path, saved_garbage
     app = create_app(Settings(models=tiny_repo, instances=1))
     async with app.router.lifespan_context(app):
         state = app.state.bertserve
-        while state.unready_reason() is not None:
-            await asyncio.sleep(0.01)
+        await until_async(lambda: state.unready_reason() is None)
         statuses = [await _asgi(app, path, payload) for path, payload in REQUESTS]
         assert statuses == [200, 200, 200, 422, 404, 200]
         gc.collect()
