@@ -90,6 +90,7 @@ async def _overload(
     measure its own retry storm, not the service)."""
     texts = short_sentences(256)
     ok: list[float] = []
+    ok_served: list[float] = []  # the service's own x-total-time: from reading the request
     rejected: list[float] = []
     onset_rejected: list[float] = []
     statuses: dict[str, int] = {}
@@ -125,6 +126,7 @@ async def _overload(
             statuses[key] = statuses.get(key, 0) + 1
             if key == "200":
                 ok.append(elapsed)
+                ok_served.append(float(headers["x-total-time"]))
             elif key == "429":
                 (onset_rejected if in_onset else rejected).append(elapsed)
                 missing_retry += "retry-after" not in headers
@@ -152,6 +154,8 @@ async def _overload(
         onset_s,
         len(onset_rejected),
         percentile(onset_rejected, 99),
+        deadline_s,
+        max(ok_served, default=0.0),
     )
 
 

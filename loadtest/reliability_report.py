@@ -66,7 +66,8 @@ def _overload_row(o: OverloadResult) -> str:
         f"for {o.seconds:.0f} s; queue limit 64 items; request deadline 5 s "
         f"| statuses {o.statuses}; 429 p50 {o.rejected_p50_ms:.1f} ms, p99 {o.rejected_p99_ms:.1f} ms "
         f"(onset, first {o.onset_s:.0f} s: {o.onset_rejected} 429s, p99 {o.onset_rejected_p99_ms:.0f} ms); "
-        f"accepted p99 {o.ok_p99_ms:.0f} ms, max {o.ok_max_ms:.0f} ms; resident {o.rss_before_mb:.0f} -> "
+        f"accepted p99 {o.ok_p99_ms:.0f} ms, max {o.ok_max_ms:.0f} ms "
+        f"(max {o.ok_served_max_ms:.0f} ms from when the service read it); resident {o.rss_before_mb:.0f} -> "
         f"{o.rss_after_mb:.0f} MB; idle p50 {o.idle_p50_before_ms:.1f} ms before, {o.idle_p50_after_ms:.1f} ms "
         f"right after | {_ok(o.problems())} |"
     )

@@ -24,6 +24,13 @@ def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Service]
 
 @pytest.mark.parametrize("service", [{"BERTSERVE_MAX_QUEUE_ITEMS": "64"}], indirect=True)
 def test_overload_gets_fast_429s_and_recovers(service: Service) -> None:
+    """Refusals are fast, accepted requests keep their deadline, and idle latency recovers.
+
+    The deadline (X-Request-Timeout, 5 s here) is the service's promise from the moment it
+    reads a request: the 200s are bounded by their x-total-time, not by the caller's wall
+    clock. A connection answered a fast 429 is held, unread, until its queue has room
+    (service/backpressure.py); a request the caller sends on it meanwhile waits in the socket,
+    and what it asked for, its deadline included, is unknown until it is read."""
     result = overload(service, seconds=4)
     assert result.problems() == [], result
 

@@ -16,6 +16,7 @@ import numpy as np
 from tests.docker import dockerctl as d
 from tests.docker.conftest import FIGURES, Stack
 from tests.load import SteadyLoad
+from tests.sync import until
 
 POSITIVE = "A gripping, beautifully shot film."
 NEGATIVE = "Dull and far too long."
@@ -113,13 +114,12 @@ def test_both_replicas_take_traffic_and_prometheus_scrapes_both(stack: Stack) ->
     addresses = {
         d.inspect(name)["NetworkSettings"]["Networks"][stack.network]["IPAddress"] + ":8000" for name in stack.replicas
     }
-    deadline = time.monotonic() + 60
-    while True:
-        targets = _prometheus_targets()
-        if {t["labels"]["instance"] for t in targets if t["health"] == "up"} == addresses:  # type: ignore[index]
-            break
-        assert time.monotonic() < deadline, f"Prometheus targets: {targets}"
-        time.sleep(1)
+
+    def both_up() -> bool:
+        up = {t["labels"]["instance"] for t in _prometheus_targets() if t["health"] == "up"}  # type: ignore[index]
+        return up == addresses
+
+    until(both_up, timeout=60, interval=1, what=f"Prometheus to scrape both replicas ({sorted(addresses)})")
     up = httpx.get(f"{d.PROMETHEUS_URL}/api/v1/query", params={"query": 'up{job="bertserve"}'}, timeout=5).json()
     assert sorted(r["value"][1] for r in up["data"]["result"]) == ["1", "1"], up
 
@@ -163,11 +163,13 @@ def test_docker_stop_answers_every_request_in_flight(stack: Stack) -> None:
     idle = d.inflight(replica)
     client = subprocess.Popen(client_args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while (in_flight := d.inflight(replica) - idle) < DRAIN_REQUESTS:
+
+        def all_in_flight() -> float:
             assert client.poll() is None, client.communicate()
-            assert time.monotonic() < deadline, f"only {in_flight} requests in flight"
-            time.sleep(0.1)
+            in_flight = d.inflight(replica) - idle
+            return in_flight if in_flight >= DRAIN_REQUESTS else 0
+
+        in_flight = until(all_in_flight, timeout=60, interval=0.1, what=f"{DRAIN_REQUESTS} requests in flight")
         stopping = time.monotonic()
         d.run(["docker", "stop", replica], timeout=60)
         stop_s = time.monotonic() - stopping
@@ -180,7 +182,10 @@ def test_docker_stop_answers_every_request_in_flight(stack: Stack) -> None:
     records = d.logs(replica)
     draining = [r for r in records if r.get("msg") == "draining"]
     drained = [r for r in records if r.get("msg") == "drained"]
-    server_count = draining[-1].get("inflight") if draining else "?"
+    # The server logs both at info, the default level: a missing line is a drain that did
+    # not run as designed (or a log that lost it), not something to skip.
+    assert draining and drained, f"no draining/drained log lines among {len(records)} records"
+    server_count = draining[-1].get("inflight")
     FIGURES["drain"] = (
         f"{in_flight:.0f} requests in flight at docker stop (server's count at SIGTERM: {server_count}),"
         f" {sum(r[0] == 200 for r in results)}/{len(results)} answered 200, docker stop took {stop_s:.1f} s,"
@@ -190,8 +195,7 @@ def test_docker_stop_answers_every_request_in_flight(stack: Stack) -> None:
     assert all(r[2] == DRAIN_INPUTS for r in results)
     assert state["ExitCode"] == 0 and not state["OOMKilled"]
     assert stop_s < 25  # BERTSERVE_DRAIN_TIMEOUT_S in docker-compose.yml
-    if drained:
-        assert drained[-1].get("inflight") == 0, drained[-1]
+    assert drained[-1].get("inflight") == 0, drained[-1]
 
     # Back in service for what follows.
     d.run(["docker", "start", replica])
@@ -209,9 +213,7 @@ def _classify_checked(client: httpx.Client, worker: int, n: int) -> int | str:
 
 def _wait_for_traffic(replica: str, timeout: float = 60) -> float:
     started = time.monotonic()
-    while d.served(replica) == 0:
-        assert time.monotonic() - started < timeout, f"{replica} took no traffic back"
-        time.sleep(0.5)
+    until(lambda: d.served(replica) > 0, timeout=timeout, interval=0.5, what=f"{replica} to take traffic back")
     return time.monotonic() - started
 
 
@@ -219,7 +221,7 @@ def test_rolling_restart_under_load_fails_no_request(stack: Stack) -> None:
     steps = []
     started = time.monotonic()
     with SteadyLoad(_classify_checked, base_url=d.NGINX_URL, timeout_s=60) as load:
-        time.sleep(2)
+        until(lambda: load.total() >= 20, timeout=60, what="the load to run before the restarts")
         for replica in stack.replicas:
             t0 = time.monotonic()
             d.run(["docker", "restart", replica], timeout=90)
@@ -228,7 +230,8 @@ def test_rolling_restart_under_load_fails_no_request(stack: Stack) -> None:
             traffic_s = _wait_for_traffic(replica)
             assert d.inspect(replica)["State"]["Health"]["Status"] == "healthy"
             steps.append(f"restart {restart_s:.1f} s + healthy {healthy_s:.1f} s + traffic {traffic_s:.1f} s")
-        time.sleep(2)
+        after = load.total()
+        until(lambda: load.total() >= after + 20, timeout=60, what="the load to run after the restarts")
     total = load.total()
     FIGURES["rolling restart"] = (
         f"{total} requests in {time.monotonic() - started:.0f} s, outcomes {dict(load.outcomes)},"

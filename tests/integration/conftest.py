@@ -44,8 +44,16 @@ def make_client(tiny_repo: Path) -> Client:
     async def factory(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
         # One session per model unless a test asks for more: tests that hold the runtime's
         # thread to fill a queue hold the one session there is (tests/integration/test_instances.py
-        # covers several).
-        defaults = {"models": tiny_repo, "max_batch_size": 8, "max_batch_tokens": 1024, "instances": 1}
+        # covers several). Two intra-op threads, so that it has the fast lane on any machine,
+        # as the default plan gives it with two CPUs or more (with one, none): the same code
+        # runs on every machine; the tests of the plain path ask for fast_lane=False or one thread.
+        defaults = {
+            "models": tiny_repo,
+            "max_batch_size": 8,
+            "max_batch_tokens": 1024,
+            "instances": 1,
+            "intra_op_threads": 2,
+        }
         settings = Settings(**{**defaults, **overrides})
         app = create_app(settings)
         async with app.router.lifespan_context(app):

@@ -8,6 +8,7 @@ import re
 import httpx
 
 from tests.integration.conftest import Client, hold_runtime
+from tests.sync import until_async
 
 CACHE = 1 << 20
 
@@ -21,6 +22,14 @@ def _metric(text: str, name: str, **labels: str) -> float:
 
 async def _metrics(c: httpx.AsyncClient) -> str:
     return (await c.get("/metrics")).text
+
+
+async def _looked_up(c: httpx.AsyncClient, rows: int) -> bool:
+    """Whether the cache has looked up `rows` rows of tiny-clf (hit, shared with one in
+    flight, or missed): the requests that asked for them have queued what they will queue."""
+    text = await _metrics(c)
+    results = ("hit", "shared", "miss")
+    return sum(_metric(text, "bertserve_cache_rows_total", model="tiny-clf", result=r) for r in results) >= rows
 
 
 async def test_answers_are_bit_identical_with_and_without_the_cache(make_client: Client) -> None:
@@ -62,13 +71,12 @@ async def test_identical_rows_queued_at_once_run_once(make_client: Client) -> No
         served = c.app.state.bertserve.models["tiny-clf"]  # type: ignore[attr-defined]
         release = hold_runtime(served)  # hold the runtime: everything queues
         busy = asyncio.ensure_future(c.post("/classify", json={"inputs": "first"}))
-        while served.batcher.busy_since is None:
-            await asyncio.sleep(0.001)
+        await until_async(lambda: served.batcher.busy == 1)
         same = [asyncio.ensure_future(c.post("/classify", json={"inputs": ["the same text", "the same text"]}))]
         same += [asyncio.ensure_future(c.post("/classify", json={"inputs": "the same text"})) for _ in range(7)]
-        while served.batcher.queued < 1:
-            await asyncio.sleep(0.001)
-        await asyncio.sleep(0.05)
+        # The first request's row, then one per request (a row repeated within a request is
+        # looked up once).
+        await until_async(lambda: _looked_up(c, 1 + 8), what="all nine requests' lookups")
         queued = served.batcher.queued
         release.set()
         answers = [await r for r in same]
@@ -86,12 +94,11 @@ async def test_a_shared_row_survives_the_request_that_queued_it_leaving(make_cli
         served = c.app.state.bertserve.models["tiny-clf"]  # type: ignore[attr-defined]
         release = hold_runtime(served)
         owner = asyncio.ensure_future(served.run(_ids(served, "left early"), _later(60)))
-        while not served._inflight:
-            await asyncio.sleep(0.001)
+        await until_async(lambda: served._inflight)
         sharer = asyncio.ensure_future(served.run(_ids(served, "left early"), _later(60)))
-        await asyncio.sleep(0.01)
+        await until_async(lambda: _looked_up(c, 2), what="the sharer's lookup")
         owner.cancel()  # its client went away: its item is dropped
-        await asyncio.sleep(0.01)
+        await until_async(owner.done)
         release.set()
         rows = await asyncio.wait_for(sharer, 10)
     assert len(rows) == 1 and rows[0].shape == (3,)

@@ -17,20 +17,13 @@ from service.runtime.loader import load_repository
 from service.runtime.session import CUDA
 from service.settings import Settings
 from tests.integration.conftest import Client, hold_runtime
+from tests.sync import until_async
 
 TEXTS = [f"review number {i} says the film was {'good' if i % 2 else 'bad'}" for i in range(12)]
 
 
 def _served(c: httpx.AsyncClient, name: str = "tiny-clf"):  # type: ignore[no-untyped-def]
     return c.app.state.bertserve.models[name]  # type: ignore[attr-defined]
-
-
-async def _until(check, timeout_s: float = 10) -> None:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not check():
-        assert loop.time() < deadline, "condition not reached"
-        await asyncio.sleep(0.005)
 
 
 async def _logits(c: httpx.AsyncClient) -> np.ndarray:
@@ -49,7 +42,7 @@ async def test_a_second_instance_serves_while_the_first_is_busy(make_client: Cli
         assert listed["tiny-clf"]["fast_lane"] is False
         release = hold_runtime(served)  # instance 0's thread is held
         held = asyncio.ensure_future(c.post("/classify", json={"inputs": "the first request"}))
-        await _until(lambda: served.batcher.busy == 1)
+        await until_async(lambda: served.batcher.busy == 1)
         # The batcher sees instance 0 busy: the next request goes to instance 1 and is answered.
         second = await asyncio.wait_for(c.post("/classify", json={"inputs": "the second request"}), 10)
         assert second.status_code == 200
@@ -76,16 +69,17 @@ async def test_a_stall_names_the_instance_and_readiness_comes_back(make_client: 
         served = _served(c)
         release = hold_runtime(served)
         held = asyncio.ensure_future(c.post("/classify", json={"inputs": "stuck behind a held thread"}))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
-        while (ready := await c.get("/health/ready")).status_code == 200:
-            assert loop.time() < deadline, "the stall was not seen"
-            await asyncio.sleep(0.02)
+
+        async def unready() -> httpx.Response | None:
+            r = await c.get("/health/ready")
+            return r if r.status_code != 200 else None
+
+        ready = await until_async(unready, interval=0.02, what="the stall to be seen")
         assert ready.status_code == 503
         assert "tiny-clf (instance 0)" in ready.text and "instance 1" not in ready.text
         release.set()
         assert (await held).status_code == 200
-        await _until(lambda: c.app.state.bertserve.stalled is None)  # type: ignore[attr-defined]
+        await until_async(lambda: c.app.state.bertserve.stalled is None)  # type: ignore[attr-defined]
         assert (await c.get("/health/ready")).status_code == 200
 
 
@@ -104,7 +98,7 @@ async def test_the_fast_lane_serves_low_load_and_stays_out_of_a_queue(make_clien
         # leaves items queued runs on the plain session.
         release = hold_runtime(served)
         pending = [asyncio.ensure_future(c.post("/classify", json={"inputs": t})) for t in TEXTS]
-        await _until(lambda: served.batcher.queued + sum(map(len, served.batcher._running.values())) == len(TEXTS))
+        await until_async(lambda: served.batcher.queued + sum(map(len, served.batcher._running.values())) == len(TEXTS))
         before = served.fast_batches
         runs_before = served.batcher._batches_run
         release.set()

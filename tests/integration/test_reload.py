@@ -3,7 +3,6 @@ refuse a broken replacement, remove; the cache and the replaced session go with 
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 from service.export.exporter import ExportOptions, export_checkpoint
 from service.manifest import Manifest, sha256_file
 from tests.integration.conftest import Client
+from tests.sync import until_async
 from tests.tiny import make_checkpoint
 
 TEXTS = ["a fine film", "a dull one"]
@@ -89,7 +89,7 @@ async def test_reload_adds_replaces_refuses_and_removes(
         assert after["tiny-clf"]["loaded_at"] > before["tiny-clf"]["loaded_at"]
         new_logits = await _logits(c)
         assert new_logits != old_logits
-        await _until(lambda: not state.reload_tasks)
+        await until_async(lambda: not state.reload_tasks)
         assert "_session" not in old_clf.model.session.__dict__, "the replaced session was not freed"
 
         # A broken replacement is refused, naming the model; the served one is untouched.
@@ -204,11 +204,3 @@ async def test_a_repository_with_the_same_name_twice_is_refused(
         r = await c.post("/admin/reload")
         assert r.status_code == 422 and "served twice: tiny-emb" in r.json()["error"]["message"], r.text
         assert set(await _models(c)) == {"tiny-clf", "tiny-emb"}
-
-
-async def _until(condition: object, timeout_s: float = 10) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not condition():  # type: ignore[operator]
-        assert loop.time() < deadline, "timed out"
-        await asyncio.sleep(0.02)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from service.backpressure import PROMISE_TICKS, RESUME_PER_TICK, HeldConnections
+from tests.sync import until_async
 
 
 class Conn:
@@ -111,11 +110,7 @@ async def test_the_resumer_runs_by_itself_while_anyone_waits() -> None:
     held = HeldConnections(lambda task: 1, lambda: True, 30.0)
     conn = Conn("a")
     held.hold("classify", conn)
-    for _ in range(500):
-        if not conn.paused:
-            break
-        await asyncio.sleep(0.002)
-    assert not conn.paused
+    await until_async(lambda: not conn.paused, what="the resumer to resume the connection")
 
 
 async def test_one_pass_resumes_at_most_a_few_whatever_the_room() -> None:

@@ -10,6 +10,7 @@ import pytest
 from service.batching import Batcher
 from service.batching.policy import WINDOW_BATCHES
 from service.errors import DeadlineExceeded, InferenceFailed, Overloaded, Unavailable
+from tests.sync import until_async
 
 
 class Recorder:
@@ -108,8 +109,9 @@ async def test_expired_items_are_dropped_before_running() -> None:
     loop = asyncio.get_running_loop()
     busy = batcher.submit([("a", 1)], far())
     await asyncio.sleep(0)
-    (late,) = batcher.submit([("late", 1)], loop.time() + 0.01)
-    await asyncio.sleep(0.03)
+    deadline = loop.time() + 0.01
+    (late,) = batcher.submit([("late", 1)], deadline)
+    await until_async(lambda: loop.time() > deadline)  # expired while the runner is held
     runner.gate.set()
     with pytest.raises(DeadlineExceeded):
         await late
@@ -155,14 +157,34 @@ async def test_failed_batch_is_retried_item_by_item_so_only_the_poison_fails() -
     await batcher.stop()
 
 
+async def _settle() -> None:
+    """Let the batch loop take every step it can take without the clock moving."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
 async def test_max_wait_holds_a_small_batch_for_company() -> None:
     runner = FakeRunner()
-    batcher, rec = make(runner, max_wait_s=0.05)
+    batcher, rec = make(runner, max_wait_s=60, max_batch_size=2)
     (a,) = batcher.submit([("a", 1)], far())
-    await asyncio.sleep(0.01)
-    (b,) = batcher.submit([("b", 1)], far())
+    await _settle()
+    assert runner.calls == [] and batcher.queued == 1  # waiting for company, not run alone
+    (b,) = batcher.submit([("b", 1)], far())  # a full batch: the wait ends
     assert await asyncio.gather(a, b) == ["aa", "bb"]
     assert rec.batches == [2]
+    await batcher.stop()
+
+
+async def test_max_wait_ends_at_the_oldest_items_age_limit() -> None:
+    from service.batching import Ticket
+
+    runner = FakeRunner()
+    batcher, rec = make(runner, max_wait_s=0.01)
+    ticket = Ticket()
+    (a,) = batcher.submit([("a", 1)], far(), ticket)
+    assert await a == "aa"
+    assert rec.batches == [1]
+    assert ticket.queue_s >= 0.01  # it did wait, the whole limit (measured on the loop's clock)
     await batcher.stop()
 
 
@@ -276,7 +298,9 @@ async def test_ticket_hears_of_the_batches_its_items_rode_in() -> None:
     assert await asyncio.gather(*futures) == [1, 2, 3]
     await batcher.stop()
     assert sorted(ticket.batch_sizes) == [1, 2]  # three items, batches of at most two
-    assert ticket.inference_s >= 0.02 and ticket.queue_s >= 0.01  # the third waited for the first batch
+    first, second = ticket.runs
+    assert ticket.inference_s == pytest.approx(first.seconds + second.seconds)
+    assert ticket.queue_s >= first.seconds > 0  # the third waited for the first batch
 
 
 async def test_ticket_keeps_when_its_items_were_queued_and_each_batch_ran() -> None:
