@@ -28,6 +28,7 @@ def test_bench_smoke_writes_a_complete_report(tmp_path: Path) -> None:
     assert steps and all(s["result"]["errors"] == 0 and s["result"]["rps"] > 0 for s in steps)
     assert all(s["mean_batch"] >= 1 for sweep in results["service"].values() for s in sweep)
     assert all(r["rows_per_s"] > 0 for rows in results["raw"].values() for r in rows)
+    assert all("intra-op thread" in r["session"] for rows in results["raw"].values() for r in rows)  # said exactly
     assert 0 < results["rss_mb"] < 4096
     report = (tmp_path / "benchmarks.md").read_text()
     assert "## Targets" in report and "Smoke run" in report
