@@ -60,7 +60,7 @@ def report(kind: str, **figures: Any) -> None:
 
 def outputs(model_dir: Path, variant: str, providers: list[str], texts: list[str]) -> np.ndarray:
     """The graph's outputs for `texts`, in batches of 32 as the service forms them."""
-    session, encoder = raw_engine.open_model(model_dir, variant, providers)
+    session, encoder, _ = raw_engine.open_model(model_dir, variant, providers)
     if session.provider != providers[0]:
         raise SystemExit(f"{model_dir.name}/{variant}: asked for {providers[0]}, got {session.provider}")
     rows = encoder.encode(texts, True)

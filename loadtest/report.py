@@ -166,6 +166,7 @@ def _raw_table(rows: list[dict[str, Any]]) -> list[str]:
 
 def write_report(res: Results, out: Path) -> None:
     svc = res["service"]
+    session = res["raw"]["classify-int8"][0].get("session", "")  # results files without it still render
     lines = ["# Benchmarks", ""]
     if res["smoke"]:
         lines += ["**Smoke run** (a few seconds per step): checks the runner, not the figures.", ""]
@@ -185,7 +186,8 @@ def write_report(res: Results, out: Path) -> None:
         f"{res['plan']['seconds']:.0f} s per step. wrk runs on the same cores as the server;",
         "  its own CPU use is the `wrk CPU` column (cores).",
         "- Raw engine: the same ONNX file and tokenizer the service loads, called in a tight loop",
-        "  (tokenize + run) at each batch size, no HTTP: the ceiling.",
+        "  (tokenize + run) at each batch size, no HTTP: the ceiling"
+        + (f" ({session}: the service's thread plan for one model's instances, in one session)." if session else "."),
         "- Baseline: a FastAPI route calling the transformers `pipeline` once per request on the",
         "  fine-tuned PyTorch checkpoint (fp32), as most tutorials do (`loadtest/baseline_app.py`).",
         "- `mean batch` is from the service's own metrics (batch_size sum / count over the step).",

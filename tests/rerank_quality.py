@@ -1,7 +1,6 @@
 """How well /rerank ranks out of the box: for a query taken from an IMDB review (its first
 sentence), is the rest of that review ranked above the rest of other reviews? A top-1 rate
-and MRR over the sample; tests/e2e/test_rerank.py holds the default models to a floor, and
-`python -m loadtest.rerank_quality` prints them for a running service.
+and MRR over the sample; tests/e2e/test_rerank.py holds the default models to a floor.
 
 The reviews are ones no served model was trained on (the embedding model never saw IMDB;
 the classifier was tuned on rotten_tomatoes).
