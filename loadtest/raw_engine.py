@@ -54,7 +54,7 @@ def service_plan(providers: list[str]) -> tuple[int, Spinning]:
     together: the ceiling uses the cores the service's sessions use, in one session."""
     settings = Settings()
     plan = thread_plan(settings, available_cpus(), CUDA in providers)
-    return plan.instances * plan.threads, "on+stop" if settings.ort_spinning else "off"
+    return plan.instances * plan.threads, "off"
 
 
 def open_model(

@@ -144,7 +144,7 @@ def build_tagger(force: bool, fp16: bool) -> None:  # no fp16 tagger: its int8 s
     out = MODELS / "minilm-ner"
     manifest = export_checkpoint(
         ExportOptions(
-            checkpoint, out, "tokens", max_length=NER_MAX_LENGTH, int8=True, eval_data=heldout_jsonl, force=force
+            checkpoint, out, "entities", max_length=NER_MAX_LENGTH, int8=True, eval_data=heldout_jsonl, force=force
         )
     )
     manifest.evaluation.update(

@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--eval-data",
         help="CSV or JSONL of text,label (text,text_pair,label with --pairs) to gate classification variants; "
-        'tokens: JSONL of {"text", "entities": [{"start", "end", "label"}]} to gate them on entity F1',
+        'entities: JSONL of {"text", "entities": [{"start", "end", "label"}]} to gate them on entity F1',
     )
     export.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
     export.set_defaults(func=_export)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-ModelKind = Literal["classify", "embed", "rerank", "tokens"]
+ModelKind = Literal["classify", "embed", "rerank", "entities"]
 MODEL_KINDS: tuple[ModelKind, ...] = get_args(ModelKind)
 
 
@@ -26,7 +26,9 @@ KINDS: dict[ModelKind, KindInfo] = {
     "classify": KindInfo("labels", False, "a sequence-classification checkpoint: one score per label"),
     "embed": KindInfo("dimension", False, "an encoder, pooled to one vector per input"),
     "rerank": KindInfo("one", False, "a cross-encoder: one relevance logit per (query, text) pair"),
-    "tokens": KindInfo("labels", True, "a token-classification (NER) checkpoint: per-token logits"),
+    "entities": KindInfo(
+        "labels", True, "a token-classification (NER) checkpoint: per-token logits, served as entities"
+    ),
 }
 
 

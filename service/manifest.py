@@ -19,6 +19,8 @@ MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1
 # Fields older exporters wrote that no reader uses any more.
 RETIRED_KEYS = frozenset({"pooling_in_graph"})
+# Kinds older exporters wrote under another name: a token classifier was "tokens".
+RENAMED_KINDS = {"tokens": "entities"}
 
 Precision = Literal["fp32", "int8", "fp16"]
 Pooling = Literal["mean", "cls"]
@@ -62,11 +64,14 @@ class Manifest(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _drop_retired_keys(cls, data: Any) -> Any:
-        """Manifests written before a field was retired still load: the field is dropped,
-        since it never carried a choice (`pooling_in_graph` was always true)."""
+    def _read_older_manifests(cls, data: Any) -> Any:
+        """Manifests written by older exporters load: a retired field is dropped (it never
+        carried a choice: `pooling_in_graph` was always true), a renamed kind is read under
+        its name."""
         if isinstance(data, dict):
-            return {k: v for k, v in data.items() if k not in RETIRED_KEYS}
+            data = {k: v for k, v in data.items() if k not in RETIRED_KEYS}
+            if isinstance(data.get("task"), str):
+                data["task"] = RENAMED_KINDS.get(data["task"], data["task"])
         return data
 
     def write(self, directory: Path) -> None:

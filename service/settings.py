@@ -47,11 +47,6 @@ class Settings(BaseSettings):
         description="the fast lane runs a batch on the event loop's own thread when it is expected to take at "
         "most this long (timed per model at start-up), saving the hop to a thread and back; 0 = never",
     )
-    ort_spinning: bool = Field(
-        False,
-        description="let every session's onnxruntime threads spin during a run: faster at low load, "
-        "but under overload they hold the cores the event loop needs",
-    )
     runtime_nice: int = Field(
         10,
         ge=0,

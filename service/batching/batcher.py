@@ -104,11 +104,6 @@ class Batcher(Generic[P, R]):
         """Runners with a batch now."""
         return len(self._running)
 
-    @property
-    def busy_since(self) -> float | None:
-        """Monotonic start of the oldest batch running now; None when every runner is free."""
-        return min(self._started.values(), default=None)
-
     def running_since(self) -> dict[int, float]:
         """Runner -> monotonic start of its batch, for the runners busy now (stalls are per runner)."""
         return dict(self._started)

@@ -56,7 +56,7 @@ class Checkpoint:
     def check_head(self, task: str) -> None:
         """classify needs a sequence-classification head; rerank one with exactly one output;
         tokens a token-classification head."""
-        if task == "tokens":
+        if task == "entities":
             if not self.has_token_classification_head:
                 raise ExportError(
                     f"{self.path} has no token-classification head: --task tokens needs a *ForTokenClassification "
@@ -67,7 +67,7 @@ class Checkpoint:
             return
         if not self.has_classification_head:
             if self.has_token_classification_head:
-                hint = "it is a token classifier: export it with --task tokens"
+                hint = "it is a token classifier: export it with --task entities"
             elif task == "classify":
                 hint = "export it with --task embed"
             else:
@@ -143,7 +143,7 @@ def load_torch_model(ckpt: Checkpoint, task: str) -> Any:
         if task == "embed":
             model = model.base_model
     else:
-        cls = {"embed": AutoModel, "tokens": AutoModelForTokenClassification}.get(
+        cls = {"embed": AutoModel, "entities": AutoModelForTokenClassification}.get(
             task, AutoModelForSequenceClassification
         )
         with warnings.catch_warnings():

@@ -5,7 +5,7 @@ The file is JSONL, one `{"text": str, "entities": [{"start", "end", "label"}, ..
 type ("PER", not "B-PER"). Predicted entities are what the service answers with the default
 "simple" aggregation: the rows go through the serving code's own windows
 (`service.runtime.windows`, the first window: over-long texts are cut as the service cuts
-them) and its numpy aggregation (`service.tasks.tokens`). A prediction counts when its
+them) and its numpy aggregation (`service.tasks.entities`). A prediction counts when its
 (start, end, label) equals a gold entity exactly; gold entities past the characters the
 first window covers are not counted, so the figure measures the model, not the truncation.
 F1 is micro-averaged over every entity of the file.
@@ -25,7 +25,7 @@ from tokenizers import Tokenizer
 from service.export.errors import ExportError
 from service.export.verify import Rows, check_same_ids
 from service.runtime.windows import TokenWindows, Window
-from service.tasks.tokens.post import TagOptions, TokensError, tag_batch
+from service.tasks.entities.post import EntitiesError, TagOptions, tag_batch
 
 Span = tuple[int, int, str]
 
@@ -115,6 +115,6 @@ class EntityEval:
         per_row = np.split(token_logits, np.cumsum(sizes)[:-1])
         try:
             found = tag_batch(self.texts, [[w] for w in self.windows], [[rows] for rows in per_row], self.options)
-        except TokensError as exc:
+        except EntitiesError as exc:
             raise ExportError(f"--eval-data: entities cannot be aggregated: {exc}") from exc
         return [{(int(e["start"] or 0), int(e["end"] or 0), e["label"]) for e in row} for row in found]

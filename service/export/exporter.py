@@ -105,7 +105,7 @@ class _Context:
 
     @property
     def per_token(self) -> bool:
-        return self.task == "tokens"
+        return self.task == "entities"
 
 
 def export_checkpoint(opts: ExportOptions, log: Log = _stderr) -> Manifest:
@@ -123,12 +123,12 @@ def _preflight(opts: ExportOptions) -> Checkpoint:
     ckpt = inspect_checkpoint(opts.checkpoint)
     if opts.out_dir.exists() and not opts.force:
         raise ExportError(f"{opts.out_dir} exists: pass --force to replace it")
-    if opts.pairs and opts.task in ("embed", "tokens"):
+    if opts.pairs and opts.task in ("embed", "entities"):
         raise ExportError("--pairs applies to classify (a pair classifier); rerank always takes pairs")
     ckpt.check_head(opts.task)
     _pooling(ckpt, opts)
     if opts.eval_data is not None:
-        if opts.task not in ("classify", "tokens"):
+        if opts.task not in ("classify", "entities"):
             raise ExportError("--eval-data applies to classification exports only")
         if not opts.eval_data.is_file():
             raise ExportError(f"--eval-data {opts.eval_data} does not exist")
@@ -141,7 +141,7 @@ def _export(ckpt: Checkpoint, opts: ExportOptions, log: Log) -> Manifest:
     model = load_torch_model(ckpt, opts.task)
     tokenizer = load_tokenizer(ckpt)
     max_length = ckpt.max_length(opts.max_length)
-    labels = _labels(model.config) if opts.task in ("classify", "tokens") else None
+    labels = _labels(model.config) if opts.task in ("classify", "entities") else None
     graph = build_graph(model, opts.task, ckpt.input_names, pooling)
     staging = opts.out_dir.parent / f".{opts.out_dir.name}.staging"
     shutil.rmtree(staging, ignore_errors=True)

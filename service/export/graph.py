@@ -61,7 +61,7 @@ def _feeds(
 
 
 def build_graph(model: torch.nn.Module, task: str, input_names: list[str], pooling: str | None) -> torch.nn.Module:
-    if task in ("classify", "rerank", "tokens"):
+    if task in ("classify", "rerank", "entities"):
         return ClassifierGraph(model, input_names).eval()
     return EmbeddingGraph(model, input_names, pooling or "mean").eval()
 

@@ -146,7 +146,7 @@ def _token_rows(session: OnnxSession) -> Callable[[Rows], np.ndarray]:
 
 def parity(task: str, reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
     figures = {"max_abs_diff": float(np.abs(reference - candidate).max()), "rows": float(len(reference))}
-    if task in ("classify", "tokens"):
+    if task in ("classify", "entities"):
         agree = reference.argmax(axis=1) == candidate.argmax(axis=1)
         figures["argmax_agreement"] = float(agree.mean())
     elif task == "rerank":
@@ -180,7 +180,7 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def check_fp32(task: str, figures: dict[str, float]) -> None:
     """The fp32 graph must be the PyTorch model; anything else is a broken export."""
-    if task in ("classify", "rerank", "tokens") and figures["max_abs_diff"] > FP32_MAX_ABS_DIFF:
+    if task in ("classify", "rerank", "entities") and figures["max_abs_diff"] > FP32_MAX_ABS_DIFF:
         raise ExportError(
             f"verification failed: fp32 logits differ from PyTorch by {figures['max_abs_diff']:.3g} "
             f"(limit {FP32_MAX_ABS_DIFF:g}); nothing written"
@@ -214,7 +214,7 @@ def variant_gate(task: str, figures: dict[str, float]) -> Gate:
         )
     if task == "rerank":
         return _rerank_gate(figures)
-    if task == "tokens":
+    if task == "entities":
         return _tokens_gate(figures)
     ok = figures["argmax_agreement"] >= VARIANT_ARGMAX_AGREEMENT
     reason = f"argmax agreement {figures['argmax_agreement']:.4f} (>= {VARIANT_ARGMAX_AGREEMENT})"

@@ -167,12 +167,12 @@ def load_model_dir(directory: Path, settings: Settings) -> LoadedModel:
 
     sessions: list[OnnxSession] = []
     try:
-        sessions.append(open_session(settings.ort_spinning))
+        sessions.append(open_session(False))
         encoder = TextEncoder(directory / "tokenizer.json", manifest.max_length)
         _check_fit(directory, manifest, sessions[0])
         if settings.verify_models:
             _check_vocabulary(directory, encoder, sessions[0])
-        sessions += [open_session(settings.ort_spinning) for _ in range(plan.instances - 1)]
+        sessions += [open_session(False) for _ in range(plan.instances - 1)]
         fast = open_session(True, plan.fast_threads) if plan.fast_lane else None
     except BaseException as exc:
         for session in sessions:  # those opened before the failure, freed now, whatever it was
@@ -216,9 +216,8 @@ def thread_plan(settings: Settings, cpus: int, on_cuda: bool) -> ThreadPlan:
     instances = settings.instances or (1 if on_cuda else max(1, min(cpus // per_instance, MAX_DEFAULT_INSTANCES)))
     threads = settings.intra_op_threads or max(1, cpus // instances)
     fast_threads = max(threads, settings.intra_op_threads or cpus)
-    # Spinning only pays where a run has intra-op threads to wake, and a spinning session
-    # already is what the fast lane would add.
-    fast_lane = settings.fast_lane and not on_cuda and fast_threads > 1 and not settings.ort_spinning
+    # Spinning only pays where a run has intra-op threads to wake.
+    fast_lane = settings.fast_lane and not on_cuda and fast_threads > 1
     return ThreadPlan(instances, threads, fast_lane, fast_threads if fast_lane else 0)
 
 

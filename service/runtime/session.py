@@ -40,9 +40,9 @@ Spinning = Literal["off", "on", "on+stop"]
 
 
 def session_options(threads: int, spinning: Spinning) -> ort.SessionOptions:
-    """The service's session options. Sessions spin as "on+stop" (the fast lane, or every
-    session with BERTSERVE_ORT_SPINNING) or not at all; plain "on" exists for the benchmark
-    that compares them."""
+    """The service's session options. The fast lane's session spins as "on+stop", the others
+    not at all; plain "on" exists for the raw engine's batch-1 grid (loadtest/raw_engine.py),
+    which compares the three."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

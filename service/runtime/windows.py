@@ -12,7 +12,7 @@ special ones, and the next starts `stride` content tokens before the previous on
         .max_stride -> int          the largest stride the max length allows
         .traits -> SubwordTraits    what the post-processing needs to know of the tokenizer
     Split(windows: list[Window], covered: int | None, tokens: int)
-    Window(ids, type_ids, tokens, offsets, special, word_ids)
+    Window(ids, type_ids, tokens, offsets, special)
     subword_traits(tokenizer: Tokenizer, unk_token: str | None = None) -> SubwordTraits
     usable_offsets(offsets: np.ndarray, special: np.ndarray) -> np.ndarray | None
 
@@ -47,7 +47,6 @@ class Window:
     tokens: tuple[str, ...]
     offsets: np.ndarray | None
     special: np.ndarray
-    word_ids: tuple[int | None, ...]
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -157,7 +156,6 @@ class _Full:
     tokens: list[str]
     offsets: np.ndarray
     special: np.ndarray
-    word_ids: list[int | None]
 
     @staticmethod
     def of(encoding: Encoding) -> _Full:
@@ -167,7 +165,6 @@ class _Full:
             tokens=list(encoding.tokens),
             offsets=np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2),
             special=np.asarray(encoding.special_tokens_mask, dtype=bool),
-            word_ids=list(encoding.word_ids),
         )
 
     def window(self, index: np.ndarray) -> Window:
@@ -179,7 +176,6 @@ class _Full:
             tokens=tuple(self.tokens[i] for i in positions),
             offsets=usable_offsets(self.offsets[index], special),
             special=special,
-            word_ids=tuple(self.word_ids[i] for i in positions),
         )
 
 

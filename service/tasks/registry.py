@@ -6,16 +6,16 @@ from __future__ import annotations
 from service.kinds import ModelKind
 from service.tasks.classify import route as classify
 from service.tasks.embed import route as embed
+from service.tasks.entities import route as entities
 from service.tasks.rerank import route as rerank
 from service.tasks.spec import Route, Task
 from service.tasks.tokenize import route as tokenize
-from service.tasks.tokens import route as tokens
 
 TASKS: tuple[Task, ...] = (
     classify.TASK,
     embed.TASK,
     rerank.TASK,
-    tokens.TASK,
+    entities.TASK,
     tokenize.TASK,
 )
 

@@ -53,7 +53,7 @@ def _tag(server: Server, texts: list[str], **extra: object) -> httpx.Response:
 def test_tagger_is_listed_with_its_tags(server: Server) -> None:
     models = {m["name"]: m for m in httpx.get(f"{server.url}/models").json()["models"]}
     tagger = models["minilm-ner"]
-    assert tagger["task"] == "tokens"
+    assert tagger["task"] == "entities"
     assert tagger["labels"][0] == "O"
     assert {label.split("-", 1)[1] for label in tagger["labels"][1:]} == set(TYPES)
     assert tagger["variant"] == expect.variant(TAGGER)

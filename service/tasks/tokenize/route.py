@@ -21,6 +21,6 @@ async def tokenize_route(body: TokenizeRequest, state: AppState, call: Call) -> 
 # queued, so no fast 429.
 TASK = Task(
     "tokenize",
-    ("embed", "classify", "rerank", "tokens"),
+    ("embed", "classify", "rerank", "entities"),
     (Route("/tokenize", TokenizeRequest, list[list[TokenInfo]], tokenize_route, queued=False),),
 )

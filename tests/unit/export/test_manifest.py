@@ -41,6 +41,17 @@ def test_manifests_written_with_pooling_in_graph_still_load(tmp_path: Path) -> N
     assert not hasattr(Manifest.read(tmp_path), "pooling_in_graph")
 
 
+def test_a_token_classifier_written_as_tokens_loads_as_entities(tmp_path: Path) -> None:
+    """Older exporters named the token-classification kind `tokens`: their model directories
+    still load, under the kind's name; an unknown kind is still refused."""
+    old = {**json.loads(_manifest().model_dump_json()), "task": "tokens", "labels": ["O", "B-PER"]}
+    (tmp_path / MANIFEST_FILE).write_text(json.dumps(old))
+    assert Manifest.read(tmp_path).task == "entities"
+    (tmp_path / MANIFEST_FILE).write_text(json.dumps({**old, "task": "tags"}))
+    with pytest.raises(ValidationError, match="task"):
+        Manifest.read(tmp_path)
+
+
 def test_other_unknown_keys_are_still_refused(tmp_path: Path) -> None:
     old = {**json.loads(_manifest().model_dump_json()), "pooling_in_grpah": True}
     (tmp_path / MANIFEST_FILE).write_text(json.dumps(old))

@@ -47,6 +47,5 @@ def test_cuda_gets_one_session_and_no_fast_lane_unless_asked() -> None:
     assert thread_plan(Settings(instances=2), 16, on_cuda=True) == ThreadPlan(2, 8, False)
 
 
-def test_no_fast_lane_when_off_or_when_every_session_spins() -> None:
+def test_no_fast_lane_when_off() -> None:
     assert not thread_plan(Settings(fast_lane=False), 4, on_cuda=False).fast_lane
-    assert not thread_plan(Settings(ort_spinning=True), 4, on_cuda=False).fast_lane

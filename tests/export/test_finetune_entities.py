@@ -56,7 +56,7 @@ def test_finetuned_tagger_exports_with_its_tags_and_an_entity_f1(tmp_path: Path)
     assert [config.id2label[i] for i in range(len(cfg.labels))] == list(bio_tags(TYPES))
     write_jsonl(rows, tmp_path / "eval.jsonl")
     manifest = export_checkpoint(
-        ExportOptions(tmp_path / "ckpt", tmp_path / "out", "tokens", eval_data=tmp_path / "eval.jsonl"),
+        ExportOptions(tmp_path / "ckpt", tmp_path / "out", "entities", eval_data=tmp_path / "eval.jsonl"),
         log=lambda _: None,
     )
     assert manifest.labels == list(bio_tags(TYPES))

@@ -40,11 +40,11 @@ def test_token_export_matches_pytorch_on_every_real_token(tmp_path: Path, arch: 
     build = _xlm_roberta if arch == "xlm-roberta" else lambda d: make_token_checkpoint(d, arch)
     ckpt = build(tmp_path / "ckpt")
     out = tmp_path / "model"
-    manifest = export_checkpoint(ExportOptions(ckpt, out, "tokens"), **quiet)
+    manifest = export_checkpoint(ExportOptions(ckpt, out, "entities"), **quiet)
 
     on_disk = Manifest.read(out)
     assert on_disk == manifest
-    assert on_disk.task == "tokens" and on_disk.architecture == arch
+    assert on_disk.task == "entities" and on_disk.architecture == arch
     assert on_disk.labels == list(BIO_TAGS) and on_disk.output == "logits"
     assert on_disk.dimension is None and on_disk.pooling is None and not on_disk.pairs
     for name, digest in on_disk.files.items():
@@ -62,7 +62,7 @@ def test_served_token_logits_match_pytorch_on_fresh_text(tmp_path: Path) -> None
     """Independent of the verifier: a padded batch through the loaded model against PyTorch."""
     ckpt = make_token_checkpoint(tmp_path / "ckpt", "bert", seed=3)
     out = tmp_path / "model"
-    export_checkpoint(ExportOptions(ckpt, out, "tokens"), **quiet)
+    export_checkpoint(ExportOptions(ckpt, out, "entities"), **quiet)
     loaded = load_model_dir(out, Settings(models=tmp_path))
     texts = ["Tom Hanks starred in a film shot in Paris.", "ok", "Zürich, 1994: Ångström's résumé " * 3]
     rows = loaded.encoder.encode(texts, truncate=True)
@@ -83,7 +83,7 @@ def test_a_classifier_is_refused_for_tokens_in_one_line(tmp_path: Path, capsys: 
     classifier = make_checkpoint(tmp_path / "clf", "bert", head=True)
     tagger = make_token_checkpoint(tmp_path / "tagger", "bert")
     capsys.readouterr()  # the checkpoints' own save output
-    code = main(["export", str(classifier), str(tmp_path / "out"), "--task", "tokens"])
+    code = main(["export", str(classifier), str(tmp_path / "out"), "--task", "entities"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1
@@ -95,7 +95,7 @@ def test_a_classifier_is_refused_for_tokens_in_one_line(tmp_path: Path, capsys: 
     assert code == 2 and len(err) == 1
     assert "it is a token classifier: export it with --task tokens" in err[0]
 
-    code = main(["export", str(tagger), str(tmp_path / "out"), "--task", "tokens", "--pairs"])
+    code = main(["export", str(tagger), str(tmp_path / "out"), "--task", "entities", "--pairs"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--pairs applies to classify" in err[0]
 
@@ -107,7 +107,7 @@ def test_an_int8_recipe_that_fails_the_token_gate_is_not_written(
     ckpt = make_token_checkpoint(tmp_path / "ckpt", "bert")
     out = tmp_path / "model"
     lines: list[str] = []
-    manifest = export_checkpoint(ExportOptions(ckpt, out, "tokens", int8=True), log=lines.append)
+    manifest = export_checkpoint(ExportOptions(ckpt, out, "entities", int8=True), log=lines.append)
 
     assert list(manifest.variants) == ["fp32"]
     assert sorted(p.name for p in out.glob("*.onnx")) == ["model.onnx"]
@@ -135,7 +135,7 @@ def test_the_f1_gate_reads_eval_data(tmp_path: Path, monkeypatch: pytest.MonkeyP
     eval_data = _eval_jsonl(tmp_path / "dev.jsonl")
     lines: list[str] = []
     manifest = export_checkpoint(
-        ExportOptions(ckpt, tmp_path / "model", "tokens", int8=True, eval_data=eval_data), log=lines.append
+        ExportOptions(ckpt, tmp_path / "model", "entities", int8=True, eval_data=eval_data), log=lines.append
     )
 
     assert manifest.evaluation["eval_rows"] == 12 and manifest.evaluation["eval_entities"] == 20
@@ -152,7 +152,7 @@ def test_the_f1_gate_rejects_a_recipe_that_changes_the_entities(
     """The gold entities are the fp32 graph's own (F1 1.0): a negated graph, let past the
     token agreement, must still be refused on entity F1, and the next recipe kept."""
     ckpt = make_token_checkpoint(tmp_path / "ckpt", "bert", seed=1)
-    fp32 = export_checkpoint(ExportOptions(ckpt, tmp_path / "fp32", "tokens"), **quiet)
+    fp32 = export_checkpoint(ExportOptions(ckpt, tmp_path / "fp32", "entities"), **quiet)
     texts = [json.loads(line)["text"] for line in _eval_jsonl(tmp_path / "texts.jsonl").read_text().splitlines()]
     examples = [EntityExample(t, frozenset()) for t in texts]
     scorer = EntityEval(examples, tmp_path / "fp32" / "tokenizer.json", fp32.max_length, fp32.labels or [])
@@ -172,7 +172,7 @@ def test_the_f1_gate_rejects_a_recipe_that_changes_the_entities(
     monkeypatch.setattr(exporter, "INT8_RECIPES", (Recipe("negated", negated_output), Recipe("copy", copy_graph)))
     lines: list[str] = []
     manifest = export_checkpoint(
-        ExportOptions(ckpt, tmp_path / "model", "tokens", int8=True, eval_data=eval_data), log=lines.append
+        ExportOptions(ckpt, tmp_path / "model", "entities", int8=True, eval_data=eval_data), log=lines.append
     )
 
     assert manifest.evaluation["eval_entity_f1_fp32"] == 1.0
@@ -183,10 +183,10 @@ def test_the_f1_gate_rejects_a_recipe_that_changes_the_entities(
 
 def test_the_entity_f1_gate_figures() -> None:
     passing = {"argmax_agreement": 0.99, "eval_entity_f1": 0.81, "eval_entity_f1_fp32": 0.82}
-    assert variant_gate("tokens", passing).passed
-    assert not variant_gate("tokens", {**passing, "eval_entity_f1": 0.80}).passed
-    assert not variant_gate("tokens", {**passing, "argmax_agreement": 0.975}).passed
-    assert variant_gate("tokens", {"argmax_agreement": 0.98}).passed
+    assert variant_gate("entities", passing).passed
+    assert not variant_gate("entities", {**passing, "eval_entity_f1": 0.80}).passed
+    assert not variant_gate("entities", {**passing, "argmax_agreement": 0.975}).passed
+    assert variant_gate("entities", {"argmax_agreement": 0.98}).passed
 
 
 def test_entity_f1_is_exact_span_and_label() -> None:

@@ -31,7 +31,7 @@ LONG = "The committee in Brussels met Ursula von der Leyen again. " * 30
 def tagger_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("tagger")
     ckpt = make_minilm_tagger(root / "ckpt", seed=3)
-    export_checkpoint(ExportOptions(ckpt, root / "models" / "tagger", "tokens", max_length=64), log=lambda _: None)
+    export_checkpoint(ExportOptions(ckpt, root / "models" / "tagger", "entities", max_length=64), log=lambda _: None)
     return ckpt, root / "models"
 
 

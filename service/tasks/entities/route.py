@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from service.state import AppState
 from service.tasks.common import Call, Texts
+from service.tasks.entities.handler import tag_texts
+from service.tasks.entities.schemas import EntitiesRequest, EntitiesResponse
 from service.tasks.spec import Reply, Route, Task
-from service.tasks.tokens.handler import tag_texts
-from service.tasks.tokens.schemas import TokensRequest, TokensResponse
 
 
-async def tokens_route(body: TokensRequest, state: AppState, call: Call) -> Reply:
+async def entities_route(body: EntitiesRequest, state: AppState, call: Call) -> Reply:
     """Entities per input, in text order, with character offsets: input[start:end] == text."""
     texts = Texts.of(body.inputs, "inputs")
     out = await tag_texts(
@@ -21,10 +21,10 @@ async def tokens_route(body: TokensRequest, state: AppState, call: Call) -> Repl
 
 
 TASK = Task(
-    "tokens",
-    ("tokens",),
+    "entities",
+    ("entities",),
     (
-        Route("/classify/tokens", TokensRequest, TokensResponse, tokens_route),
-        Route("/tokens", TokensRequest, TokensResponse, tokens_route),
+        Route("/classify/tokens", EntitiesRequest, EntitiesResponse, entities_route),
+        Route("/tokens", EntitiesRequest, EntitiesResponse, entities_route),
     ),
 )

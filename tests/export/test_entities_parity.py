@@ -3,7 +3,7 @@
 
 A tagger built from the all-MiniLM-L6-v2 weights with a seeded random 9-label BIO head
 (and a tiny RoBERTa under a byte-level BPE, for the other sub-word rule) runs in PyTorch;
-its logits go through `service.tasks.tokens` and must give what
+its logits go through `service.tasks.entities` and must give what
 `pipeline("token-classification", aggregation_strategy=S)` gives for every S: the same
 groups, labels and offsets, scores within 1e-4. Long inputs are checked cut to their first
 window (the pipeline's truncation) and split with a stride (the pipeline's `stride`).
@@ -23,7 +23,7 @@ import torch
 from tokenizers import Tokenizer
 
 from service.runtime.windows import TokenWindows, Window
-from service.tasks.tokens.post import STRATEGIES, Entity, TagOptions, check_options, tag, tag_batch
+from service.tasks.entities.post import STRATEGIES, Entity, TagOptions, check_options, tag_batch
 from tests.taggers import BIO_LABELS, make_bpe_tagger, make_minilm_tagger
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -275,7 +275,7 @@ def test_batched_and_single_calls_agree(minilm: Tagger) -> None:
         splits = tw.split(texts, 8)
         batched = minilm.ours(texts, strategy, SHORT_MAX, 8)
         singles = [
-            tag(t, s.windows, [minilm.logits(w) for w in s.windows], options)
+            tag_batch([t], [s.windows], [[minilm.logits(w) for w in s.windows]], options)[0]
             for t, s in zip(texts, splits, strict=True)
         ]
         assert batched == singles
@@ -298,7 +298,7 @@ def test_bpe_with_a_stride(bpe: Tagger, strategy: str) -> None:
 def test_merging_windows_is_the_pipelines(minilm: Tagger) -> None:
     """On random overlapping spans, as the pipeline's own merge resolves them; it differs
     only where the first entity has an empty span, which it lists twice."""
-    from service.tasks.tokens.post import merge_windows
+    from service.tasks.entities.post import merge_windows
 
     pipeline = minilm.pipe(SHORT_MAX, "simple")
     rng = np.random.default_rng(0)

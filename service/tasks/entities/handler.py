@@ -15,7 +15,7 @@ from service.errors import InvalidInput
 from service.runtime.tokenizer import InputTooLong
 from service.state import AppState
 from service.tasks.common import Call, Texts, admit, check_queue, run_ids, too_long
-from service.tasks.tokens.post import Entity, TagOptions, TokensError, check_options, tag_batch
+from service.tasks.entities.post import EntitiesError, Entity, TagOptions, check_options, tag_batch
 
 
 @dataclass(frozen=True)
@@ -36,12 +36,12 @@ async def tag_texts(
     truncate: bool,
     stride: int | None,
 ) -> Tagged:
-    admitted = admit(state, call, "tokens", model_name, texts)
+    admitted = admit(state, call, "entities", model_name, texts)
     served = admitted.model
     windows = served.model.encoder.token_windows()
     try:
         strategy = check_options(aggregation, stride, windows.max_stride)
-    except TokensError as exc:
+    except EntitiesError as exc:
         raise InvalidInput(str(exc), param="stride" if "stride" in str(exc) else "aggregation") from exc
     items: list[str] = texts.items  # type: ignore[assignment]
     # Every text takes a window at least: the queue is checked before anything is tokenized,
@@ -64,6 +64,6 @@ async def tag_texts(
     options = TagOptions(labels, windows.traits, strategy, ignore_labels)
     try:
         entities = tag_batch(items, [s.windows for s in splits], logits, options)
-    except TokensError as exc:
+    except EntitiesError as exc:
         raise InvalidInput(str(exc), param="aggregation") from exc
     return Tagged(served.name, entities, [s.covered for s in splits], sum(len(i) for i in ids))

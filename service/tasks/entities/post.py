@@ -1,14 +1,13 @@
-"""Token classification: per-token logits -> entities, as transformers'
+"""Token classification (the `entities` task): per-token logits -> entities, as transformers'
 `TokenClassificationPipeline` gives them, in numpy (the serving process imports neither
 transformers nor torch).
 
     Strategy = Literal["none", "simple", "first", "average", "max"]
-    TokensError(ValueError)           a bad option, with a one-line message (the client's fault)
+    EntitiesError(ValueError)           a bad option, with a one-line message (the client's fault)
     check_options(strategy: str, stride: int | None, max_stride: int) -> Strategy
     TagOptions(labels: Sequence[str], traits: SubwordTraits, strategy: Strategy = "simple",
                ignore_labels: Collection[str] = ("O",))
     softmax(logits: np.ndarray) -> np.ndarray
-    tag(text: str, windows: Sequence[Window], logits: Sequence[np.ndarray], options) -> list[Entity]
     tag_batch(texts: Sequence[str], windows: Sequence[Sequence[Window]],
               logits: Sequence[Sequence[np.ndarray]], options) -> list[list[Entity]]
     window_entities(text: str, window: Window, scores: np.ndarray, options) -> list[Entity]
@@ -60,7 +59,7 @@ Strategy = Literal["none", "simple", "first", "average", "max"]
 STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
 
 
-class TokensError(ValueError):
+class EntitiesError(ValueError):
     """A token-classification option the model or its tokenizer cannot honour."""
 
 
@@ -75,12 +74,12 @@ class Entity(TypedDict):
 def check_options(strategy: str, stride: int | None, max_stride: int) -> Strategy:
     """The strategy, checked with the stride before any work is done."""
     if strategy not in STRATEGIES:
-        raise TokensError(f"unknown aggregation {strategy!r}: one of {', '.join(STRATEGIES)}")
+        raise EntitiesError(f"unknown aggregation {strategy!r}: one of {', '.join(STRATEGIES)}")
     if stride is not None:
         if strategy == "none":
-            raise TokensError("stride merges entities across windows: it needs an aggregation other than 'none'")
+            raise EntitiesError("stride merges entities across windows: it needs an aggregation other than 'none'")
         if not 0 <= stride <= max_stride:
-            raise TokensError(f"stride must be between 0 and {max_stride} tokens for this model, not {stride}")
+            raise EntitiesError(f"stride must be between 0 and {max_stride} tokens for this model, not {stride}")
     return strategy
 
 
@@ -125,10 +124,6 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return np.asarray(shifted / shifted.sum(axis=-1, keepdims=True))
 
 
-def tag(text: str, windows: Sequence[Window], logits: Sequence[np.ndarray], options: TagOptions) -> list[Entity]:
-    return tag_batch([text], [windows], [logits], options)[0]
-
-
 def tag_batch(
     texts: Sequence[str],
     windows: Sequence[Sequence[Window]],
@@ -156,7 +151,7 @@ def _check_rows(
     options: TagOptions,
 ) -> list[np.ndarray]:
     """The rows, flattened, after the checks that do not depend on them: shapes (the
-    caller's bug: ValueError) and offsets (the request's: TokensError)."""
+    caller's bug: ValueError) and offsets (the request's: EntitiesError)."""
     if not len(texts) == len(windows) == len(logits):
         raise ValueError(f"{len(texts)} texts, {len(windows)} window lists, {len(logits)} logit lists")
     flat: list[np.ndarray] = []
@@ -164,12 +159,12 @@ def _check_rows(
         if len(text_windows) != len(text_logits):
             raise ValueError(f"{len(text_windows)} windows but {len(text_logits)} logit arrays")
         if options.strategy == "none" and len(text_windows) > 1:
-            raise TokensError("several windows are merged by entity: they need an aggregation other than 'none'")
+            raise EntitiesError("several windows are merged by entity: they need an aggregation other than 'none'")
         for window, rows in zip(text_windows, text_logits, strict=True):
             if rows.shape != (len(window), len(options.labels)):
                 raise ValueError(f"logits of shape {rows.shape} for {len(window)} tokens, {len(options.labels)} labels")
             if options.strategy != "none" and window.offsets is None:
-                raise TokensError(
+                raise EntitiesError(
                     f"aggregation {options.strategy!r} needs character offsets, which this model's tokenizer "
                     "does not give: use 'none'"
                 )
@@ -186,7 +181,7 @@ def window_entities(text: str, window: Window, scores: np.ndarray, options: TagO
     if options.strategy == "none":
         return _per_token(text, window, keep, rows, options)
     if window.offsets is None:
-        raise TokensError(f"aggregation {options.strategy!r} needs character offsets: use 'none'")
+        raise EntitiesError(f"aggregation {options.strategy!r} needs character offsets: use 'none'")
     if options.strategy == "simple":
         first = last = np.arange(len(keep))
         labels, values = _argmax(rows)
@@ -248,7 +243,7 @@ def _fuse_words(rows: np.ndarray, first: np.ndarray, strategy: Strategy) -> tupl
     if strategy == "first":
         return best[first], top[first]
     if strategy != "max":
-        raise TokensError(f"unknown aggregation {strategy!r}")
+        raise EntitiesError(f"unknown aggregation {strategy!r}")
     word_peak = np.repeat(np.maximum.reduceat(top, first), counts)
     at_peak = np.where(top == word_peak, np.arange(len(rows)), len(rows))
     chosen = np.minimum.reduceat(at_peak, first)
@@ -298,7 +293,7 @@ def merge_windows(per_window: Sequence[list[Entity]]) -> list[Entity]:
 def _span(entity: Entity) -> tuple[int, int]:
     start, end = entity["start"], entity["end"]
     if start is None or end is None:
-        raise TokensError("entities without character offsets cannot be merged across windows")
+        raise EntitiesError("entities without character offsets cannot be merged across windows")
     return start, end
 
 

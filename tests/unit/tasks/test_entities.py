@@ -15,22 +15,26 @@ import pytest
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
 from service.runtime.windows import SubwordTraits, TokenWindows, Window, subword_traits, usable_offsets
-from service.tasks.tokens.post import (
+from service.tasks.entities.post import (
     STRATEGIES,
+    EntitiesError,
     Entity,
     Strategy,
     TagOptions,
-    TokensError,
     check_options,
     merge_windows,
     softmax,
-    tag,
     tag_batch,
 )
 
 LABELS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG")
 WORDPIECE = SubwordTraits(prefix=True, unk_id=1)
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "tom", "hank", "##s", "micro", "##soft", "corp", "in", "paris", "."]
+
+
+def tag(text: str, windows: Sequence[Window], logits: Sequence[np.ndarray], options: TagOptions) -> list[Entity]:
+    """One text's entities: the batch path with a batch of one."""
+    return tag_batch([text], [windows], [logits], options)[0]
 
 
 def window(text: str, pieces: Sequence[tuple[str, int, int]], ids: Sequence[int] | None = None) -> Window:
@@ -43,7 +47,6 @@ def window(text: str, pieces: Sequence[tuple[str, int, int]], ids: Sequence[int]
         tokens=tokens,
         offsets=np.array([(0, 0), *((s, e) for _, s, e in pieces), (0, 0)], dtype=np.int64),
         special=np.array([True] + [False] * (n - 2) + [True]),
-        word_ids=(None, *range(n - 2), None),
     )
 
 
@@ -229,7 +232,7 @@ def test_options_are_checked_with_one_line_errors() -> None:
     assert check_options("max", 4, 10) == "max"
     assert check_options("none", None, 10) == "none"
     for strategy, stride in (("mean", None), ("SIMPLE", None), ("none", 4), ("simple", 11), ("simple", -1)):
-        with pytest.raises(TokensError) as caught:
+        with pytest.raises(EntitiesError) as caught:
             check_options(strategy, stride, 10)
         assert isinstance(caught.value, ValueError)
         assert "\n" not in str(caught.value)
@@ -237,10 +240,10 @@ def test_options_are_checked_with_one_line_errors() -> None:
 
 def test_aggregation_without_offsets_is_refused_and_none_gives_no_span() -> None:
     w = window(TEXT, PIECES)
-    bare = Window(w.ids, w.type_ids, w.tokens, None, w.special, w.word_ids)
+    bare = Window(w.ids, w.type_ids, w.tokens, None, w.special)
     rows = logits_for(["B-PER", "I-PER", "I-PER", "O", "B-ORG", "O"])
     for strategy in STRATEGIES[1:]:
-        with pytest.raises(TokensError, match="offsets"):
+        with pytest.raises(EntitiesError, match="offsets"):
             run(TEXT, bare, rows, strategy)
     found = run(TEXT, bare, rows, "none")
     assert [(e["text"], e["start"], e["end"]) for e in found] == [
@@ -256,7 +259,7 @@ def test_mismatched_rows_are_a_programming_error_and_none_over_windows_a_request
     with pytest.raises(ValueError, match="shape"):
         run(TEXT, w, np.zeros((3, len(LABELS)), dtype=np.float32))
     rows = logits_for(["O"] * len(PIECES))
-    with pytest.raises(TokensError, match="windows"):
+    with pytest.raises(EntitiesError, match="windows"):
         tag(TEXT, [w, w], [rows, rows], TagOptions(LABELS, WORDPIECE, "none"))
 
 
@@ -297,7 +300,6 @@ def test_strided_windows_overlap_by_the_stride() -> None:
     assert last.tokens[0] == "[CLS]" and last.tokens[-1] == "[SEP]" and len(last) == 6
     assert last.offsets is not None and last.offsets[1:-1].tolist() == [[16, 17], [18, 19], [20, 21], [21, 22]]
     assert [text[s:e] for s, e in last.offsets[1:-1].tolist()] == ["d", "e", "a", "x"]
-    assert last.word_ids[1:-1] == (8, 9, 10, 10)
 
 
 def test_the_first_window_says_how_much_text_it_covers() -> None:
@@ -333,7 +335,7 @@ def test_subword_traits_and_usable_offsets() -> None:
 
 def test_the_serving_side_imports_neither_torch_nor_transformers() -> None:
     code = (
-        "import sys, service.tasks.tokens, service.runtime.windows; "
+        "import sys, service.tasks.entities, service.runtime.windows; "
         "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

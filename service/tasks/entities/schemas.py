@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from service.tasks.wire import StrictRequest, Text, TextList, Usage
 
 
-class TokensRequest(StrictRequest):
+class EntitiesRequest(StrictRequest):
     inputs: Text | TextList = Field(description="one text or a list of texts")
     model: str | None = Field(None, description="model name; optional when one token classifier is served")
     aggregation: Literal["none", "simple", "first", "average", "max"] = Field(
@@ -28,7 +28,7 @@ class TaggedEntity(BaseModel):
     end: int | None
 
 
-class TokensResponse(BaseModel):
+class EntitiesResponse(BaseModel):
     model: str
     entities: list[list[TaggedEntity]]
     covered: list[int | None] = Field(description="characters of each input that were tagged")
