@@ -99,7 +99,7 @@ async def _retire(state: AppState, model: ServedModel) -> None:
     loop = asyncio.get_running_loop()
     give_up = loop.time() + state.settings.request_timeout_s + 5  # past every admitted request's deadline
     try:
-        while model.users or model.batcher.queued or model.batcher.busy:
+        while model.users or not model.idle():
             if loop.time() > give_up:
                 log.warning("freeing a replaced model still in use", extra={"model": model.name, "users": model.users})
                 break

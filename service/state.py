@@ -79,7 +79,7 @@ class AppState:
 
     def room(self, task: str) -> int:
         """Free items in the queues of the models that could serve `task`."""
-        return sum(max(0, m.batcher.max_queue_items - m.batcher.queued) for m in self.serving(task))
+        return sum(m.room() for m in self.serving(task))
 
     def mark_ready(self) -> None:
         self.ready = True
@@ -125,12 +125,7 @@ class AppState:
         others keep serving (a hung run never gives its thread back, so the replica is not
         what it was)."""
         limit = self.settings.stall_timeout_s
-        stalled = [
-            (m.name if m.batcher.runners == 1 else f"{m.name} (instance {runner})", now - since)
-            for m in self.models.values()
-            for runner, since in sorted(m.batcher.running_since().items())
-            if now - since > limit
-        ]
+        stalled = [stall for m in self.models.values() for stall in m.stalls(now, limit)]
         reason = ", ".join(f"{name}: batch running for {age:.1f}s" for name, age in stalled) or None
         if reason != self.stalled:
             if reason:

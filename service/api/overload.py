@@ -48,12 +48,12 @@ def fast_path(state: AppState, method: str, path: str, headers: dict[bytes, byte
         return None
     held = state.held
     if not held.waiting(task):
-        if not all(m.batcher.full() for m in models):
+        if not all(m.full() for m in models):
             return None
     elif held.free_room(task) > 0:
         # Room beyond what was promised to the held connections: reserved until the request
         # is in the app, so the resumer does not promise it again meanwhile.
         return FastPath(task, release=held.reserve(task))
     for model in models:
-        model.batcher.count_refusal()
+        model.count_refusal()
     return FastPath(task, refused=Overloaded(f"every {task} queue is full: retry later"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -75,14 +76,12 @@ async def models(state: State, _: Authorized) -> Response:
                 "max_length": m.max_length,
                 "variant": served.model.variant,
                 "provider": served.model.session.provider,
-                "queued": served.batcher.queued,
+                "queued": served.queued,
                 "instances": len(served.model.sessions),
                 "intra_op_threads": served.model.session.threads,
                 "fast_lane": served.model.fast is not None,
                 "inline_max_tokens": served.inline_max_tokens,
-                "max_batch_size": served.batcher.max_batch_size,
-                "max_batch_tokens": served.batcher.max_batch_tokens,
-                "max_queue_items": served.batcher.max_queue_items,
+                **asdict(served.limits()),
                 "sha256": served.model.sha256,
                 "loaded_at": datetime.fromtimestamp(served.loaded_at, UTC).isoformat(timespec="milliseconds"),
             }

@@ -27,7 +27,7 @@ from service.batching.sizing import (
 )
 from service.engine.cache import ResultCache
 from service.engine.inline import PROBE_TOKENS, fastest_run_s, padded_tokens, tokens_within
-from service.errors import DeadlineExceeded
+from service.errors import DeadlineExceeded, InvalidInput
 from service.manifest import Manifest
 from service.metrics import Metrics
 from service.runtime.loader import LoadedModel
@@ -282,6 +282,54 @@ class ServedModel:
             self._cache.put(key, future.result())
             self._cache_metrics.size(self._cache.bytes)
 
+    # What the rest of the service may ask of the engine about this model, beside `submit`,
+    # `run_now`, `start` and `stop`: its queue's room, its limits, its health. Nothing outside
+    # service/engine/ reaches its batcher or sessions (tests/unit/test_layout.py holds it).
+
+    def check_admission(self, items: int, param: str) -> None:
+        """A request of `items` bigger than the whole queue can never fit (InvalidInput);
+        one that does not fit now is refused at once (Overloaded)."""
+        capacity = self.batcher.max_queue_items
+        if items > capacity:
+            raise InvalidInput(
+                f"{param} has {items} items, more than the model's whole queue ({capacity}): split the request",
+                param=param,
+            )
+        self.batcher.check_room(items)
+
+    def room(self) -> int:
+        """Items the queue takes now."""
+        return max(0, self.batcher.max_queue_items - self.batcher.queued)
+
+    def full(self) -> bool:
+        return self.batcher.full()
+
+    def count_refusal(self) -> None:
+        """A request refused before its size was known (the fast 429)."""
+        self.batcher.count_refusal()
+
+    @property
+    def queued(self) -> int:
+        return self.batcher.queued
+
+    def idle(self) -> bool:
+        """Nothing queued, no batch running."""
+        return not self.batcher.queued and not self.batcher.busy
+
+    def limits(self) -> BatchLimits:
+        b = self.batcher
+        return BatchLimits(b.max_batch_size, b.max_batch_tokens, b.max_queue_items)
+
+    def stalls(self, now: float, limit_s: float) -> list[tuple[str, float]]:
+        """(which session, how long) for every batch running past `limit_s` seconds: its health.
+        Each instance is named on its own, so one stuck session shows while the others serve."""
+        name = self.name
+        return [
+            (name if self.batcher.runners == 1 else f"{name} (instance {runner})", now - since)
+            for runner, since in sorted(self.batcher.running_since().items())
+            if now - since > limit_s
+        ]
+
     @property
     def info_labels(self) -> tuple[str, str, str, str]:
         """Its labels on the bertserve_model_info gauge: set when it serves, removed when a
@@ -295,6 +343,13 @@ class ServedModel:
         await self.batcher.stop()
         for pool in self._runtime_pools:
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    max_batch_size: int
+    max_batch_tokens: int
+    max_queue_items: int
 
 
 @dataclass(frozen=True)

@@ -191,13 +191,7 @@ async def run(call: Call, admitted: Admitted, texts: Texts, truncate: bool) -> O
 
 def check_queue(model: ServedModel, count: int, param: str) -> None:
     """Steps 6 and 7: a request bigger than the whole queue (422), then room now (429)."""
-    if count > model.batcher.max_queue_items:
-        raise InvalidInput(
-            f"{param} has {count} items, more than the model's whole queue "
-            f"({model.batcher.max_queue_items}): split the request",
-            param=param,
-        )
-    model.batcher.check_room(count)  # refuse before spending the tokenizer on it
+    model.check_admission(count, param)  # refuse before spending the tokenizer on it
 
 
 def too_long(texts: Texts, exc: InputTooLong) -> InvalidInput:

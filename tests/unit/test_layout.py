@@ -34,3 +34,20 @@ def test_the_registry_declares_every_model_route_once() -> None:
     declared = [route.path for task in TASKS for route in task.routes]
     assert len(declared) == len(set(declared))
     assert set(MODEL_ROUTES) <= set(declared)
+
+
+def test_the_engine_is_reached_through_its_served_models_surface() -> None:
+    """Outside service/engine/, nothing touches a served model's batcher: its queue, limits
+    and health come through the served model's own methods, the seam a process boundary can
+    stand behind."""
+    reaching = []
+    for path in sorted(SERVICE.rglob("*.py")):
+        if path.relative_to(SERVICE).parts[0] in ("engine", "batching"):
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        reaching += [
+            f"{path.relative_to(SERVICE)}:{node.lineno}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and node.attr == "batcher"
+        ]
+    assert reaching == []
