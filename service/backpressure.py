@@ -2,10 +2,10 @@
 
 Why: a caller that resends the moment a 429 comes back (a retry loop without back-off, or
 thousands of them) turns every refusal into the next request. Answered at once, each costs
-little, but their number has no bound: in a 1,500-client storm the event loop spent a core
-on refusals while the runtime waited for its next batch. Held, a refused connection costs
-nothing until there is room for it; its next request is then read and, room being reserved
-for it, queued. The 429 itself is still answered at once, so a caller that backs off loses
+little, but their number has no bound: under a storm the event loop spends its time on
+refusals while the runtime waits for its next batch (docs/design.md, "Backpressure"). Held,
+a refused connection costs nothing until there is room for it; its next request is then
+read and, room being reserved for it, queued. The 429 itself is still answered at once, so a caller that backs off loses
 nothing, and one that does not is slowed by TCP instead of by the service's cores.
 
 The rules:
@@ -13,8 +13,8 @@ The rules:
 - Every few milliseconds, as many are resumed as the task's queues have room, less the room
   already promised to connections resumed before and not yet answered, and no more than
   `RESUME_PER_TICK` in one pass: their requests are then read together, in one pass of the
-  event loop, and 64 of them at once (a batch's room freed in one go) kept it from answering
-  anything else for ~100 ms, the refusals that make the storm's 429 tail included.
+  event loop, and a batch's room resumed in one go keeps it from answering anything else for
+  long enough to make the storm's 429 tail (docs/design.md, "Backpressure").
 - A promise ends when the resumed connection's request is queued (or answered without),
   when it closes, or when no request has begun on it `PROMISE_TICKS` passes later (a caller
   that backed off: its next request, whenever it comes, is like anyone's).
@@ -42,9 +42,10 @@ TICK_S = 0.002
 # caller backed off): a request already waiting in the socket is read within one pass of
 # the event loop. Counted in passes, not seconds, so a busy loop does not lapse promises.
 PROMISE_TICKS = 3
-# Requests that each cost the event loop ~0.5 ms (read, validate, tokenize, queue) on a slow
-# core: a pass resumes a few milliseconds' worth. At one pass per TICK_S plus that work, the
-# resumer still lets in over 1,000 requests a second, more than the runtime serves.
+# Each resumed request costs the event loop its read, validation, tokenization and queueing:
+# a pass resumes a few milliseconds' worth, short enough not to hold the loop, and at one
+# pass per TICK_S plus that work the resumer still lets in more requests than the runtime
+# serves (the figures: docs/design.md, "Backpressure").
 RESUME_PER_TICK = 8
 
 

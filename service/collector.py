@@ -1,16 +1,16 @@
 """Full garbage collections are moved to quiet moments.
 
 Why: a full collection walks every object the collector tracks, and holds the event loop
-meanwhile. Under a retry storm on 2 cores (1,500 connections, each with its parser, buffers
-and last request, and a queue of requests that live for seconds) one took 60-100 ms, and
-Python started one every 1-3 s: the requests that waited seconds in the queue were old enough
-to count as long-lived, and a quarter more of those triggers the next. They were the whole
-429 tail (p99 ~100 ms against a 50 ms bound) once the loop's other long passes were gone.
+meanwhile. Under a retry storm (many connections, each with its parser, buffers and last
+request, and a queue of requests that live for seconds) each one is long, and Python starts
+them often: the requests that wait seconds in the queue are old enough to count as
+long-lived, and a quarter more of those triggers the next. Without the loop's other long
+passes, they make the whole 429 tail (docs/design.md, "Other measured choices").
 Nothing a request allocates is left in a reference cycle (tests/integration/test_cycles.py),
 so those collections found nothing to free.
 
 The rules: after start-up (everything loaded then is frozen out of the collector's view),
-Python's own young collections go on as before, and full ones run here: when the service is
+Python's own young collections go on unchanged, and full ones run here: when the service is
 quiet and the last one is `QUIET_EVERY_S` old, or, whatever the load, once it is
 `AT_LEAST_EVERY_S` old, so that whatever a rare path leaves in a cycle is still freed.
 """
@@ -26,7 +26,8 @@ QUIET_EVERY_S = 60.0
 AT_LEAST_EVERY_S = 600.0
 CHECK_EVERY_S = 1.0
 # Python starts a full collection once this many young (generation 1) collections ran since
-# the last; at the ~20 a second of a busy service, this one is never reached first.
+# the last; at the rate a busy service runs them, this one is never reached first
+# (docs/design.md, "Other measured choices").
 NEVER = 1 << 30
 
 

@@ -146,8 +146,9 @@ async def start_up(state: AppState, on_error: OnLoadError) -> None:
     for model in models:
         state.metrics.model_info.labels(*model.info_labels).set(1)
     # Everything loaded so far lives as long as the process: moved out of the collector's
-    # view, a full collection no longer walks it (under load those walks were the tail of
-    # the latency: gen-2 pauses on busy cores, service/collector.py).
+    # view, a full collection does not walk it (under load such walks make the tail of the
+    # latency: gen-2 pauses on busy cores, service/collector.py and
+    # docs/design.md, "Other measured choices").
     gc.freeze()
     collector.defer_full_collections()  # to quiet moments: service/collector.py
     state.mark_ready()

@@ -71,8 +71,9 @@ def configure(level: str) -> None:
     logging.logProcesses = False
     logging.logMultiprocessing = False
     # Nor where the call was made: finding it walks the caller's frames for every record
-    # (the logging HOWTO's "Optimization" section). 27 of the access line's 156 us right after
-    # a BERT-base run, when nothing is in the CPU caches (service/tasks/classify.py).
+    # (the logging HOWTO's "Optimization" section), a noticeable part of the access line's
+    # cost right after a model run, when nothing is in the CPU caches (docs/design.md,
+    # "Measured figures").
     logging._srcfile = None
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)

@@ -23,9 +23,10 @@ class Histogram(Collector):
 
     Why not the library's: every request observes six of them on the event loop (duration,
     tokenization, and the batch's size, tokens, inference and queue wait), and at low load it
-    does so right after the model ran, when the CPU caches hold nothing of Python's (see
-    service/tasks/classify.py). Four observations cost 49 us there with the library's (a lock
-    per counter, a loop over the bounds), 20 us with these (a bisect and two additions).
+    does so right after the model ran, when the CPU caches hold nothing of Python's
+    (docs/design.md, "Measured figures"). There the library's (a lock per counter, a loop
+    over the bounds) cost far more than these (a bisect and two additions; the figures:
+    docs/operations.md, "Metrics and logs").
     Observed from the event loop's thread only, so no lock; a scrape reads a snapshot of the
     counts, as the library's histogram does.
     """

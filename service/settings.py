@@ -52,7 +52,7 @@ class Settings(BaseSettings):
         ge=0,
         le=19,
         description="how much lower the CPU priority of inference threads is than the event loop's "
-        "(Linux nice steps; 0 = the same): the loop's short jobs no longer wait behind them",
+        "(Linux nice steps; 0 = the same): the loop's short jobs do not wait behind them",
     )
     io_binding: bool | None = Field(None, description="use IO binding; default on for CUDA only")
     share_weights: bool = Field(

@@ -66,15 +66,17 @@ class AppState:
         QUIET_REQUESTS requests in the app and no connection held after a fast 429. An empty
         queue alone is not enough: in a retry storm the queue drains for a moment between
         resumed connections, and spinning threads then took the cores the event loop needed
-        for its refusals (429 p99 135-191 ms against 33 ms without the fast lane)."""
+        for its refusals, which made the 429 tail several times longer
+        (docs/design.md, "The fast lane")."""
         return self.inflight <= QUIET_REQUESTS and not self.held.count()
 
     def alone(self) -> bool:
         """Quiet, and at most one client connection open: when the fast lane may run a batch
         on the event loop itself (service/engine/inline.py). Requests that arrive while the
         loop runs one are not read, so they are not in `inflight` either: at concurrency 4
-        they kept finding the app quiet and ran one by one on the loop (278 against 313 req/s
-        with both sessions in turn). Open connections are seen whatever the loop is doing."""
+        they kept finding the app quiet and ran one by one on the loop, slower than both
+        sessions in turn (docs/design.md, "Inline runs on the event loop"). Open connections
+        are seen whatever the loop is doing."""
         return self.connections <= 1 and self.quiet()
 
     def room(self, task: str) -> int:

@@ -1,7 +1,7 @@
 """The fast 429: a request to a model route is refused before its body is read when every
 model that could serve it has a full queue.
 
-Why: under a storm, refusals come by the thousand per second and share two cores with the
+Why: under a storm, refusals come by the thousand per second and share the CPUs with the
 runtime. On the full path a refusal paid for the body, routing, validation and the
 dependencies before `check_room` said no, several times the cost of the answer itself. Here
 it costs a dict lookup and a length check. Whatever the body holds, no model could take it,

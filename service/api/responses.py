@@ -18,8 +18,9 @@ class JSONBytes(JSONResponse):
 
     def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
         # The same two headers Starlette writes, without its general path: every answer of a
-        # model route comes here, right after the model has run (service/tasks/classify.py
-        # says why that moment is costly): 76 us there for Starlette's, most of it this.
+        # model route comes here, right after the model has run, when the CPU caches hold
+        # nothing of Python's, and there Starlette's response headers cost most of what its
+        # response did (docs/design.md, "Measured figures").
         if headers is None and self.status_code >= 200 and self.status_code not in (204, 304):
             self.raw_headers = [(b"content-length", b"%d" % len(self.body)), _JSON]
         else:

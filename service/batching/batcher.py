@@ -162,9 +162,9 @@ class Batcher(Generic[P, R]):
     ) -> R | None:
         """Run one item at once with `run`, on the calling (event loop's) thread, when no item
         is queued and no batch runs: the bookkeeping of a batch of one without the trip through
-        the queue, the loop task and back (about 0.1 ms at low load). None when that does not
-        hold, or when the run fails: the caller then queues the item, so a failure is retried
-        and reported as any batch's is."""
+        the queue, the loop task and back (docs/design.md, "Inline runs on the event loop").
+        None when that does not hold, or when the run fails: the caller then queues the item,
+        so a failure is retried and reported as any batch's is."""
         if self._pending or self._running or self._task is None:
             return None
         if deadline <= asyncio.get_running_loop().time():

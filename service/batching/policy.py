@@ -11,12 +11,10 @@ P = TypeVar("P")
 
 # How many of the oldest items a batch is picked from, in batches: 32 x 32 = 1,024 items at
 # the defaults, the default queue limit, so with default settings every queued item is a
-# candidate. Past it the work per batch stops growing with the queue: with 4,096
-# queued, one turn of the batch loop took about 2 ms with the whole queue sorted, 0.34 ms
-# with the window (idle core). Not narrower: packing suffers (rotten_tomatoes lengths,
-# queue 4,096 deep, real/padded tokens: 0.93 with 256 candidates, 0.96 with 512, 0.99 with
-# 1,024), and on a CPU a batch costs about its padded tokens, so a few percent of padding
-# costs more than the ~0.2 ms of selection saved (a one-off micro-benchmark of the batch loop).
+# candidate. Past it the work per batch stops growing with the queue, where sorting the
+# whole queue would. Not narrower: a narrower window packs batches with more padding, and on
+# a CPU a batch costs about its padded tokens, so that padding costs more than the selection
+# it saves (the figures: docs/design.md, "Batching").
 WINDOW_BATCHES = 32
 
 

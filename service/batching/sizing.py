@@ -1,18 +1,16 @@
 """Batch defaults that follow the model: the fill floor and the padded-token budget.
 
-Measured on 2 CPU cores with real sentences (`python -m loadtest.bench`, and A/B runs of
-/classify at saturation, one server per setting):
 - Fill floor. A batch costs about its padded tokens on a CPU, so padding is loss. A floor
-  of 0.95 beat 0.85 at both sizes tried: BERT-base int8 at c=64 95.8 / 88.4 req/s against
-  77.3 / 79.6 (0.98: 87.2, the batches get too small), MiniLM int8 388.6 against 378.6 at
-  c=64 and 386.8 against 369.1 at c=256. On CUDA, where a larger batch costs little more,
-  there is no floor.
-- Token budget. 8,192 padded tokens per batch was measured on all-MiniLM-L6 (6 layers,
-  hidden 384). A batch's cost per token grows with layers x hidden^2, so the same budget
-  on BERT-base (12 x 768) would make a batch 8 times longer: every request queued behind it
-  waits that much longer. The budget is scaled so a batch costs about what it costs on
-  MiniLM; rows per batch still come from max_batch_size, and BERT-base's raw throughput is
-  flat from 8 to 16 rows of real sentences (106-107 rows/s int8) and lower at 32 (98).
+  of 0.95 beat 0.85 on BERT-base and MiniLM at saturation, and 0.98 made the batches too
+  small. On CUDA, where a larger batch costs little more, there is no floor.
+- Token budget. REFERENCE_TOKENS padded tokens per batch was measured on all-MiniLM-L6 (6
+  layers, hidden 384). A batch's cost per token grows with layers x hidden^2, so the same
+  budget on BERT-base (12 x 768) would make a batch 8 times longer: every request queued
+  behind it waits that much longer. The budget is scaled so a batch costs about what it
+  costs on MiniLM; rows per batch come from max_batch_size, as BERT-base's raw throughput
+  hardly changes with the rows a batch.
+
+The figures: docs/design.md, "Batching".
 """
 
 from __future__ import annotations
@@ -21,12 +19,11 @@ import json
 from pathlib import Path
 
 CPU_MIN_FILL = 0.95
-# Items per batch and queued items per model, per provider. On CUDA (H200, MiniLM fp32 and
-# fp16, real sentences, three runs of `python -m loadtest.cuda_check`) the raw engine ran
-# 6,500-11,600 rows/s at 32 rows a batch and 15,900-25,600 at 128, for 5.1-7.9 ms a batch: a
-# larger batch costs little more. The queue bound is what it holds in time: 1,024 items wait
-# ~2.5 s on 2 CPU cores, 8,192 about 0.3-0.5 s on that GPU, where at 1,024 a load of 64
-# clients sending 32 texts each (2,048 items) was refused with 429s.
+# Items per batch and queued items per model, per provider. On CUDA a larger batch costs
+# little more than a small one, so batches are larger there. The queue bound is what it
+# holds in time: the GPU drains its larger queue sooner than the CPU drains its own, and
+# with the CPU's bound the GPU refused a load it serves with its own
+# (docs/design.md, "Batching").
 CPU_BATCH_SIZE, CUDA_BATCH_SIZE = 32, 128
 CPU_QUEUE_ITEMS, CUDA_QUEUE_ITEMS = 1024, 8192
 REFERENCE_TOKENS = 8192

@@ -35,9 +35,10 @@ from service.runtime.priority import lower_this_thread
 from service.runtime.session import CUDA
 from service.settings import Settings
 
-# Small requests are tokenized on the event loop: a short sentence takes ~30 us in the Rust
-# tokenizer, while a hop to a worker thread cost up to milliseconds under load (the runtime's
-# threads hold the cores). Large requests still go to the pool, so the loop never stalls long.
+# Small requests are tokenized on the event loop: the Rust tokenizer takes a short sentence
+# in far less time than a hop to a worker thread takes under load (the runtime's threads hold
+# the cores; docs/design.md, "The request path"). Large requests go to the pool, so the loop
+# never stalls long.
 INLINE_TOKENIZE_CHARS = 4096
 
 _N = TypeVar("_N", int, float)
@@ -116,9 +117,9 @@ class ServedModel:
     async def _run(self, instance: int, rows: list[np.ndarray]) -> Sequence[np.ndarray]:
         session = self.model.sessions[instance]
         # The fast lane: at low load (a batch that leaves nothing queued, runs alone, and the
-        # service quiet) a spinning session answers ~1.5 ms sooner. Under load the
-        # non-spinning sessions keep the cores free for the event loop. It runs on the first
-        # instance's thread, so it never runs beside that instance.
+        # service quiet) a spinning session answers sooner (docs/design.md, "The fast lane").
+        # Under load the non-spinning sessions keep the cores free for the event loop. It runs
+        # on the first instance's thread, so it never runs beside that instance.
         fast = self.model.fast
         if fast is not None and instance == 0 and not self.batcher.queued and self.batcher.busy == 1 and self._quiet():
             session = fast
@@ -176,13 +177,13 @@ class ServedModel:
         pay a session's one-time set-up.
 
         On the CPU one row of the model's max length is enough (the longest input a request
-        can bring, so a graph that cannot take it fails here, not on a user): measured on the
-        default models (int8, 1 and 2 threads), a session's first run took 0.5-1.4 ms more
-        than its second, and a first run at a new shape, up to the largest batch (32 x 256
-        tokens), cost no more than the next run at that shape (the memory arena is off, so
-        there is nothing to grow). The largest batch on every session took 16 of the 18 s the
-        default models needed to be ready. On CUDA it still runs once per session: there the
-        device arena grows and kernels are picked per shape on first use."""
+        can bring, so a graph that cannot take it fails here, not on a user): a session's first
+        run costs more than its second, but a first run at a new shape, up to the largest
+        batch, costs no more than the next run at that shape (the memory arena is off, so
+        there is nothing to grow), while warming up the largest batch on every session took
+        most of the time to ready (docs/design.md, "Other measured choices"). On CUDA the
+        largest batch runs too, once per session: there the device arena grows and kernels
+        are picked per shape on first use."""
         token = self.manifest.pad_token_id + 1
         for session in self.model.every_session:
             if session.provider == CUDA:

@@ -98,9 +98,9 @@ INT8_RECIPES = (
     Recipe("dynamic-int8-per-channel", _dynamic(per_channel=True, ffn=None)),
     Recipe("dynamic-int8-per-channel-ffn", _dynamic(per_channel=True, ffn="both")),
     Recipe("dynamic-int8-per-channel-ffn-up", _dynamic(per_channel=True, ffn="up")),
-    # The last resort, and the slowest (1.08-1.12x at batch 1, 1.13-1.23x at 32 on 2 cores,
-    # two runs): the only int8 recipe measured to pass the embedding gate on
-    # all-MiniLM-L6-v2 without a model-specific choice of layers.
+    # The last resort, and the slowest of them (docs/export.md, "Int8 recipes"): the only int8
+    # recipe measured to pass the embedding gate on all-MiniLM-L6-v2 without a
+    # model-specific choice of layers.
     Recipe("dynamic-int8-per-channel-attention-qko", _dynamic(per_channel=True, ffn="qko")),
 )
 

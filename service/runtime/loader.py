@@ -193,15 +193,11 @@ class ThreadPlan:
 
 
 # On the CPU, one session per CPU up to this many; past it the CPUs are split between them.
-# On 2 cores (docs/benchmarks.md, "Instances", and the reliability runs), two sessions of
-# one thread each beat one of two threads: /classify int8 saturated 1.09-1.12x, retry-storm
-# goodput 408 against 344 req/s, c=1 the same (the fast lane uses both cores then). On 16
-# cores (docs/cuda.md), /classify int8 at c=64: 4x4 1,281 req/s, the best of the run; 1x16
-# 594, 2x8 974, 8x2 1,008, 16x1 1,152 (an earlier run: 8x2 first, 4x4 0.97x of it). Each
-# session has its own working buffers, and then had its own copy of the weights too
-# (resident 311 MB at 1x16, 569 at 4x4, 1,335 at 16x1; the sessions of a model now share
-# the weights, service/runtime/shared_weights.py): past 4 the memory grows for little, so
-# the cap keeps it at 4 per model.
+# Sessions of few threads beat one session of many on the same CPUs, at saturation and under
+# a retry storm. Each session has its own working buffers (the weights are shared:
+# service/runtime/shared_weights.py), and past 4 per model the memory grows for little or no
+# more throughput, so the cap keeps it at 4 (the figures on 2 and on 16 cores:
+# docs/design.md, "Sessions").
 MAX_DEFAULT_INSTANCES = 4
 
 

@@ -1,10 +1,11 @@
 """Inference threads run at a lower CPU priority than the event loop.
 
 On a machine with as many busy onnxruntime threads as cores, the event loop's short jobs
-(reading a request, answering a 429, writing a response) waited for a time slice behind
-them: under a retry storm on 2 cores, 429s took 78 ms at p99 though each costs well under a
-millisecond. With the runtime's threads niced, the scheduler runs the loop as soon as it has
-work and gives the runtime everything else; when the loop is idle, the runtime loses nothing.
+(reading a request, answering a 429, writing a response) wait for a time slice behind them:
+under a retry storm, 429s wait many times their own cost for a core (the figures:
+docs/design.md, "Other measured choices"). With the runtime's threads niced, the scheduler
+runs the loop as soon as it has work and gives the runtime everything else; when the loop
+is idle, the runtime loses nothing.
 
 Linux keeps a nice value per thread, and a new thread starts with its creator's: onnxruntime
 creates its intra-op pool when a session is built, so the session is built on a thread whose

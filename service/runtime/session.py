@@ -51,16 +51,17 @@ def session_options(threads: int, spinning: Spinning) -> ort.SessionOptions:
     # Fatal only: every error surfaces as an exception that the service logs (as JSON), so
     # onnxruntime's own unstructured error lines on stderr would only repeat it.
     options.log_severity_level = 4
-    # The CPU arena keeps every block it ever grew to: after warm-up at the largest batch
-    # shape two models held 1.1 GB resident, 250 MB without it, at the same throughput.
+    # The CPU arena keeps every block it ever grew to: the peak of the largest batch stays
+    # resident for good, several times the memory without it, at the same throughput
+    # (docs/design.md, "Other measured choices").
     options.enable_cpu_mem_arena = False
     if spinning == "off":
-        # Idle intra-op threads otherwise spin on the cores the event loop needs: under
-        # overload on 2 cores, 429s came back in 9 ms (p50) instead of 14-71 ms.
+        # Idle intra-op threads otherwise spin on the cores the event loop needs, and under
+        # overload its 429s wait behind them (docs/design.md, "Other measured choices").
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     else:
-        # Threads that spin between the parallel parts of a run skip a wake-up each time
-        # (batch 1, MiniLM int8, 2 threads: 2.4-3.1 ms instead of 3.8-4.4).
+        # Threads that spin between the parallel parts of a run skip a wake-up each time, a
+        # good part of a small batch's run (docs/design.md, "The fast lane").
         options.add_session_config_entry("session.intra_op.allow_spinning", "1")
     if spinning == "on+stop":
         # Once the run returns they stop at once instead of spinning on into the event loop's time.

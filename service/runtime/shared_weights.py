@@ -1,11 +1,10 @@
 """One copy of a model's weights for all of its sessions.
 
 Why: every onnxruntime session otherwise holds its own copy of each initializer, and the
-service opens several per model on the CPU (its instances and the fast lane). Measured here,
-three sessions of one model, resident memory: the int8 classifier 194 MB -> 111 MB, the int8
-embedding model 306 -> 232 MB. Outputs were identical and the time for 32 batches of 16 real
-sentences the same (int8 3.13-3.29 s either way; fp32 6.55-7.12 s shared, 6.77-6.87 s not),
-so the graph optimisations onnxruntime applies at load still do their work.
+service opens several per model on the CPU (its instances and the fast lane). Shared, they
+take far less resident memory, with identical outputs and the same speed: the graph
+optimisations onnxruntime applies at load still do their work (the figures:
+docs/design.md, "Shared weights").
 
 The graph is parsed once with `onnx` (no torch), and each tensor of at least `MIN_BYTES`
 becomes an OrtValue over the parsed bytes, added to every session's options. The OrtValues

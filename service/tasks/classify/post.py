@@ -2,9 +2,8 @@
 
 In plain Python floats, not numpy: a response holds a few rows of a few labels, and at low
 load this runs right after the model, whose weights have just pushed everything else out of
-the CPU caches. Measured there (BERT-base int8, after a batch-1 run, this 2-core VM): the
-numpy version took 203 us for one row of two labels, this one 44 us (18 and 3 us warm). The
-arithmetic is the same, in float64; a test holds the results to numpy's within 1e-14.
+the CPU caches, where numpy's per-call overhead dominates (docs/design.md, "Measured figures").
+The arithmetic is the same, in float64; a test holds the results to numpy's within 1e-14.
 """
 
 from __future__ import annotations
