@@ -55,11 +55,11 @@ class Checkpoint:
 
     def check_head(self, task: str) -> None:
         """classify needs a sequence-classification head; rerank one with exactly one output;
-        tokens a token-classification head."""
+        entities a token-classification head."""
         if task == "entities":
             if not self.has_token_classification_head:
                 raise ExportError(
-                    f"{self.path} has no token-classification head: --task tokens needs a *ForTokenClassification "
+                    f"{self.path} has no token-classification head: --task entities needs a *ForTokenClassification "
                     "checkpoint"
                 )
             return

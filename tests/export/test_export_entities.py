@@ -1,4 +1,4 @@
-"""Token-classification export (--task tokens): real torch, real onnxruntime, tiny taggers."""
+"""Token-classification export (--task entities): real torch, real onnxruntime, tiny taggers."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def test_served_token_logits_match_pytorch_on_fresh_text(tmp_path: Path) -> None
         assert np.abs(logits[: len(row)] - expected).max() <= 1e-4
 
 
-def test_a_classifier_is_refused_for_tokens_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_classifier_is_refused_for_entities_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     classifier = make_checkpoint(tmp_path / "clf", "bert", head=True)
     tagger = make_token_checkpoint(tmp_path / "tagger", "bert")
     capsys.readouterr()  # the checkpoints' own save output
@@ -87,13 +87,13 @@ def test_a_classifier_is_refused_for_tokens_in_one_line(tmp_path: Path, capsys: 
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1
-    assert "has no token-classification head: --task tokens needs a *ForTokenClassification checkpoint" in err[0]
+    assert "has no token-classification head: --task entities needs a *ForTokenClassification checkpoint" in err[0]
     assert not (tmp_path / "out").exists()
 
     code = main(["export", str(tagger), str(tmp_path / "out"), "--task", "classify"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
-    assert "it is a token classifier: export it with --task tokens" in err[0]
+    assert "it is a token classifier: export it with --task entities" in err[0]
 
     code = main(["export", str(tagger), str(tmp_path / "out"), "--task", "entities", "--pairs"])
     err = capsys.readouterr().err.strip().splitlines()
