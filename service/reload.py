@@ -23,6 +23,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from service.engine import heap
 from service.engine.model import ServedModel
 from service.errors import ModelRejected, Unavailable
 from service.lifecycle import LoadFailed, bring_up_all, one_line, release, unchanged
@@ -114,6 +115,8 @@ async def _retire(state: AppState, model: ServedModel) -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+    # Off the loop: trimming walks every malloc arena.
+    await asyncio.to_thread(heap.trim)
     log.info("replaced model freed", extra={"model": model.name, "identity": model.identity})
 
 
