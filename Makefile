@@ -3,6 +3,12 @@
 
 PYTHON ?= python3
 VENV   := .venv
+# torch is for building the default models and exporting only, on the CPU: its CPU build
+# (754 MB installed), not PyPI's default Linux build, which adds the CUDA libraries (several
+# GB). Taken from the configured package sources when they hold it, else from TORCH_INDEX_URL.
+# TORCH=torch==2.13.0 takes PyPI's CUDA build, for fine-tuning on a GPU.
+TORCH           ?= torch==2.13.0+cpu
+TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
 BIN    := $(VENV)/bin
 # Two install levels: serving (and building the default models, which needs the export
 # extra: torch, transformers) for `make run`; the test and lint tools on top for the rest.
@@ -14,8 +20,8 @@ STAMP       := $(VENV)/.installed-test
 $(SERVE_STAMP): pyproject.toml requirements/constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	@# torch first, pinned: the CPU wheel is on disk, an open range would pull a CUDA build
-	$(BIN)/pip install -q torch==2.13.0
+	@# torch first, pinned exactly: an open range would pull the CUDA build
+	$(BIN)/pip install -q '$(TORCH)' 2>/dev/null || $(BIN)/pip install -q --extra-index-url '$(TORCH_INDEX_URL)' '$(TORCH)'
 	$(BIN)/pip install -q -c requirements/constraints.txt -e '.[export]'
 	@touch $@
 

@@ -47,3 +47,9 @@ def test_the_tier_targets_run_their_folder() -> None:
 def test_ci_runs_the_bench_smoke_as_its_own_step_after_the_tests() -> None:
     steps = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.startswith("make ")]
     assert steps.index("make bench-smoke") == steps.index("make test") + 1
+
+
+def test_torch_is_the_cpu_build_unless_asked_otherwise() -> None:
+    (install,) = [line for line in _dry_run("install").splitlines() if "torch==" in line]
+    assert "'torch==2.13.0+cpu'" in install
+    assert "--extra-index-url 'https://download.pytorch.org/whl/cpu'" in install  # when no configured source has it
