@@ -38,9 +38,10 @@ install-test: $(STAMP)
 models: $(SERVE_STAMP)
 	$(BIN)/python models/build.py $(if $(FORCE),--force) $(if $(FP16),--fp16)
 
-## run: serve the default models on http://127.0.0.1:8000
-run: models
-	$(BIN)/bertserve serve
+## run: serve the default models on http://127.0.0.1:8000, each as soon as it is built (the embedding
+## model first; the others join by live reload as their builds finish)
+run: $(SERVE_STAMP)
+	$(BIN)/python models/build.py --serve $(if $(FP16),--fp16)
 
 ## system-deps: Debian packages the end-to-end tests and benchmarks drive (nginx, wrk)
 system-deps:

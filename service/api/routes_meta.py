@@ -12,11 +12,11 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
-from service import __version__
+from service import __version__, building
 from service.api.deps import Authorized, MetricsAuthorized, State
 from service.api.errors import respond
 from service.api.responses import JSONBytes
-from service.api.schemas import ModelsResponse, StatusResponse, error_responses
+from service.api.schemas import ModelsResponse, ReadyResponse, StatusResponse, error_responses
 from service.errors import Unavailable
 from service.request_context import context_of
 
@@ -49,14 +49,16 @@ async def live() -> Response:
     return JSONBytes({"status": "ok"})
 
 
-@router.get("/health/ready", response_model=StatusResponse, responses=error_responses(503))
+@router.get("/health/ready", response_model=ReadyResponse, responses=error_responses(503))
 async def ready(request: Request, state: State) -> Response:
     """200 once every model is loaded and warmed up; 503 before that, while draining and while
-    the runtime is stalled (the same decision that admits requests)."""
+    the runtime is stalled (the same decision that admits requests). Models the default build
+    has yet to add do not hold readiness back: they are listed under `building`."""
     reason = state.unready_reason()
     if reason:
         return respond(Unavailable(reason), context_of(request.scope).request_id)
-    return JSONBytes({"status": "ready"})
+    pending = building.read(state.settings.models)
+    return JSONBytes({"status": "ready", "building": pending} if pending else {"status": "ready"})
 
 
 @router.get("/models", response_model=ModelsResponse, responses=error_responses(401), response_class=JSONBytes)
@@ -86,7 +88,8 @@ async def models(state: State, _: Authorized) -> Response:
                 "loaded_at": datetime.fromtimestamp(served.loaded_at, UTC).isoformat(timespec="milliseconds"),
             }
         )
-    return JSONBytes({"models": out})
+    pending = building.read(state.settings.models)
+    return JSONBytes({"models": out, "building": pending} if pending else {"models": out})
 
 
 @router.get(

@@ -38,8 +38,16 @@ class ModelInfo(BaseModel):
     loaded_at: str = Field(description="when this graph was loaded, ISO 8601 UTC (start-up or a reload)")
 
 
+class Building(BaseModel):
+    task: str
+    state: str = Field(description="queued, building, or failed: <reason>")
+
+
 class ModelsResponse(BaseModel):
     models: list[ModelInfo]
+    building: dict[str, Building] | None = Field(
+        None, description="default models the build (make run) has yet to add; absent when none"
+    )
 
 
 class ReloadResponse(BaseModel):
@@ -51,6 +59,12 @@ class ReloadResponse(BaseModel):
 
 class StatusResponse(BaseModel):
     status: str
+
+
+class ReadyResponse(StatusResponse):
+    building: dict[str, Building] | None = Field(
+        None, description="default models the build (make run) has yet to add; absent when none"
+    )
 
 
 class ErrorDetail(BaseModel):
