@@ -1,16 +1,51 @@
-"""`bertserve serve | export`: one-line errors and non-zero exits, never a traceback for
-what a user got wrong."""
+"""The `bertserve` command: `serve` and `export`.
+
+Usage mistakes are one line and exit 2, never a traceback. No option may be shortened: an
+abbreviation that argparse would complete (`--model` for `--models`) is refused rather than
+guessed, so a typo never passes for another option. The help of `serve` lists every setting,
+read from service/settings.py, so it cannot drift from what the service reads.
+"""
 
 from __future__ import annotations
 
 import argparse
+import re
+import shutil
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
+from service import __version__
 from service.kinds import KINDS, MODEL_KINDS
+from service.settings import Settings
 
 EXIT_USAGE = 2
+
+DESCRIPTION = """\
+Serve fine-tuned BERT-family models (BERT, DistilBERT, RoBERTa, MiniLM) over
+HTTP: classification, embeddings, reranking and named entities, exported once
+to ONNX and batched on onnxruntime."""
+
+EXAMPLES = """\
+examples:
+  bertserve serve                       serve models/ on http://127.0.0.1:8000
+  BERTSERVE_PORT=8100 bertserve serve   on port 8100: every setting is a BERTSERVE_* variable
+  bertserve serve --help                its options, and every setting by name
+  bertserve export path/to/checkpoint models/my-classifier --task classify --int8"""
+
+SERVE_DESCRIPTION = """\
+Serve every model directory of the model repository over HTTP. The port answers
+at once; /health/ready turns 200 once the models are loaded and warmed up, and
+the log says "ready: serving N models on http://HOST:PORT". The API: /docs."""
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and epilogs as written (the settings are a table), and the commands listed
+    without argparse's line naming their group's metavar above them."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        text = super()._format_action(action)
+        return text.split("\n", 1)[1] if action.nargs == argparse.PARSER else text
 
 
 class _Parser(argparse.ArgumentParser):
@@ -18,8 +53,46 @@ class _Parser(argparse.ArgumentParser):
     error: argparse's default prints the whole usage block first. Subcommand parsers are
     made with the parent's class, so they answer the same way."""
 
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(allow_abbrev=False, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _variable(name: str) -> str:
+    """`BERTSERVE_PORT, default 8000`: the setting an option overrides, and its default."""
+    return f"BERTSERVE_{name.upper()}, default {Settings.model_fields[name].default}"
+
+
+def _shorten(text: str, room: int) -> str:
+    """`text` within `room` characters: whole when it fits, else up to the last clause break
+    that fits (`, ` `: ` ` (` `; `) when that keeps half the room, else cut at a word, with
+    "..."."""
+    if len(text) <= room:
+        return text
+    breaks = [m.start() for m in re.finditer(r", |: | \(|; ", text) if room // 2 <= m.start() <= room]
+    if breaks:
+        return text[: breaks[-1]]
+    return text[: room - 3].rsplit(" ", 1)[0] + "..."
+
+
+def settings_help(width: int | None = None) -> str:
+    """Every setting by its variable, with the first part of its description, one line each
+    within the terminal's width: the full text and the defaults are in the README."""
+    width = width or shutil.get_terminal_size().columns - 2
+    names = {name: f"BERTSERVE_{name.upper()}" for name in Settings.model_fields}
+    column = max(map(len, names.values())) + 4
+    lines = [
+        f"settings: {len(names)}, each an environment variable; --models, --host and",
+        "--port override the first three. Their defaults and full descriptions:",
+        "README.md, section Configuration.",
+    ]
+    for name, variable in names.items():
+        text = (Settings.model_fields[name].description or "").split("; ")[0]
+        lines.append(f"  {variable:<{column - 2}}{_shorten(text, max(24, width - column))}")
+    return "\n".join(lines)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -53,17 +126,27 @@ def _serve(args: argparse.Namespace) -> int:
     return serve(models=args.models, host=args.host, port=args.port)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="bertserve", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    serve = sub.add_parser("serve", help="serve every model directory under --models")
-    serve.add_argument("--models", help="model repository (env BERTSERVE_MODELS, default models/)")
-    serve.add_argument("--host", help="bind address (env BERTSERVE_HOST, default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port (env BERTSERVE_PORT, default 8000)")
+def _add_serve(sub: Any) -> argparse.ArgumentParser:
+    serve: argparse.ArgumentParser = sub.add_parser(
+        "serve",
+        help="serve the models of the model repository (models/) over HTTP",
+        description=SERVE_DESCRIPTION,
+        epilog=settings_help(),
+    )
+    for name, metavar, what in (("models", "DIR", "model repository"), ("host", "HOST", "bind address")):
+        serve.add_argument(f"--{name}", metavar=metavar, help=f"{what} ({_variable(name)})")
+    serve.add_argument("--port", type=int, metavar="PORT", help=f"TCP port ({_variable('port')})")
     serve.set_defaults(func=_serve)
+    return serve
 
-    export = sub.add_parser("export", help="export a Hugging Face checkpoint to a verified model directory")
+
+def _add_export(sub: Any) -> argparse.ArgumentParser:
+    export: argparse.ArgumentParser = sub.add_parser(
+        "export",
+        help="export a Hugging Face checkpoint to a verified model directory",
+        description="Export a local Hugging Face checkpoint to ONNX, verify it against PyTorch, and write a model "
+        "directory the service can serve. Needs the export extra: pip install '.[export]'.",
+    )
     export.add_argument("checkpoint", help="local Hugging Face checkpoint directory")
     export.add_argument("out_dir", help="model directory to write")
     export.add_argument(
@@ -85,11 +168,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
     export.set_defaults(func=_export)
-    return parser
+    return export
+
+
+def _build() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    parser = _Parser(prog="bertserve", description=DESCRIPTION, epilog=EXAMPLES)
+    parser.add_argument("--version", action="version", version=f"bertserve {__version__}", help="show the version")
+    sub = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND", required=True)
+    return parser, {"serve": _add_serve(sub), "export": _add_export(sub)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return _build()[0]
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser, commands = _build()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the command they were given to: its help is the one to read
+        commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     return int(args.func(args))
 
 

@@ -1,5 +1,8 @@
 """One model's life in the service, the same at start-up and on a reload.
 
+- read the repository (`read_repository`): which folders are model directories (a folder
+  without a manifest is skipped with a warning), their manifests, and the default model of
+  each task (service/defaults.py), before anything loads;
 - build and verify: `load_model_dir` reads the manifest, hashes each file once against it
   (with BERTSERVE_VERIFY_MODELS), opens the sessions and checks that graph, tokenizer and
   manifest fit;
@@ -20,11 +23,17 @@ import asyncio
 import gc
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 from service import collector
+from service.defaults import DefaultsError, choose_defaults
 from service.engine.model import ServedModel
+from service.kinds import ModelKind
+from service.manifest import MANIFEST_FILE
 from service.runtime.loader import Found, ModelLoadError, file_stamps, load_model_dir, scan, verify_files
 from service.runtime.session import InferenceError
+from service.settings import Settings
 from service.state import AppState
 
 log = logging.getLogger("bertserve")
@@ -41,8 +50,34 @@ class LoadFailed(Exception):
 
 
 def _expected(exc: BaseException) -> bool:
-    """The classes a broken model directory raises; any other is a defect somewhere."""
-    return isinstance(exc, ModelLoadError | InferenceError | LoadFailed)
+    """The classes a broken model directory (or repository) raises; any other is a defect
+    somewhere."""
+    return isinstance(exc, ModelLoadError | InferenceError | LoadFailed | DefaultsError)
+
+
+@dataclass(frozen=True)
+class Repository:
+    """The model repository as read now, before anything loads: its model directories and the
+    default model of each task (service/defaults.py)."""
+
+    found: list[Found]
+    defaults: dict[ModelKind, str]
+
+
+def _skipped(folder: Path) -> None:
+    log.warning(
+        f"skipped {folder.name}: no {MANIFEST_FILE}, not a model directory",
+        extra={"directory": folder.name},
+    )
+
+
+def read_repository(settings: Settings, warn: bool = True) -> Repository:
+    """Scan the repository (service/runtime/loader.py) and choose the defaults: the checks a
+    start-up runs before it binds the port, and that start-up and every reload run again.
+    A folder without a manifest is skipped, with a warning unless `warn` is off (the check
+    before the port is bound leaves it to the load that follows)."""
+    found = scan(settings, _skipped if warn else lambda _: None)
+    return Repository(found, choose_defaults(settings.default_models, [entry.manifest for entry in found]))
 
 
 def one_line(exc: BaseException) -> str:
@@ -133,8 +168,8 @@ async def start_up(state: AppState, on_error: OnLoadError) -> None:
     """Bring up every model of the repository, then turn ready. Any failure turns readiness
     into the load error and is handed to `on_error` (the server exits with it)."""
     try:
-        found = await asyncio.to_thread(scan, state.settings)
-        models = await bring_up_all(state, found)
+        repository = await asyncio.to_thread(read_repository, state.settings)
+        models = await bring_up_all(state, repository.found)
     except Exception as exc:
         reason = one_line(exc)
         if not _expected(exc):
@@ -142,7 +177,7 @@ async def start_up(state: AppState, on_error: OnLoadError) -> None:
         state.fail_loading(reason)
         on_error(reason)
         return
-    state.models = {model.name: model for model in models}
+    state.serve({model.name: model for model in models}, repository.defaults)
     for model in models:
         state.metrics.model_info.labels(*model.info_labels).set(1)
     # Everything loaded so far lives as long as the process: moved out of the collector's
@@ -152,4 +187,6 @@ async def start_up(state: AppState, on_error: OnLoadError) -> None:
     gc.freeze()
     collector.defer_full_collections()  # to quiet moments: service/collector.py
     state.mark_ready()
-    log.info("ready", extra={"models": sorted(state.models)})
+    count = f"{len(models)} model{'s' if len(models) != 1 else ''}"
+    where = f" on {state.url}" if state.url else ""
+    log.info(f"ready: serving {count}{where}", extra={"models": sorted(state.models), "defaults": repository.defaults})

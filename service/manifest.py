@@ -53,6 +53,9 @@ class Manifest(BaseModel):
     # The model takes text pairs: a cross-encoder (task rerank, one logit), or a classifier
     # trained on pairs (NLI, paraphrase), exported with --pairs and verified on pairs.
     pairs: bool = False
+    # The model answers the requests of its task that name none, when several of that task are
+    # served (service/defaults.py); BERTSERVE_DEFAULT_MODELS overrides it.
+    default: bool = False
     dimension: int | None = None
     # Pooling runs inside the graph (always): the runtime only normalises and truncates.
     pooling: Pooling | None = None

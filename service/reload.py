@@ -10,9 +10,11 @@ while requests go on; then every change is swapped in by one assignment of `stat
 between two requests. A replaced or removed model keeps its queue: requests admitted on it
 finish on it, and it is released once the last one is answered.
 
-A reload is all or nothing: if one directory does not load, verify or warm up, nothing of it
-is applied and the refusal (422, `model_rejected`) names that model; the models served are
-untouched. Running it again after fixing the directory applies everything.
+A reload is all or nothing: if one directory does not load, verify or warm up, or the default
+models cannot be chosen (service/defaults.py), nothing of it is applied and the refusal (422,
+`model_rejected`) says why; the models served are untouched. Running it again after fixing the
+directory applies everything. A folder without a manifest is skipped with a warning, as at
+start-up.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from dataclasses import dataclass, field
 from service.engine import heap
 from service.engine.model import ServedModel
 from service.errors import ModelRejected, Unavailable
-from service.lifecycle import LoadFailed, bring_up_all, one_line, release, unchanged
-from service.runtime.loader import Found, scan
+from service.kinds import ModelKind
+from service.lifecycle import LoadFailed, bring_up_all, one_line, read_repository, release, unchanged
+from service.runtime.loader import Found
 from service.state import AppState
 
 log = logging.getLogger("bertserve")
@@ -51,11 +54,12 @@ async def reload(state: AppState) -> Changes:
             raise Unavailable(f"no reload now: {state.unready_reason() or 'the service is starting'}")
         started = time.perf_counter()
         try:
-            found = await asyncio.to_thread(scan, state.settings)
+            repository = await asyncio.to_thread(read_repository, state.settings)
         except Exception as exc:  # any class: a refusal that says why, not a 500
             raise ModelRejected(
                 f"the model repository was not reloaded: {_within_repository(one_line(exc), state)}"
             ) from exc
+        found = repository.found
         served = dict(state.models)
         changes = Changes(removed=sorted(set(served) - {f.name for f in found}))
         wanted: list[Found] = []
@@ -70,7 +74,7 @@ async def reload(state: AppState) -> Changes:
             fresh = await bring_up_all(state, wanted)  # beside those serving; released again on a failure
         except LoadFailed as exc:
             raise ModelRejected(_within_repository(str(exc), state), param=exc.model) from exc
-        _swap(state, served, fresh, changes.removed)
+        _swap(state, served, fresh, changes.removed, repository.defaults)
         log.info(
             "models reloaded",
             extra={**changes.__dict__, "duration_ms": round((time.perf_counter() - started) * 1000, 1)},
@@ -78,11 +82,19 @@ async def reload(state: AppState) -> Changes:
         return changes
 
 
-def _swap(state: AppState, served: dict[str, ServedModel], fresh: list[ServedModel], removed: list[str]) -> None:
-    """Every change in one step: no await between the first and the last."""
+def _swap(
+    state: AppState,
+    served: dict[str, ServedModel],
+    fresh: list[ServedModel],
+    removed: list[str],
+    defaults: dict[ModelKind, str],
+) -> None:
+    """Every change in one step: no await between the first and the last. The defaults are
+    chosen anew from the manifests on disk: a `"default"` changed in a manifest whose graph is
+    unchanged takes effect too."""
     models = {name: model for name, model in served.items() if name not in removed}
     models.update({model.name: model for model in fresh})
-    state.models = models
+    state.serve(models, defaults)
     for old in [served[name] for name in removed] + [served[m.name] for m in fresh if m.name in served]:
         state.metrics.model_info.remove(*old.info_labels)
         if state.cache is not None:

@@ -16,12 +16,12 @@ from pydantic import ValidationError
 
 from service import logs
 from service.app import create_app
-from service.lifecycle import one_line
-from service.runtime.loader import scan
+from service.lifecycle import one_line, read_repository
 from service.settings import Settings
 from service.uvicorn_adapter import DrainingServer, protocol_class
 
 EXIT_STARTUP = 2
+log = logging.getLogger("bertserve")
 
 
 def fail(message: str) -> int:
@@ -30,9 +30,11 @@ def fail(message: str) -> int:
 
 
 def settings_error(exc: ValidationError) -> str:
+    """The first error, naming the variable: the field itself, not a key or item inside it, and
+    the message without pydantic's "Value error, " in front of the validator's own words."""
     first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "settings"
-    return f"setting {where} (BERTSERVE_{where.upper()}): {first['msg']}"
+    where = str(first["loc"][0]) if first["loc"] else "settings"
+    return f"setting {where} (BERTSERVE_{where.upper()}): {first['msg'].removeprefix('Value error, ')}"
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -47,6 +49,11 @@ def bind(host: str, port: int) -> socket.socket:
         raise
     sock.set_inheritable(True)
     return sock
+
+
+def listening_url(host: str, port: int) -> str:
+    """The address to reach the server at, as a URL (the port as bound: port 0 picks one)."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def raise_open_files(connections: int) -> str | None:
@@ -72,9 +79,10 @@ def serve(models: str | None = None, host: str | None = None, port: int | None =
     logs.configure(settings.log_level)
     warning = raise_open_files(settings.max_connections)
     if warning:
-        logging.getLogger("bertserve").warning(warning)
+        log.warning(warning)
     try:
-        scan(settings)  # the cheap checks; the files are hashed once, by the load behind the port
+        # The cheap checks; the files are hashed once, by the load behind the port.
+        repository = read_repository(settings, warn=False)
     except Exception as exc:  # any class: still one line
         return fail(one_line(exc))
     try:
@@ -82,6 +90,9 @@ def serve(models: str | None = None, host: str | None = None, port: int | None =
     except OSError as exc:
         reason = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror
         return fail(f"cannot listen on {settings.host}:{settings.port}: {reason}")
+    url = listening_url(settings.host, sock.getsockname()[1])
+    count = len(repository.found)
+    log.info(f"listening on {url}, loading {count} model{'s' if count != 1 else ''}", extra={"url": url})
 
     exit_code = 0
     server: DrainingServer | None = None
@@ -93,6 +104,7 @@ def serve(models: str | None = None, host: str | None = None, port: int | None =
             server.should_exit = True
 
     app = create_app(settings, on_load_error=on_load_error)
+    app.state.bertserve.url = url
     config = uvicorn.Config(
         app,
         http=protocol_class(

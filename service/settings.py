@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.kinds import MODEL_KINDS, ModelKind
+
 Provider = Literal["auto", "cpu", "cuda"]
 Variant = Literal["auto", "fp32", "int8", "fp16"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
@@ -20,6 +22,11 @@ class Settings(BaseSettings):
     models: Path = Field(Path("models"), description="model repository: one model directory per subfolder")
     host: str = Field("127.0.0.1", min_length=1, description="bind address")
     port: int = Field(8000, ge=0, le=65535, description="TCP port")
+    default_models: Annotated[dict[ModelKind, str], NoDecode] = Field(
+        default_factory=dict,
+        description="the model that answers a request naming none, per task; task=name pairs, comma-separated "
+        '(classify=minilm-sentiment,embed=all-minilm-l6-v2), over a manifest\'s "default": true',
+    )
 
     # runtime
     provider: Provider = Field("auto", description="execution provider: auto (CUDA if available), cpu or cuda")
@@ -156,6 +163,24 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
+
+    @field_validator("default_models", mode="before")
+    @classmethod
+    def _pairs(cls, value: object) -> object:
+        """`classify=a,embed=b`: each task once, each a kind of model the manifests know."""
+        if not isinstance(value, str):
+            return value
+        pairs: dict[str, str] = {}
+        for item in filter(None, (v.strip() for v in value.split(","))):
+            task, _, name = (part.strip() for part in item.partition("="))
+            if task not in MODEL_KINDS:
+                raise ValueError(f"{item!r}: unknown task {task!r} (one of {', '.join(MODEL_KINDS)})")
+            if not name:
+                raise ValueError(f"{item!r}: write task=name, e.g. {task}=my-model")
+            if task in pairs:
+                raise ValueError(f"task {task} is named twice")
+            pairs[task] = name
+        return pairs
 
     def all_api_keys(self) -> list[str]:
         """Every accepted API key: the list plus the file's lines (blank lines and # comments skipped)."""

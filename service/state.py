@@ -38,6 +38,10 @@ class AppState:
     metrics: Metrics
     serves: Serves = field(default_factory=dict)
     models: dict[str, ServedModel] = field(default_factory=dict)
+    # The model that answers a request naming none, by task (service/defaults.py); set with
+    # the models, in the same step (serve).
+    defaults: dict[ModelKind, str] = field(default_factory=dict)
+    url: str | None = None  # where the server listens (service/server.py): the ready line says it
     ready: bool = False
     draining: bool = False
     inflight: int = 0  # requests inside the app, health probes included; drain waits on it
@@ -60,6 +64,16 @@ class AppState:
         """Every model that could serve a request of `task`, named or not."""
         kinds = self.serves[task]
         return [m for m in self.models.values() if m.manifest.task in kinds]
+
+    def serve(self, models: dict[str, ServedModel], defaults: dict[ModelKind, str]) -> None:
+        """The models to serve and the defaults among them, replaced together: no request sees
+        a default that is not (yet, or any more) served."""
+        self.models = models
+        self.defaults = defaults
+
+    def is_default(self, model: ServedModel) -> bool:
+        """Whether the model answers the requests of its task that name none."""
+        return self.defaults.get(model.manifest.task) == model.name
 
     def quiet(self) -> bool:
         """Low load, as the fast lane needs it (service/engine/model.py): at most
@@ -138,8 +152,9 @@ class AppState:
             self._publish()
 
     def resolve(self, task: str, name: str | None) -> ServedModel:
-        """The model named, or the default for the task: the only model of the first kind in
-        `serves[task]` that has one (rerank: a cross-encoder, else an embedding model)."""
+        """The model named, or the default of the first kind in `serves[task]` that is served
+        (rerank: a cross-encoder, else an embedding model): the one BERTSERVE_DEFAULT_MODELS or
+        a manifest names, or the only model of its kind (service/defaults.py)."""
         kinds = self.serves[task]
         if name is not None:
             model = self.models.get(name)
@@ -148,12 +163,19 @@ class AppState:
                 raise ModelNotFound(f"model {name!r} does not serve {task} (served: {served or 'none'})", "model")
             return model
         for kind in kinds:
+            default = self.models.get(self.defaults.get(kind, ""))
+            if default is not None and default.manifest.task == kind:
+                return default
             of_kind = [m for m in self.models.values() if m.manifest.task == kind]
             if len(of_kind) == 1:
                 return of_kind[0]
             if of_kind:
                 names = ", ".join(sorted(m.name for m in of_kind))
-                raise InvalidInput(f"several {task} models are served ({names}): name one in 'model'", "model")
+                raise InvalidInput(
+                    f"several {kind} models are served ({names}) and none is the default: name one in 'model', "
+                    f"or choose the default with BERTSERVE_DEFAULT_MODELS={kind}=<name>",
+                    "model",
+                )
         raise ModelNotFound(f"no {task} model is served", param="model")
 
     def rerank_mode(self, model: ServedModel) -> str | None:

@@ -71,6 +71,7 @@ async def models(state: State, _: Authorized) -> Response:
             {
                 "name": m.name,
                 "task": m.task,
+                "default": state.is_default(served),
                 "pairs": m.pairs,
                 "rerank": state.rerank_mode(served),
                 "labels": m.labels,

@@ -14,6 +14,10 @@ from service.kinds import ModelKind
 class ModelInfo(BaseModel):
     name: str
     task: ModelKind
+    default: bool = Field(
+        description="answers the requests of its task that name no model (BERTSERVE_DEFAULT_MODELS, the manifest's "
+        "`default`, or the only model of its task)"
+    )
     pairs: bool = Field(description="takes text pairs ([first, second] inputs)")
     rerank: Literal["cross-encoder", "cosine"] | None = Field(
         description="serves /rerank: as a cross-encoder, or by the cosine of embeddings when no cross-encoder is served"

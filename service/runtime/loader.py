@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,15 +85,24 @@ def identity(manifest: Manifest, variant: str) -> str:
     return f"{manifest.name}/{variant}/{graph_sha256(manifest, variant)}"
 
 
-def discover(models_dir: Path) -> list[Path]:
-    """The model directories of a repository (or the directory itself if it is one)."""
+def discover(models_dir: Path, on_skip: Callable[[Path], None] = lambda _: None) -> list[Path]:
+    """The model directories of a repository (or the directory itself if it is one). Hidden
+    folders (a reload's staging and swaps) are passed over in silence; any other folder without
+    a manifest (a backup, a copy in progress) is handed to `on_skip` and passed over, so that
+    it stops neither a start-up nor a reload. A folder with a manifest is a model directory,
+    and is checked as one."""
     if not models_dir.is_dir():
         raise ModelLoadError(f"model repository {models_dir} does not exist (run `make models`)")
     if (models_dir / MANIFEST_FILE).is_file():
         return [models_dir]
-    found = sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    folders = sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    found = [p for p in folders if (p / MANIFEST_FILE).exists()]
+    skipped = [p for p in folders if p not in found]
     if not found:
-        raise ModelLoadError(f"no model directory in {models_dir} (run `make models`)")
+        without = f": {', '.join(p.name for p in skipped)} {'has' if len(skipped) == 1 else 'have'} no {MANIFEST_FILE}"
+        raise ModelLoadError(f"no model directory in {models_dir}{without if skipped else ''} (run `make models`)")
+    for folder in skipped:
+        on_skip(folder)
     return found
 
 
@@ -103,14 +113,15 @@ def load_repository(settings: Settings) -> list[LoadedModel]:
     return models
 
 
-def scan(settings: Settings) -> list[Found]:
+def scan(settings: Settings, on_skip: Callable[[Path], None] = lambda _: None) -> list[Found]:
     """What the repository holds now, and the checks cheap enough to run before the port is
     bound: every manifest readable and valid, every file it lists present (with verification
     on), the variant asked for available, no name twice. The checksums are left to the load
-    (load_model_dir), so that each file is read and hashed once."""
+    (load_model_dir), so that each file is read and hashed once. A folder without a manifest
+    goes to `on_skip` (discover)."""
     on_cuda = resolve_providers_or_fail(settings.provider)[0] == CUDA
     found = []
-    for directory in discover(settings.models):
+    for directory in discover(settings.models, on_skip):
         manifest = _read_manifest(directory)
         if settings.verify_models:
             _check_present(directory, manifest)

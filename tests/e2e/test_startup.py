@@ -1,4 +1,5 @@
-"""A model repository that is missing or broken stops start-up with one line and exit 2."""
+"""A model repository that is missing or broken stops start-up with one line and exit 2; one that
+serves tells where."""
 
 from __future__ import annotations
 
@@ -124,3 +125,48 @@ def test_port_answers_while_the_models_load() -> None:
         server.wait_ready()
     finally:
         server.terminate()
+
+
+def test_default_models_that_name_no_served_model_stop_start_up(tiny_repo: Path) -> None:
+    _assert_one_line_failure(
+        tiny_repo,
+        "BERTSERVE_DEFAULT_MODELS names classify=tiny-emb, but 'tiny-emb' is an embed model "
+        "(classify models: tiny-clf)",
+        env={"BERTSERVE_DEFAULT_MODELS": "classify=tiny-emb"},
+    )
+    _assert_one_line_failure(
+        tiny_repo,
+        "setting default_models (BERTSERVE_DEFAULT_MODELS): 'classifier=tiny-clf': unknown task 'classifier'",
+        env={"BERTSERVE_DEFAULT_MODELS": "classifier=tiny-clf"},
+    )
+
+
+def test_two_manifests_claiming_the_default_stop_start_up(tiny_repo: Path, tmp_path: Path) -> None:
+    repo = tmp_path / "models"
+    shutil.copytree(tiny_repo, repo)
+    shutil.copytree(repo / "tiny-emb", repo / "tiny-emb-b")
+    for name in ("tiny-emb", "tiny-emb-b"):
+        manifest = json.loads((repo / name / "manifest.json").read_text())
+        (repo / name / "manifest.json").write_text(json.dumps({**manifest, "name": name, "default": True}))
+    _assert_one_line_failure(repo, "tiny-emb, tiny-emb-b each say they are the default embed model")
+
+
+def test_the_log_says_where_it_listens_and_what_it_skipped(tiny_repo: Path, tmp_path: Path) -> None:
+    """A folder without a manifest does not stop the start-up; the log names it, and says
+    where the port is, once bound and again once ready."""
+    from tests.e2e.procs import Server
+
+    repo = tmp_path / "models"
+    shutil.copytree(tiny_repo, repo)
+    (repo / "old-backup").mkdir()
+    log = tmp_path / "server.log"
+    with Server(repo, env={"BERTSERVE_LOG_LEVEL": "info"}, log=log) as server:
+        models = httpx.get(f"{server.url}/models", timeout=10).json()["models"]
+    assert sorted(m["name"] for m in models) == ["tiny-clf", "tiny-emb"]
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    said = [(r["level"], r["msg"]) for r in records if r["logger"] == "bertserve"]
+    assert said[:3] == [
+        ("info", f"listening on {server.url}, loading 2 models"),
+        ("warning", "skipped old-backup: no manifest.json, not a model directory"),
+        ("info", f"ready: serving 2 models on {server.url}"),
+    ], said

@@ -1,4 +1,5 @@
-"""What a user of `bertserve export` reads: one-line errors, early, and plain output lines."""
+"""What a user of `bertserve export` reads: one-line errors, early, and plain output lines (the
+usage errors of every command: tests/unit/test_cli.py)."""
 
 from __future__ import annotations
 
@@ -17,32 +18,6 @@ from service.export.errors import ExportError
 from service.export.exporter import ExportOptions, export_checkpoint
 from service.export.plain import strip_ansi
 from tests.tiny import make_checkpoint
-
-
-@pytest.mark.parametrize(
-    ("argv", "expected"),
-    [
-        (["export", "c", "o", "--task", "bogus"], "bertserve export: error: argument --task: invalid choice: 'bogus'"),
-        (["export", "c"], "bertserve export: error: the following arguments are required: out_dir, --task"),
-        (
-            ["export", "c", "o", "--task", "embed", "--max-length", "x"],
-            "bertserve export: error: argument --max-length",
-        ),
-        (["serve", "--port", "eighty"], "bertserve serve: error: argument --port: invalid int value: 'eighty'"),
-        (["frobnicate"], "bertserve: error: argument command: invalid choice: 'frobnicate'"),
-        ([], "bertserve: error: the following arguments are required: command"),
-    ],
-)
-def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str], argv: list[str], expected: str) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == 2
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    lines = captured.err.splitlines()
-    assert len(lines) == 1, captured.err
-    assert lines[0].startswith(expected)
-    assert lines[0].endswith("--help)")
 
 
 def test_a_missing_eval_file_is_reported_before_any_model_work(

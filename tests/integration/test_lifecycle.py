@@ -106,3 +106,56 @@ async def test_a_corrupt_tokenizer_names_its_model(tiny_repo: Path, tmp_path: Pa
     assert reason.startswith("model 'tiny-emb' was not loaded: ") and "tokenizer.json does not load" in reason
     assert "\n" not in reason
     assert ready.status_code == 503 and reason in ready.json()["error"]["message"]
+
+
+def _skips(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "bertserve" and r.getMessage().startswith("skipped")]
+
+
+async def test_a_folder_without_a_manifest_is_skipped_with_a_warning(
+    tiny_repo: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A backup left in the repository does not stop the start-up: it is named once in a
+    warning. A hidden folder (a reload's swap) is passed over without a word."""
+    repo = tmp_path / "models"
+    shutil.copytree(tiny_repo, repo)
+    shutil.copytree(repo / "tiny-clf", repo / "old-backup")
+    (repo / "old-backup" / "manifest.json").unlink()
+    shutil.copytree(repo / "old-backup", repo / ".tiny-clf.old")
+    caplog.set_level("INFO", logger="bertserve")
+    async with _started(Settings(models=repo, instances=1)) as (client, reasons, _):
+        await wait_ready(client)
+        models = (await client.get("/models")).json()["models"]
+    assert not reasons
+    assert sorted(m["name"] for m in models) == ["tiny-clf", "tiny-emb"]
+    assert _skips(caplog) == ["skipped old-backup: no manifest.json, not a model directory"]
+    (ready,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ready")]
+    assert ready == "ready: serving 2 models"  # and where, when a server listens (tests/e2e/test_startup.py)
+
+
+async def test_a_folder_with_a_manifest_that_does_not_verify_still_stops_start_up(
+    tiny_repo: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    repo = tmp_path / "models"
+    shutil.copytree(tiny_repo, repo)
+    (repo / "old-backup").mkdir()
+    caplog.set_level("WARNING", logger="bertserve")  # the root logger's level is the exporter's business
+    with (repo / "tiny-emb" / "model.onnx").open("r+b") as fh:
+        fh.seek(-64, 2)
+        fh.write(b"\0" * 64)
+    async with _started(Settings(models=repo, instances=1)) as (client, reasons, failed):
+        await asyncio.wait_for(failed.wait(), timeout=60)
+        ready = await client.get("/health/ready")
+    (reason,) = reasons
+    assert reason.startswith("model 'tiny-emb' was not loaded: ") and "does not match its manifest checksum" in reason
+    assert ready.status_code == 503
+    assert _skips(caplog) == ["skipped old-backup: no manifest.json, not a model directory"]
+
+
+async def test_a_repository_of_folders_without_manifests_names_them(tmp_path: Path) -> None:
+    repo = tmp_path / "models"
+    (repo / "old-backup").mkdir(parents=True)
+    (repo / "notes").mkdir()
+    async with _started(Settings(models=repo, instances=1)) as (_, reasons, failed):
+        await asyncio.wait_for(failed.wait(), timeout=60)
+    assert reasons == [f"no model directory in {repo}: notes, old-backup have no manifest.json (run `make models`)"]

@@ -204,3 +204,29 @@ async def test_a_repository_with_the_same_name_twice_is_refused(
         r = await c.post("/admin/reload")
         assert r.status_code == 422 and "served twice: tiny-emb" in r.json()["error"]["message"], r.text
         assert set(await _models(c)) == {"tiny-clf", "tiny-emb"}
+
+
+async def test_a_folder_without_a_manifest_is_skipped_on_reload(
+    make_client: Client, tiny_repo: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A backup copied into the repository does not make every reload a 422: it is skipped
+    with a warning, and what else changed is applied."""
+    repo = tmp_path / "models"
+    shutil.copytree(tiny_repo, repo)
+    caplog.set_level("WARNING", logger="bertserve")
+    async with make_client(models=repo) as c:
+        shutil.copytree(repo / "tiny-emb", repo / "old-backup")
+        (repo / "old-backup" / "manifest.json").unlink()
+        shutil.copytree(repo / "tiny-emb", repo / "tiny-emb-b")
+        _rename(repo / "tiny-emb-b", "tiny-emb-b")
+        r = await c.post("/admin/reload")
+        assert r.status_code == 200, r.text
+        assert r.json()["added"] == ["tiny-emb-b"] and r.json()["unchanged"] == ["tiny-clf", "tiny-emb"], r.text
+        skipped = [rec.getMessage() for rec in caplog.records if rec.getMessage().startswith("skipped")]
+        assert skipped == ["skipped old-backup: no manifest.json, not a model directory"]
+
+        # A folder with a manifest is a model directory: one that does not load is refused.
+        (repo / "old-backup" / "manifest.json").write_text('{"name": "old-backup"}')
+        r = await c.post("/admin/reload")
+        assert r.status_code == 422 and "invalid manifest" in r.json()["error"]["message"], r.text
+        assert set(await _models(c)) == {"tiny-clf", "tiny-emb", "tiny-emb-b"}

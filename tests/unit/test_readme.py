@@ -27,9 +27,11 @@ def test_every_setting_is_documented() -> None:
 
 
 def _written(value: object) -> str:
-    """A default as the README writes it: None is unset, an empty list is empty."""
+    """A default as the README writes it: None is unset, an empty list (or mapping) is empty."""
     if value is None:
         return "unset"
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items()) or "empty"
     if isinstance(value, list):
         return ",".join(map(str, value)) or "empty"
     if isinstance(value, bool):
