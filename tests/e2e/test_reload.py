@@ -218,6 +218,7 @@ def test_reloads_under_steady_load_fail_no_request(tmp_path: Path) -> None:
         f"RSS MB: baseline {baseline_mb:.0f}, with the tagger {before_swap_mb:.0f}, peak during the swaps "
         f"{swap_peak_mb}, after each swap's replaced models were freed {[round(m) for m in after_swaps_mb]}"
     )
+    print(memory)  # shown with -s: the figures docs/operations.md quotes
     added_mb = before_swap_mb - baseline_mb
     assert added_mb > 0, memory
     assert swap_peak_mb > before_swap_mb, memory
