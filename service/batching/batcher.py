@@ -146,7 +146,9 @@ class Batcher(Generic[P, R]):
         ticket, if any, hears of the queue wait and the batches its items ride in."""
         self.check_room(len(payloads))
         loop = asyncio.get_running_loop()
-        now = loop.time()
+        # perf_counter, not the loop's clock: uvloop's counts whole milliseconds, and the
+        # queue wait (a header, a metric) is often less than one.
+        now = time.perf_counter()
         futures: list[asyncio.Future[R]] = []
         for payload, tokens in payloads:
             future: asyncio.Future[R] = loop.create_future()
@@ -154,7 +156,7 @@ class Batcher(Generic[P, R]):
             futures.append(future)
         self._observer.queue_depth(len(self._pending))
         self._wakeup.set()
-        _mark_queued(ticket, time.perf_counter())
+        _mark_queued(ticket, now)
         return futures
 
     def run_now(
@@ -216,7 +218,7 @@ class Batcher(Generic[P, R]):
         item's age limit. Returns True when it waited (the queue may have changed)."""
         if self.max_wait_s <= 0 or len(self._pending) >= self.max_batch_size:
             return False
-        remaining = self._pending[0].enqueued + self.max_wait_s - asyncio.get_running_loop().time()
+        remaining = self._pending[0].enqueued + self.max_wait_s - time.perf_counter()
         if remaining <= 0:
             return False
         self._wakeup.clear()
@@ -287,9 +289,8 @@ class Batcher(Generic[P, R]):
         """Run one batch on a runner and resolve its futures. If it raises, each item is run
         alone on the same runner, so one poison input fails alone and the others still get
         their answers."""
-        now = asyncio.get_running_loop().time()
-        waits = [now - it.enqueued for it in batch]
         started = time.perf_counter()
+        waits = [started - it.enqueued for it in batch]
         self._started[runner] = time.monotonic()
         try:
             results = await self._runners[runner]([it.payload for it in batch])
