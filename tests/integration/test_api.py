@@ -388,6 +388,25 @@ async def test_timing_headers(client: httpx.AsyncClient) -> None:
     assert "x-total-time" in health.headers and "x-inference-time" not in health.headers
 
 
+def test_timing_headers_of_multi_batch_requests_on_uvloop(make_client: Client) -> None:
+    """On the loop the server runs (uvloop), a request whose items ride in several batches,
+    side by side on two sessions: its inference time is within its total, and the queue
+    wait carries fractions of a millisecond (uvloop's own clock counts whole ones)."""
+    import uvloop
+
+    async def headers() -> list[httpx.Headers]:
+        async with make_client(instances=2, max_batch_size=2, fast_lane=False) as c:
+            texts = [f"text number {i} " * (i + 1) for i in range(8)]
+            answers = [await c.post("/embed", json={"inputs": texts}) for _ in range(5)]
+            assert all(r.status_code == 200 for r in answers)
+            return [r.headers for r in answers]
+
+    times = [{k: float(h[f"x-{k}-time"]) for k in ("total", "queue", "inference")} for h in uvloop.run(headers())]
+    for t in times:
+        assert 0 < t["inference"] <= t["total"] and t["queue"] <= t["total"], t
+    assert any(f"{t['queue']:.3f}"[-3:] != "000" for t in times), times
+
+
 async def test_what_start_up_loaded_is_kept_out_of_the_collector(make_client: Client) -> None:
     """Once ready, the objects loaded so far are frozen, so a full collection under load does
     not walk them (those walks were the tail of the latency).
