@@ -13,6 +13,20 @@ Variant = Literal["auto", "fp32", "int8", "fp16"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
 
+# What a request's JSON may spend beyond its texts' characters, for the body limit derived
+# from the other limits: a character at most (\uXXXX; a character outside the Basic
+# Multilingual Plane escaped as a surrogate pair takes 12), each string's quotes, comma,
+# a pair's brackets and spaces, and the rest of the body (field names, options, a model name).
+JSON_BYTES_PER_CHAR = 6
+JSON_BYTES_PER_STRING = 8
+JSON_BYTES_OTHER = 64 * 1024
+
+
+def env_name(setting: str) -> str:
+    """The environment variable of a setting, as an error that a limit refused names it."""
+    return f"BERTSERVE_{setting.upper()}"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BERTSERVE_", extra="ignore", allow_inf_nan=False)
 
@@ -105,7 +119,13 @@ class Settings(BaseSettings):
     max_inputs: int = Field(64, ge=1, description="inputs per request")
     max_rerank_texts: int = Field(256, ge=1, description="texts per rerank request (ranked lists are long)")
     max_input_chars: int = Field(20_000, ge=1, description="characters per input")
-    max_body_bytes: int = Field(1 << 20, ge=1, description="request body size; 413 beyond it")
+    max_body_bytes: int | None = Field(
+        None,
+        ge=1,
+        description="request body size; 413 beyond it. Unset = the largest body the limits above admit: "
+        "(2 x max_inputs for pairs, or max_rerank_texts + 1 for a query and its texts) strings of "
+        "max_input_chars characters at 6 bytes each (a character escaped as \\uXXXX), plus JSON overhead",
+    )
 
     # slow and greedy clients
     header_timeout_s: float = Field(10.0, gt=0, description="time a client may take to send a request's headers")
@@ -156,6 +176,16 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
+
+    @property
+    def body_limit(self) -> int:
+        """The request body size in bytes: as set, else the largest body the other request
+        limits admit, so that a request within them is not refused for its size, however its
+        JSON encoder spells the text (many escape non-ASCII characters as \\uXXXX, 6 bytes)."""
+        if self.max_body_bytes is not None:
+            return self.max_body_bytes
+        strings = max(2 * self.max_inputs, self.max_rerank_texts + 1)
+        return strings * (self.max_input_chars * JSON_BYTES_PER_CHAR + JSON_BYTES_PER_STRING) + JSON_BYTES_OTHER
 
     def all_api_keys(self) -> list[str]:
         """Every accepted API key: the list plus the file's lines (blank lines and # comments skipped)."""

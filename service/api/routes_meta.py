@@ -123,4 +123,3 @@ async def openai_models(state: State, _: Authorized) -> Response:
 async def metrics(state: State, _: MetricsAuthorized) -> Response:
     """Prometheus exposition."""
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-

@@ -21,7 +21,7 @@ from itertools import islice
 from typing import Generic, Protocol, TypeVar
 
 from service.batching.policy import WINDOW_BATCHES, Item, Ticket, select_batch
-from service.errors import DeadlineExceeded, InferenceFailed, Overloaded, ServiceError, Unavailable
+from service.errors import DEADLINE_PASSED, DeadlineExceeded, InferenceFailed, Overloaded, ServiceError, Unavailable
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -129,7 +129,7 @@ class Batcher(Generic[P, R]):
             raise Unavailable("the model is not serving")
         if len(self._pending) + items > self.max_queue_items and not self._room_after_sweep(items):
             self._observer.rejected("overloaded", items)
-            raise Overloaded(f"queue full ({self.max_queue_items} items): retry later")
+            raise Overloaded(f"queue full at {self.max_queue_items} items (BERTSERVE_MAX_QUEUE_ITEMS): retry later")
 
     def full(self) -> bool:
         """No request, however small, would fit now (after a sweep of dead items)."""
@@ -278,7 +278,7 @@ class Batcher(Generic[P, R]):
         """False for an item not worth running, which is then resolved (if it was not) and counted."""
         if item.deadline <= now:
             self._observer.rejected("timeout", 1)
-            _resolve_error(item, DeadlineExceeded("the request deadline passed before it ran"))
+            _resolve_error(item, DeadlineExceeded(DEADLINE_PASSED + " before it ran"))
             return False
         if item.future.done():
             self._observer.rejected("cancelled", 1)

@@ -27,7 +27,7 @@ from service.batching.sizing import (
 )
 from service.engine.cache import ResultCache
 from service.engine.inline import PROBE_TOKENS, fastest_run_s, padded_tokens, tokens_within
-from service.errors import DeadlineExceeded, InvalidInput
+from service.errors import DEADLINE_PASSED, DeadlineExceeded, InvalidInput
 from service.manifest import Manifest
 from service.metrics import Metrics
 from service.runtime.loader import LoadedModel
@@ -293,7 +293,8 @@ class ServedModel:
         capacity = self.batcher.max_queue_items
         if items > capacity:
             raise InvalidInput(
-                f"{param} has {items} items, more than the model's whole queue ({capacity}): split the request",
+                f"{param} has {items} items, more than the model's whole queue of {capacity} "
+                "(BERTSERVE_MAX_QUEUE_ITEMS): split the request",
                 param=param,
             )
         self.batcher.check_room(items)
@@ -400,5 +401,5 @@ async def _within(futures: Sequence[asyncio.Future[np.ndarray]], deadline: float
         gathered.add_done_callback(_retrieve)
         rows = await asyncio.wait_for(gathered, timeout=max(remaining, 0.0))
     except TimeoutError as exc:
-        raise DeadlineExceeded("the request deadline passed before it finished") from exc
+        raise DeadlineExceeded(DEADLINE_PASSED + " before it finished") from exc
     return list(rows)

@@ -93,7 +93,7 @@ async def test_full_queue_refuses_whole_request_with_429() -> None:
     running = batcher.submit([("a", 1)], far())
     await asyncio.sleep(0)
     queued = batcher.submit([("b", 1), ("c", 1)], far())
-    with pytest.raises(Overloaded):
+    with pytest.raises(Overloaded, match=r"queue full at 3 items \(BERTSERVE_MAX_QUEUE_ITEMS\)"):
         batcher.submit([("d", 1), ("e", 1)], far())  # 2 + 2 > 3: all or nothing
     assert batcher.queued == 2
     assert rec.rejections == {"overloaded": 2}
