@@ -33,6 +33,7 @@ from service.metrics import Metrics
 from service.runtime.loader import LoadedModel
 from service.runtime.priority import lower_this_thread
 from service.runtime.session import CUDA
+from service.runtime.tokenizer import Encoded
 from service.settings import Settings
 
 # Small requests are tokenized on the event loop: the Rust tokenizer takes a short sentence
@@ -206,25 +207,26 @@ class ServedModel:
 
     async def tokenize(
         self, items: Sequence[str] | Sequence[tuple[str, str]], truncate: bool, max_second_tokens: int | None = None
-    ) -> list[np.ndarray]:
-        """Token ids per text or pair (InputTooLong with truncate off), off the loop when large."""
+    ) -> Encoded:
+        """Token ids per text or pair, and where each was cut (InputTooLong with truncate
+        off), off the loop when large."""
         started = time.perf_counter()
         work = partial(self._encode, items, truncate, max_second_tokens)
         size = sum(len(i) if isinstance(i, str) else len(i[0]) + len(i[1]) for i in items)
         if size <= INLINE_TOKENIZE_CHARS:
-            ids = work()
+            encoded = work()
         else:
-            ids = await asyncio.get_running_loop().run_in_executor(self._tokenize_pool, work)
+            encoded = await asyncio.get_running_loop().run_in_executor(self._tokenize_pool, work)
         self._tokenize_seconds.observe(time.perf_counter() - started)
-        return ids
+        return encoded
 
     def _encode(
         self, items: Sequence[str] | Sequence[tuple[str, str]], truncate: bool, max_second: int | None
-    ) -> list[np.ndarray]:
+    ) -> Encoded:
         encoder = self.model.encoder
         if items and isinstance(items[0], tuple):
-            return encoder.encode_pairs(items, truncate, max_second)  # type: ignore[arg-type]
-        return encoder.encode(items, truncate, max_second)  # type: ignore[arg-type]
+            return encoder.encode_pair_texts(items, truncate, max_second)  # type: ignore[arg-type]
+        return encoder.encode_texts(items, truncate, max_second)  # type: ignore[arg-type]
 
     def submit(
         self, ids: Sequence[np.ndarray], deadline: float, ticket: Ticket | None = None

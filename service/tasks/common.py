@@ -31,7 +31,7 @@ import numpy as np
 from service.batching import Ticket
 from service.engine.model import ServedModel
 from service.errors import ClientClosed, InvalidInput
-from service.runtime.tokenizer import InputTooLong
+from service.runtime.tokenizer import Cut, InputTooLong
 from service.settings import env_name
 from service.state import AppState
 
@@ -142,6 +142,7 @@ class Output:
     model: ServedModel
     rows: np.ndarray
     tokens: int
+    cuts: list[Cut]  # where each item was cut to the model's max length (None: read whole)
 
 
 ModelCheck = Callable[[ServedModel], None]
@@ -183,13 +184,28 @@ async def run(call: Call, admitted: Admitted, texts: Texts, truncate: bool) -> O
     check_queue(model, len(texts.items), texts.param)
     started = call.timing.tokenize_started = time.perf_counter()
     try:
-        ids = await model.tokenize(texts.items, truncate, texts.max_second_tokens)
+        encoded = await model.tokenize(texts.items, truncate, texts.max_second_tokens)
     except InputTooLong as exc:
         raise too_long(texts, exc) from exc
     finally:
         call.timing.tokenize_s += time.perf_counter() - started
+    ids = encoded.ids
     rows = await run_ids(call, admitted, ids)
-    return Output(model, np.stack(rows), sum(r.shape[-1] for r in ids))
+    return Output(model, np.stack(rows), sum(r.shape[-1] for r in ids), encoded.cuts)
+
+
+def coverage(texts: Texts, cuts: Sequence[Cut]) -> tuple[list[bool], list[int | list[int]]]:
+    """Per input: whether the model read only its beginning (cut to its max length), and how
+    many of its characters it read (of each text, for a pair): the `truncated` and `covered`
+    of an answer. A whole input costs its length: nothing is re-read."""
+    truncated = [cut is not None for cut in cuts]
+    covered: list[int | list[int]] = []
+    for item, cut in zip(texts.items, cuts, strict=True):
+        if cut is None:
+            covered.append(len(item) if isinstance(item, str) else [len(item[0]), len(item[1])])
+        else:
+            covered.append(cut if isinstance(cut, int) else list(cut))
+    return truncated, covered
 
 
 def check_queue(model: ServedModel, count: int, param: str) -> None:
