@@ -112,6 +112,10 @@ class DeadlineExceeded(ServiceError):
     kind = "deadline_exceeded"
 
 
+# The 504's message names both limits a request's deadline comes from.
+DEADLINE_PASSED = "the request deadline (BERTSERVE_REQUEST_TIMEOUT_S, or X-Request-Timeout when lower) passed"
+
+
 # Every class by its kind: one class per kind.
 BY_KIND: dict[ErrorKind, type[ServiceError]] = {
     cls.kind: cls

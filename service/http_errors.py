@@ -32,7 +32,7 @@ TABLE: dict[ErrorKind, Wire] = {
     "unauthorized": Wire(
         401,
         "unauthorized",
-        "missing or bad API key, when keys are configured (also guards /models)",
+        "missing or bad API key, when keys are configured (also guards /models and /v1/models)",
         {"WWW-Authenticate": 'Bearer realm="bertserve"'},
     ),
     "not_found": Wire(404, "not_found", "no such route"),

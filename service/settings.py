@@ -15,6 +15,22 @@ Variant = Literal["auto", "fp32", "int8", "fp16"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
 
+# What a request's JSON may spend beyond its texts' characters, for the body limit derived
+# from the other limits: a byte a character (text in UTF-8 as most encoders send it; a client
+# that escapes non-ASCII characters as \uXXXX spends up to 6, and meets this limit first),
+# each string's quotes, comma, a pair's brackets and spaces, and the rest of the body (field
+# names, options, a model name). Not 6 a character: the largest rerank request would then make
+# the default 30 MiB, and every body is held whole in memory and parsed on the event loop.
+JSON_BYTES_PER_CHAR = 1
+JSON_BYTES_PER_STRING = 8
+JSON_BYTES_OTHER = 64 * 1024
+
+
+def env_name(setting: str) -> str:
+    """The environment variable of a setting, as an error that a limit refused names it."""
+    return f"BERTSERVE_{setting.upper()}"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BERTSERVE_", extra="ignore", allow_inf_nan=False)
 
@@ -112,7 +128,13 @@ class Settings(BaseSettings):
     max_inputs: int = Field(64, ge=1, description="inputs per request")
     max_rerank_texts: int = Field(256, ge=1, description="texts per rerank request (ranked lists are long)")
     max_input_chars: int = Field(20_000, ge=1, description="characters per input")
-    max_body_bytes: int = Field(1 << 20, ge=1, description="request body size; 413 beyond it")
+    max_body_bytes: int | None = Field(
+        None,
+        ge=1,
+        description="request body size; 413 beyond it. Unset = the largest body the limits above admit: "
+        "(2 x max_inputs for pairs, or max_rerank_texts + 1 for a query and its texts) strings of "
+        "max_input_chars characters at a byte each, plus JSON overhead",
+    )
 
     # slow and greedy clients
     header_timeout_s: float = Field(10.0, gt=0, description="time a client may take to send a request's headers")
@@ -181,6 +203,16 @@ class Settings(BaseSettings):
                 raise ValueError(f"task {task} is named twice")
             pairs[task] = name
         return pairs
+
+    @property
+    def body_limit(self) -> int:
+        """The request body size in bytes: as set, else the largest body the other request
+        limits admit when its text takes a byte a character, so that such a request is not
+        refused for its size (text escaped as \\uXXXX meets this limit first)."""
+        if self.max_body_bytes is not None:
+            return self.max_body_bytes
+        strings = max(2 * self.max_inputs, self.max_rerank_texts + 1)
+        return strings * (self.max_input_chars * JSON_BYTES_PER_CHAR + JSON_BYTES_PER_STRING) + JSON_BYTES_OTHER
 
     def all_api_keys(self) -> list[str]:
         """Every accepted API key: the list plus the file's lines (blank lines and # comments skipped)."""

@@ -123,7 +123,7 @@ class AppState:
         if not self.ready:
             return "the service is starting: models are loading"
         if self.stalled:
-            return f"the runtime is stalled ({self.stalled})"
+            return f"the runtime is stalled ({self.stalled}, over BERTSERVE_STALL_TIMEOUT_S)"
         return None
 
     def admit(self, entered_at: float) -> None:

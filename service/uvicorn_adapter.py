@@ -63,7 +63,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._count()
         if len(self.connections) > self.max_connections:
-            transport.write(raw_http(Unavailable("too many open connections: retry later"), new_request_id()))
+            refusal = Unavailable("too many open connections (BERTSERVE_MAX_CONNECTIONS): retry later")
+            transport.write(raw_http(refusal, new_request_id()))
             transport.close()
             return
         self._arm()
@@ -129,7 +130,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def _headers_too_slow(self) -> None:
         self._header_timer = None
         if not self.transport.is_closing():
-            self.transport.write(raw_http(RequestTimeout("request headers not received in time"), new_request_id()))
+            late = RequestTimeout("request headers not received in time (BERTSERVE_HEADER_TIMEOUT_S)")
+            self.transport.write(raw_http(late, new_request_id()))
             self.transport.close()
 
 

@@ -75,11 +75,19 @@ def _param(loc: list[str]) -> str | None:
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 400:
-        # FastAPI's answer to a body it could not decode (invalid UTF-8, JSON nested past
-        # the parser's depth): the same class of error as malformed JSON.
-        return respond(InvalidInput("body is not valid UTF-8 JSON", "body"), context_of(request.scope).request_id)
+        # FastAPI's answer to a body it could not decode, the parser's error as its cause:
+        # the same class of error as malformed JSON, told apart for the client.
+        return respond(undecodable(exc.__cause__), context_of(request.scope).request_id)
     # The framework's own headers stay (a 405's Allow lists the methods the route takes).
     return respond(for_status(exc.status_code, str(exc.detail)), context_of(request.scope).request_id, exc.headers)
+
+
+def undecodable(cause: BaseException | None) -> InvalidInput:
+    """Why a body did not decode: JSON nested past the parser's depth (Python's json gives
+    up at its recursion limit) or bytes that are not UTF-8 JSON."""
+    if isinstance(cause, RecursionError):
+        return InvalidInput("body is JSON nested too deeply to parse", "body")
+    return InvalidInput("body is not valid UTF-8 JSON", "body")
 
 
 def install(app: FastAPI) -> None:

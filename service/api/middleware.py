@@ -35,7 +35,7 @@ class RequestMiddleware:
         self.state = state
         self.tracing = tracing  # None: tracing off, and this is all it costs
         self.metrics = state.metrics
-        self.max_body_bytes = state.settings.max_body_bytes
+        self.max_body_bytes = state.settings.body_limit
         self.body_timeout_s = state.settings.body_timeout_s
         # Each request's labelled series, looked up once: `labels()` validates, locks and
         # builds its key on every call. As many as Prometheus keeps (routes x models x statuses).
@@ -86,10 +86,12 @@ class RequestMiddleware:
                 async with asyncio.timeout(self.body_timeout_s):
                     body = await self._read_body(receive, headers)
             except TimeoutError:
-                await send_error(send_with_id, RequestTimeout("request body not received in time", "body"), request_id)
+                late = RequestTimeout("request body not received in time (BERTSERVE_BODY_TIMEOUT_S)", "body")
+                await send_error(send_with_id, late, request_id)
                 return
             if body is None:
-                error = BodyTooLarge(f"request body over {self.max_body_bytes} bytes", "body")
+                limit = f"{self.max_body_bytes} bytes (BERTSERVE_MAX_BODY_BYTES)"
+                error = BodyTooLarge(f"request body over {limit}", "body")
                 await send_error(send_with_id, error, request_id)
             else:
                 context.release_room = release  # ended once queued (deps.new_call)

@@ -56,4 +56,4 @@ def fast_path(state: AppState, method: str, path: str, headers: dict[bytes, byte
         return FastPath(task, release=held.reserve(task))
     for model in models:
         model.count_refusal()
-    return FastPath(task, refused=Overloaded(f"every {task} queue is full: retry later"))
+    return FastPath(task, refused=Overloaded(f"every {task} queue is full (BERTSERVE_MAX_QUEUE_ITEMS): retry later"))

@@ -1,4 +1,4 @@
-"""Health, model listing, metrics, and the docs (served from local assets)."""
+"""Health, model listing (ours and OpenAI's), metrics, and the docs (served from local assets)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ from service import __version__, building
 from service.api.deps import Authorized, MetricsAuthorized, State
 from service.api.errors import respond
 from service.api.responses import JSONBytes
-from service.api.schemas import ModelsResponse, ReadyResponse, StatusResponse, error_responses
+from service.api.schemas import ModelsResponse, OpenAIModelList, ReadyResponse, StatusResponse, error_responses
 from service.errors import Unavailable
 from service.request_context import context_of
+from service.state import AppState
 
 router = APIRouter()
 
@@ -54,11 +55,27 @@ async def ready(request: Request, state: State) -> Response:
     """200 once every model is loaded and warmed up; 503 before that, while draining and while
     the runtime is stalled (the same decision that admits requests). Models the default build
     has yet to add do not hold readiness back: they are listed under `building`."""
-    reason = state.unready_reason()
-    if reason:
-        return respond(Unavailable(reason), context_of(request.scope).request_id)
+    if unready := _unready(request, state):
+        return unready
     pending = building.read(state.settings.models)
     return JSONBytes({"status": "ready", "building": pending} if pending else {"status": "ready"})
+
+
+@router.get(
+    "/health",
+    response_class=Response,
+    responses={200: {"description": "ready: an empty body"}, **error_responses(503)},
+)
+async def health(request: Request, state: State) -> Response:
+    """text-embeddings-inference's health check: 200 with an empty body when ready, 503 when
+    not (the same decision as /health/ready)."""
+    return _unready(request, state) or Response(status_code=200)
+
+
+def _unready(request: Request, state: AppState) -> Response | None:
+    """The 503 of a service that does not take requests now, or None when it does."""
+    reason = state.unready_reason()
+    return respond(Unavailable(reason), context_of(request.scope).request_id) if reason else None
 
 
 @router.get("/models", response_model=ModelsResponse, responses=error_responses(401), response_class=JSONBytes)
@@ -91,6 +108,17 @@ async def models(state: State, _: Authorized) -> Response:
         )
     pending = building.read(state.settings.models)
     return JSONBytes({"models": out, "building": pending} if pending else {"models": out})
+
+
+@router.get("/v1/models", response_model=OpenAIModelList, responses=error_responses(401), response_class=JSONBytes)
+async def openai_models(state: State, _: Authorized) -> Response:
+    """The loaded models in OpenAI's list shape, for its clients' `models.list()`; /models
+    says more of each."""
+    data = [
+        {"id": served.name, "object": "model", "created": int(served.loaded_at), "owned_by": "bertserve"}
+        for served in state.models.values()
+    ]
+    return JSONBytes({"object": "list", "data": data})
 
 
 @router.get(

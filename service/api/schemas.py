@@ -54,6 +54,20 @@ class ModelsResponse(BaseModel):
     )
 
 
+class OpenAIModel(BaseModel):
+    id: str = Field(description="the model's name, as the model routes take it")
+    object: Literal["model"] = "model"
+    created: int = Field(description="when the graph served was loaded, Unix seconds")
+    owned_by: str
+
+
+class OpenAIModelList(BaseModel):
+    """OpenAI's GET /v1/models: what its clients' `models.list()` reads."""
+
+    object: Literal["list"] = "list"
+    data: list[OpenAIModel]
+
+
 class ReloadResponse(BaseModel):
     added: list[str] = Field(description="models loaded from new directories")
     replaced: list[str] = Field(description="models whose graph checksum changed: the new graph now serves")

@@ -21,7 +21,7 @@ from itertools import islice
 from typing import Generic, Protocol, TypeVar
 
 from service.batching.policy import WINDOW_BATCHES, Item, Ticket, select_batch
-from service.errors import DeadlineExceeded, InferenceFailed, Overloaded, ServiceError, Unavailable
+from service.errors import DEADLINE_PASSED, DeadlineExceeded, InferenceFailed, Overloaded, ServiceError, Unavailable
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -129,7 +129,7 @@ class Batcher(Generic[P, R]):
             raise Unavailable("the model is not serving")
         if len(self._pending) + items > self.max_queue_items and not self._room_after_sweep(items):
             self._observer.rejected("overloaded", items)
-            raise Overloaded(f"queue full ({self.max_queue_items} items): retry later")
+            raise Overloaded(f"queue full at {self.max_queue_items} items (BERTSERVE_MAX_QUEUE_ITEMS): retry later")
 
     def full(self) -> bool:
         """No request, however small, would fit now (after a sweep of dead items)."""
@@ -146,7 +146,9 @@ class Batcher(Generic[P, R]):
         ticket, if any, hears of the queue wait and the batches its items ride in."""
         self.check_room(len(payloads))
         loop = asyncio.get_running_loop()
-        now = loop.time()
+        # perf_counter, not the loop's clock: uvloop's counts whole milliseconds, and the
+        # queue wait (a header, a metric) is often less than one.
+        now = time.perf_counter()
         futures: list[asyncio.Future[R]] = []
         for payload, tokens in payloads:
             future: asyncio.Future[R] = loop.create_future()
@@ -154,7 +156,7 @@ class Batcher(Generic[P, R]):
             futures.append(future)
         self._observer.queue_depth(len(self._pending))
         self._wakeup.set()
-        _mark_queued(ticket, time.perf_counter())
+        _mark_queued(ticket, now)
         return futures
 
     def run_now(
@@ -216,7 +218,7 @@ class Batcher(Generic[P, R]):
         item's age limit. Returns True when it waited (the queue may have changed)."""
         if self.max_wait_s <= 0 or len(self._pending) >= self.max_batch_size:
             return False
-        remaining = self._pending[0].enqueued + self.max_wait_s - asyncio.get_running_loop().time()
+        remaining = self._pending[0].enqueued + self.max_wait_s - time.perf_counter()
         if remaining <= 0:
             return False
         self._wakeup.clear()
@@ -276,7 +278,7 @@ class Batcher(Generic[P, R]):
         """False for an item not worth running, which is then resolved (if it was not) and counted."""
         if item.deadline <= now:
             self._observer.rejected("timeout", 1)
-            _resolve_error(item, DeadlineExceeded("the request deadline passed before it ran"))
+            _resolve_error(item, DeadlineExceeded(DEADLINE_PASSED + " before it ran"))
             return False
         if item.future.done():
             self._observer.rejected("cancelled", 1)
@@ -287,9 +289,8 @@ class Batcher(Generic[P, R]):
         """Run one batch on a runner and resolve its futures. If it raises, each item is run
         alone on the same runner, so one poison input fails alone and the others still get
         their answers."""
-        now = asyncio.get_running_loop().time()
-        waits = [now - it.enqueued for it in batch]
         started = time.perf_counter()
+        waits = [started - it.enqueued for it in batch]
         self._started[runner] = time.monotonic()
         try:
             results = await self._runners[runner]([it.payload for it in batch])

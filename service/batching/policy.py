@@ -28,14 +28,13 @@ class BatchRun(NamedTuple):
 
 @dataclass(eq=False)
 class Ticket:
-    """What one request's items went through: the longest queue wait of its items, the
-    runtime seconds of the batches they rode in (each batch once) and those batches' sizes.
+    """What one request's items went through: the longest queue wait of its items, and the
+    batches they rode in (each batch once: when it started, how long it ran, its size).
     For timing headers and traces; the batcher fills it, nothing reads it back there.
     Traces are drawn after the fact from `queued_at` and `runs`, so the batch loop never
     touches a span or a trace context."""
 
     queue_s: float = 0.0
-    inference_s: float = 0.0
     runs: list[BatchRun] = field(default_factory=list)
     queued_at: float | None = None  # perf_counter when the items were queued
     _batches: set[int] = field(default_factory=set, repr=False)
@@ -44,17 +43,35 @@ class Ticket:
     def batch_sizes(self) -> list[int]:
         return [run.items for run in self.runs]
 
+    @property
+    def inference_s(self) -> float:
+        """Wall-clock seconds during which at least one of the request's batches ran: the
+        union of their run intervals. Batches that ran side by side (on several sessions)
+        count once, so this is never more than the request's own time, as the inference
+        time of text-embeddings-inference is; a sum of the batches' runtimes would be."""
+        runs = self.runs
+        if len(runs) < 2:
+            return runs[0].seconds if runs else 0.0
+        total, reached = 0.0, float("-inf")
+        for run in sorted(runs):  # by start
+            end = run.started + run.seconds
+            if end > reached:
+                total += end - max(run.started, reached)
+                reached = end
+        return total
+
     def rode(self, waited_s: float, batch: int, size: int, seconds: float, started: float) -> None:
         self.queue_s = max(self.queue_s, waited_s)
         if batch not in self._batches:
             self._batches.add(batch)
-            self.inference_s += seconds
             self.runs.append(BatchRun(started, seconds, size))
 
 
 @dataclass(eq=False)
 class Item(Generic[P]):
-    """One input waiting for the runtime. `tokens` is its length after tokenization."""
+    """One input waiting for the runtime. `tokens` is its length after tokenization;
+    `deadline` is on the loop's clock, `enqueued` on perf_counter's (the queue wait is
+    measured from it, finer than a millisecond)."""
 
     payload: P
     tokens: int

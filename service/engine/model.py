@@ -27,12 +27,13 @@ from service.batching.sizing import (
 )
 from service.engine.cache import ResultCache
 from service.engine.inline import PROBE_TOKENS, fastest_run_s, padded_tokens, tokens_within
-from service.errors import DeadlineExceeded, InvalidInput
+from service.errors import DEADLINE_PASSED, DeadlineExceeded, InvalidInput
 from service.manifest import Manifest
 from service.metrics import Metrics
 from service.runtime.loader import LoadedModel
 from service.runtime.priority import lower_this_thread
 from service.runtime.session import CUDA
+from service.runtime.tokenizer import Encoded
 from service.settings import Settings
 
 # Small requests are tokenized on the event loop: the Rust tokenizer takes a short sentence
@@ -206,25 +207,26 @@ class ServedModel:
 
     async def tokenize(
         self, items: Sequence[str] | Sequence[tuple[str, str]], truncate: bool, max_second_tokens: int | None = None
-    ) -> list[np.ndarray]:
-        """Token ids per text or pair (InputTooLong with truncate off), off the loop when large."""
+    ) -> Encoded:
+        """Token ids per text or pair, and where each was cut (InputTooLong with truncate
+        off), off the loop when large."""
         started = time.perf_counter()
         work = partial(self._encode, items, truncate, max_second_tokens)
         size = sum(len(i) if isinstance(i, str) else len(i[0]) + len(i[1]) for i in items)
         if size <= INLINE_TOKENIZE_CHARS:
-            ids = work()
+            encoded = work()
         else:
-            ids = await asyncio.get_running_loop().run_in_executor(self._tokenize_pool, work)
+            encoded = await asyncio.get_running_loop().run_in_executor(self._tokenize_pool, work)
         self._tokenize_seconds.observe(time.perf_counter() - started)
-        return ids
+        return encoded
 
     def _encode(
         self, items: Sequence[str] | Sequence[tuple[str, str]], truncate: bool, max_second: int | None
-    ) -> list[np.ndarray]:
+    ) -> Encoded:
         encoder = self.model.encoder
         if items and isinstance(items[0], tuple):
-            return encoder.encode_pairs(items, truncate, max_second)  # type: ignore[arg-type]
-        return encoder.encode(items, truncate, max_second)  # type: ignore[arg-type]
+            return encoder.encode_pair_texts(items, truncate, max_second)  # type: ignore[arg-type]
+        return encoder.encode_texts(items, truncate, max_second)  # type: ignore[arg-type]
 
     def submit(
         self, ids: Sequence[np.ndarray], deadline: float, ticket: Ticket | None = None
@@ -293,7 +295,8 @@ class ServedModel:
         capacity = self.batcher.max_queue_items
         if items > capacity:
             raise InvalidInput(
-                f"{param} has {items} items, more than the model's whole queue ({capacity}): split the request",
+                f"{param} has {items} items, more than the model's whole queue of {capacity} "
+                "(BERTSERVE_MAX_QUEUE_ITEMS): split the request",
                 param=param,
             )
         self.batcher.check_room(items)
@@ -400,5 +403,5 @@ async def _within(futures: Sequence[asyncio.Future[np.ndarray]], deadline: float
         gathered.add_done_callback(_retrieve)
         rows = await asyncio.wait_for(gathered, timeout=max(remaining, 0.0))
     except TimeoutError as exc:
-        raise DeadlineExceeded("the request deadline passed before it finished") from exc
+        raise DeadlineExceeded(DEADLINE_PASSED + " before it finished") from exc
     return list(rows)

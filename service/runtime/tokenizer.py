@@ -32,6 +32,18 @@ class Token(NamedTuple):
     stop: int
 
 
+# Where an input was cut: None when the ids hold all of it, else how many of its leading
+# characters (Python str indices) they hold; for a pair, that count for each of its texts.
+Cut = int | tuple[int, int] | None
+
+
+class Encoded(NamedTuple):
+    """Token ids per input (text or pair), and where each was cut (`Cut`)."""
+
+    ids: list[np.ndarray]
+    cuts: list[Cut]
+
+
 class TokenizerError(Exception):
     """tokenizer.json does not load (the Rust library raises plain exceptions)."""
 
@@ -62,6 +74,10 @@ class TextEncoder:
         """One int64 array per text. With truncate=False an over-long text raises
         InputTooLong (its index and token count), never silently cut. `max_tokens` first
         cuts each text's own tokens (before the special ones) to that many."""
+        return self.encode_texts(texts, truncate, max_tokens).ids
+
+    def encode_texts(self, texts: Sequence[str], truncate: bool, max_tokens: int | None = None) -> Encoded:
+        """`encode`, and where each text was cut."""
         if max_tokens is not None:
             plain = self._full.encode_batch(list(texts), add_special_tokens=False)
             for encoding in plain:
@@ -77,7 +93,13 @@ class TextEncoder:
             for index, row in enumerate(ids):
                 if len(row) > self.max_length:
                     raise InputTooLong(index, len(row), self.max_length)
-        return ids
+        cuts: list[Cut] = [None] * len(ids)
+        # Only a row at the max length (or any, under `max_tokens`) may have been cut: the
+        # offsets are read for those alone, and the usual short input costs one comparison.
+        for index, row in enumerate(ids):
+            if (max_tokens is not None or len(row) >= self.max_length) and encodings[index].overflowing:
+                cuts[index] = _reach(encodings[index])
+        return Encoded(ids, cuts)
 
     def encode_pairs(
         self, pairs: Sequence[tuple[str, str]], truncate: bool, max_second_tokens: int | None = None
@@ -86,26 +108,35 @@ class TextEncoder:
         pair template ([CLS] a [SEP] b [SEP] for BERT, RoBERTa's <s> a </s></s> b </s>).
         Each distinct first text is tokenized once (a rerank query, shared by every pair).
         `max_second_tokens` first cuts each second text to that many tokens."""
-        rows = []
-        for index, joined in enumerate(self._joined_pairs(pairs, truncate, max_second_tokens)):
+        return self.encode_pair_texts(pairs, truncate, max_second_tokens).ids
+
+    def encode_pair_texts(
+        self, pairs: Sequence[tuple[str, str]], truncate: bool, max_second_tokens: int | None = None
+    ) -> Encoded:
+        """`encode_pairs`, and where each pair was cut: how much of each of its texts was kept."""
+        rows, cuts = [], []
+        for index, (joined, tokens) in enumerate(self._joined_pairs(pairs, truncate, max_second_tokens)):
             if not truncate and len(joined.ids) > self.max_length:
                 raise InputTooLong(index, len(joined.ids), self.max_length)
             rows.append(np.array([joined.ids, joined.type_ids], dtype=np.int64))
-        return rows
+            cut = len(joined) >= self.max_length or (max_second_tokens is not None and tokens[1] > max_second_tokens)
+            cuts.append(_pair_reach(joined, tokens, pairs[index]) if cut else None)
+        return Encoded(rows, cuts)
 
     def _joined_pairs(
         self, pairs: Sequence[tuple[str, str]], truncate: bool, max_second_tokens: int | None
-    ) -> list[Encoding]:
-        """Each pair in the model's template, truncated second text first; each distinct first
-        text encoded once."""
+    ) -> list[tuple[Encoding, tuple[int, int]]]:
+        """Each pair in the model's template, truncated second text first, with each text's
+        own token count before any cut; each distinct first text encoded once."""
         firsts = list(dict.fromkeys(a for a, _ in pairs))
         first_of = dict(zip(firsts, self._full.encode_batch(firsts, add_special_tokens=False), strict=True))
         seconds = self._full.encode_batch([b for _, b in pairs], add_special_tokens=False)
         joined = []
         for (a, _), second in zip(pairs, seconds, strict=True):
+            tokens = (len(first_of[a]), len(second))
             if max_second_tokens is not None:
                 second.truncate(max_second_tokens)
-            joined.append(self._join(first_of[a], second, truncate))
+            joined.append((self._join(first_of[a], second, truncate), tokens))
         return joined
 
     def tokens(
@@ -162,6 +193,42 @@ class TextEncoder:
             return encode(self._second_first)
         except Exception:  # the tokenizer's "sequence to truncate too short": first alone too long
             return encode(self._truncating)
+
+
+def _reach(encoding: Encoding) -> int:
+    """How many leading characters of its text an encoding holds: where its last token that
+    is not a special one ends."""
+    return max((stop for run in _runs(encoding) for stop in run), default=0)
+
+
+def _pair_reach(joined: Encoding, tokens: tuple[int, int], pair: tuple[str, str]) -> Cut:
+    """Where a joined pair was cut, from each text's token count before and after: None when
+    neither text lost a token, else the characters kept of each (a whole text's length).
+    The library's sequence ids of a pair joined from texts encoded apart are not always set,
+    so each text's tokens are told apart by the template: two runs of non-special tokens."""
+    runs = _runs(joined)
+    if len(runs) == 1 and not tokens[0]:  # the first text has no tokens: the run is the second's
+        runs.insert(0, [])
+    runs += [[], []]  # a text without tokens has no run
+    if (len(runs[0]), len(runs[1])) == tokens:
+        return None
+    first, second = (max(runs[s], default=0) if len(runs[s]) < tokens[s] else len(pair[s]) for s in (0, 1))
+    return first, second
+
+
+def _runs(encoding: Encoding) -> list[list[int]]:
+    """The end offsets of each run of non-special tokens: one run per text in the template."""
+    runs: list[list[int]] = []
+    after_special = True
+    for (_, stop), special in zip(encoding.offsets, encoding.special_tokens_mask, strict=True):
+        if special:
+            after_special = True
+        else:
+            if after_special:
+                runs.append([])
+                after_special = False
+            runs[-1].append(stop)
+    return runs
 
 
 def _encode_pair(pair: tuple[str, str], tokenizer: Tokenizer) -> Encoding:

@@ -24,14 +24,15 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 
 from service.batching import Ticket
 from service.engine.model import ServedModel
 from service.errors import ClientClosed, InvalidInput
-from service.runtime.tokenizer import InputTooLong
+from service.runtime.tokenizer import Cut, InputTooLong
+from service.settings import env_name
 from service.state import AppState
 
 T = TypeVar("T")
@@ -141,9 +142,11 @@ class Output:
     model: ServedModel
     rows: np.ndarray
     tokens: int
+    cuts: list[Cut]  # where each item was cut to the model's max length (None: read whole)
 
 
 ModelCheck = Callable[[ServedModel], None]
+ItemsLimit = Literal["max_inputs", "max_rerank_texts"]
 
 
 def admit(
@@ -152,12 +155,13 @@ def admit(
     task: str,
     model_name: str | None,
     texts: Texts,
-    max_items: int | None = None,
+    items_limit: ItemsLimit = "max_inputs",
     check_model: ModelCheck | None = None,
 ) -> Admitted:
-    """Steps 1 to 5: everything that can refuse the request before it costs anything."""
+    """Steps 1 to 5: everything that can refuse the request before it costs anything.
+    `items_limit`: the setting that bounds the request's items."""
     settings = state.settings
-    check_limits(texts, max_items or settings.max_inputs, settings.max_input_chars)
+    check_limits(texts, getattr(settings, items_limit), settings.max_input_chars, items_limit)
     if call.timeout_error is not None:
         raise call.timeout_error
     deadline = state.deadline(call.timeout_s)
@@ -180,13 +184,28 @@ async def run(call: Call, admitted: Admitted, texts: Texts, truncate: bool) -> O
     check_queue(model, len(texts.items), texts.param)
     started = call.timing.tokenize_started = time.perf_counter()
     try:
-        ids = await model.tokenize(texts.items, truncate, texts.max_second_tokens)
+        encoded = await model.tokenize(texts.items, truncate, texts.max_second_tokens)
     except InputTooLong as exc:
         raise too_long(texts, exc) from exc
     finally:
         call.timing.tokenize_s += time.perf_counter() - started
+    ids = encoded.ids
     rows = await run_ids(call, admitted, ids)
-    return Output(model, np.stack(rows), sum(r.shape[-1] for r in ids))
+    return Output(model, np.stack(rows), sum(r.shape[-1] for r in ids), encoded.cuts)
+
+
+def coverage(texts: Texts, cuts: Sequence[Cut]) -> tuple[list[bool], list[int | list[int]]]:
+    """Per input: whether the model read only its beginning (cut to its max length), and how
+    many of its characters it read (of each text, for a pair): the `truncated` and `covered`
+    of an answer. A whole input costs its length: nothing is re-read."""
+    truncated = [cut is not None for cut in cuts]
+    covered: list[int | list[int]] = []
+    for item, cut in zip(texts.items, cuts, strict=True):
+        if cut is None:
+            covered.append(len(item) if isinstance(item, str) else [len(item[0]), len(item[1])])
+        else:
+            covered.append(cut if isinstance(cut, int) else list(cut))
+    return truncated, covered
 
 
 def check_queue(model: ServedModel, count: int, param: str) -> None:
@@ -231,13 +250,21 @@ async def process(
     return await run(call, admitted, texts, truncate)
 
 
-def check_limits(texts: Texts, max_items: int, max_chars: int) -> None:
-    """The schema has already refused empty lists and blank texts; these bounds are settings."""
+def check_limits(texts: Texts, max_items: int, max_chars: int, items_setting: str = "max_inputs") -> None:
+    """The schema has already refused empty lists and blank texts; these bounds are settings,
+    and a refusal names the one to raise."""
     if len(texts.items) > max_items:
-        raise InvalidInput(f"{texts.param} has {len(texts.items)} items, over the limit of {max_items}", texts.param)
+        raise InvalidInput(
+            f"{texts.param} has {len(texts.items)} items, over the limit of {max_items} ({env_name(items_setting)})",
+            texts.param,
+        )
     for where, text in texts.strings():
         if len(text) > max_chars:
-            raise InvalidInput(f"{where} has {len(text)} characters, over the limit of {max_chars}", param=where)
+            raise InvalidInput(too_many_chars(where, len(text), max_chars), param=where)
+
+
+def too_many_chars(where: str, chars: int, max_chars: int) -> str:
+    return f"{where} has {chars} characters, over the limit of {max_chars} ({env_name('max_input_chars')})"
 
 
 async def until_disconnect(call: Call, work: Awaitable[T]) -> T:

@@ -22,3 +22,17 @@ class StrictRequest(BaseModel):
 
 class Usage(BaseModel):
     input_tokens: int
+
+
+# Per input, beside the answer: how much of it the model read.
+Truncated = Annotated[
+    list[bool],
+    Field(description="per input: true when it was over the model's max length and cut to its beginning"),
+]
+Covered = Annotated[
+    list[int | list[int]],
+    Field(
+        description="per input: how many of its characters the model read (Python str indices), "
+        "its whole length unless truncated; for a pair, [first, second]"
+    ),
+]

@@ -35,6 +35,7 @@ def test_header_timeout_and_connection_cap_answer_in_the_envelope(tiny_repo: Pat
         assert status == "HTTP/1.1 408 Request Timeout"
         assert re.fullmatch(r"[0-9a-f]{32}", headers["x-request-id"])
         assert body["error"]["type"] == "request_timeout"  # type: ignore[index]
+        assert "(BERTSERVE_HEADER_TIMEOUT_S)" in body["error"]["message"]  # type: ignore[index]
 
         first = socket.create_connection(("127.0.0.1", server.port), timeout=10)
         second = socket.create_connection(("127.0.0.1", server.port), timeout=10)
@@ -46,6 +47,5 @@ def test_header_timeout_and_connection_cap_answer_in_the_envelope(tiny_repo: Pat
             second.close()
         assert status == "HTTP/1.1 503 Service Unavailable"
         assert re.fullmatch(r"[0-9a-f]{32}", headers["x-request-id"])
-        assert body == {
-            "error": {"type": "unavailable", "message": "too many open connections: retry later", "param": None}
-        }
+        message = "too many open connections (BERTSERVE_MAX_CONNECTIONS): retry later"
+        assert body == {"error": {"type": "unavailable", "message": message, "param": None}}

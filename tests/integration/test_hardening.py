@@ -35,6 +35,21 @@ async def test_malformed_bodies_are_422(client: httpx.AsyncClient, body: bytes) 
 
 
 @pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"[" * 5000 + b"]" * 5000, "body is JSON nested too deeply to parse"),
+        (b'{"inputs": ' + b"[" * 5000 + b'"a"' + b"]" * 5000 + b"}", "body is JSON nested too deeply to parse"),
+        (b'{"inputs": "\xff\xfe bad utf-8"}', "body is not valid UTF-8 JSON"),
+    ],
+)
+async def test_an_undecodable_body_says_why(client: httpx.AsyncClient, body: bytes, message: str) -> None:
+    for route in ("/classify", "/embed", "/v1/embeddings"):
+        r = await client.post(route, content=body, headers=JSON)
+        assert r.status_code == 422, r.text
+        assert r.json()["error"] == {"type": "invalid_request", "message": message, "param": "body"}
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "control \x00\x01\x07\x1b[31m chars \u200b\u202e reversed",

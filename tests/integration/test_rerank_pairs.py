@@ -51,6 +51,17 @@ async def test_pair_classification(make_client: Client, pairs_repo: Path) -> Non
         assert models["tiny-clf"]["pairs"] is True and models["tiny-emb"]["rerank"] == "cosine"
 
 
+async def test_a_cut_pair_says_how_much_of_each_text_was_read(make_client: Client, pairs_repo: Path) -> None:
+    async with make_client(models=pairs_repo) as c:
+        query, passage = "a short query", "a long passage " * 100
+        r = await c.post("/classify", json={"inputs": [[query, "short"], [query, passage]]})
+        body = r.json()
+        assert body["truncated"] == [False, True]
+        assert body["covered"][0] == [len(query), len("short")]
+        first, second = body["covered"][1]
+        assert first == len(query) and 0 < second < len(passage)  # the second text is cut first
+
+
 @pytest.mark.parametrize(
     ("inputs", "param", "words"),
     [

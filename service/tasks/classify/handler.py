@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from service.state import AppState
 from service.tasks.classify.post import Function, default_function, predictions, scores
-from service.tasks.common import Call, Texts, process
+from service.tasks.common import Call, Texts, coverage, process
 
 
 @dataclass(frozen=True)
@@ -14,6 +14,8 @@ class Classified:
     model: str
     predictions: list[list[dict[str, object]]]
     tokens: int
+    truncated: list[bool]
+    covered: list[int | list[int]]
 
 
 async def classify(
@@ -29,4 +31,5 @@ async def classify(
     manifest = out.model.manifest
     chosen = function or default_function(manifest.multi_label)
     labels = manifest.labels or []
-    return Classified(out.model.name, predictions(scores(out.rows, chosen), labels, top_k), out.tokens)
+    found = predictions(scores(out.rows, chosen), labels, top_k)
+    return Classified(out.model.name, found, out.tokens, *coverage(texts, out.cuts))

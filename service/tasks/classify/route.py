@@ -14,7 +14,15 @@ async def classify_route(body: ClassifyRequest, state: AppState, call: Call) -> 
     scores per input."""
     texts = Texts.of(body.inputs, "inputs")
     out = await classify(state, call, texts, body.model, body.top_k, body.function, body.truncate)
-    return Reply({"model": out.model, "predictions": out.predictions, "usage": {"input_tokens": out.tokens}})
+    return Reply(
+        {
+            "model": out.model,
+            "predictions": out.predictions,
+            "truncated": out.truncated,
+            "covered": out.covered,
+            "usage": {"input_tokens": out.tokens},
+        }
+    )
 
 
 TASK = Task("classify", ("classify",), (Route("/classify", ClassifyRequest, ClassifyResponse, classify_route),))

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from service.tasks.wire import StrictRequest, Text, TextsOrPairs, Usage
+from service.tasks.wire import Covered, StrictRequest, Text, TextsOrPairs, Truncated, Usage
 
 
 class ClassifyRequest(StrictRequest):
@@ -30,4 +30,6 @@ class LabelScore(BaseModel):
 class ClassifyResponse(BaseModel):
     model: str
     predictions: list[list[LabelScore]]
+    truncated: Truncated
+    covered: Covered
     usage: Usage

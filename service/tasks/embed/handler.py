@@ -9,7 +9,7 @@ import numpy as np
 from service.engine.model import ServedModel
 from service.errors import InvalidInput
 from service.state import AppState
-from service.tasks.common import Call, Texts, process
+from service.tasks.common import Call, Texts, coverage, process
 from service.tasks.embed.post import finalize, to_base64
 
 
@@ -18,6 +18,8 @@ class Embedded:
     model: str
     vectors: np.ndarray
     tokens: int
+    truncated: list[bool]
+    covered: list[int | list[int]]
 
     def encoded(self, encoding_format: str) -> list[str] | np.ndarray:
         return to_base64(self.vectors) if encoding_format == "base64" else self.vectors
@@ -38,4 +40,4 @@ async def embed(
             raise InvalidInput(f"dimensions {dimensions} is over the model's {full}", param="dimensions")
 
     out = await process(state, call, "embed", model, texts, truncate, check)
-    return Embedded(out.model.name, finalize(out.rows, normalize, dimensions), out.tokens)
+    return Embedded(out.model.name, finalize(out.rows, normalize, dimensions), out.tokens, *coverage(texts, out.cuts))

@@ -20,6 +20,8 @@ async def embed_route(body: EmbedRequest, state: AppState, call: Call) -> Reply:
             "model": out.model,
             "embeddings": out.encoded(body.encoding_format),
             "dimensions": int(out.vectors.shape[1]),
+            "truncated": out.truncated,
+            "covered": out.covered,
             "usage": {"input_tokens": out.tokens},
         }
     )
@@ -27,7 +29,8 @@ async def embed_route(body: EmbedRequest, state: AppState, call: Call) -> Reply:
 
 async def openai_embeddings(body: OpenAIEmbeddingRequest, state: AppState, call: Call) -> Reply:
     """OpenAI-compatible embeddings: the official clients work unchanged. Vectors are
-    L2-normalised, as OpenAI's are; inputs longer than the model's max length are truncated."""
+    L2-normalised, as OpenAI's are; inputs longer than the model's max length are truncated
+    without a word: OpenAI's answer, kept exact, has no field for it (/embed says which)."""
     if isinstance(body.input, list) and body.input and not isinstance(body.input[0], str):
         raise InvalidInput("token-id inputs are not supported: send text", param="input")
     texts = Texts.of(body.input, "input")  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from service.tasks.wire import StrictRequest, Text, TextList, Usage
+from service.tasks.wire import Covered, StrictRequest, Text, TextList, Truncated, Usage
 
 
 class EmbedRequest(StrictRequest):
@@ -22,6 +22,8 @@ class EmbedResponse(BaseModel):
     model: str
     embeddings: list[list[float]] | list[str]
     dimensions: int
+    truncated: Truncated
+    covered: Covered
     usage: Usage
 
 

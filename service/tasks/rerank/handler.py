@@ -11,7 +11,7 @@ import numpy as np
 
 from service.errors import InvalidInput
 from service.state import AppState
-from service.tasks.common import Call, Texts, admit, run
+from service.tasks.common import Call, Texts, admit, run, too_many_chars
 from service.tasks.embed.post import finalize
 
 
@@ -41,11 +41,9 @@ async def rerank(
 ) -> Ranked:
     settings = state.settings
     if len(query) > settings.max_input_chars:
-        raise InvalidInput(
-            f"query has {len(query)} characters, over the limit of {settings.max_input_chars}", param="query"
-        )
+        raise InvalidInput(too_many_chars("query", len(query), settings.max_input_chars), param="query")
     docs = Texts(texts, param)
-    admitted = admit(state, call, "rerank", model_name, docs, max_items=settings.max_rerank_texts)
+    admitted = admit(state, call, "rerank", model_name, docs, "max_rerank_texts")
     model = admitted.model
     if model.manifest.task == "rerank":
         pairs = Texts([(query, t) for t in texts], param, max_second_tokens=max_text_tokens)

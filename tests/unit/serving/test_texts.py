@@ -2,7 +2,7 @@ import pytest
 
 from service.api.errors import _param
 from service.errors import InvalidInput
-from service.tasks.common import Texts, check_limits
+from service.tasks.common import Texts, check_limits, coverage
 
 
 def test_single_string_becomes_a_list() -> None:
@@ -26,6 +26,16 @@ def test_limits_name_the_offending_input(value: str | list[str], param: str) -> 
     with pytest.raises(InvalidInput) as err:
         check_limits(Texts.of(value, "inputs"), 4, 10)
     assert err.value.param == param
+    assert err.value.message.endswith(
+        "(BERTSERVE_MAX_INPUTS)" if param == "inputs" and isinstance(value, list) else "(BERTSERVE_MAX_INPUT_CHARS)"
+    )
+
+
+def test_coverage_says_which_inputs_were_cut_and_how_much_was_read() -> None:
+    texts = Texts.of(["whole", "a long text cut short"], "inputs")
+    assert coverage(texts, [None, 6]) == ([False, True], [5, 6])
+    pairs = Texts.of([["query", "passage"], ["query", "a long passage"]], "inputs")
+    assert coverage(pairs, [None, (5, 2)]) == ([False, True], [[5, 7], [5, 2]])
 
 
 def test_param_paths_drop_union_branch_names() -> None:
