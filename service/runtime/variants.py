@@ -31,8 +31,9 @@ MARGIN = 0.05
 TIMED = ("int8", "fp32")
 # (rows, tokens per row), cut to the model's max length: a short request alone (the latency at
 # low load) and a batch of a busy queue (the throughput). Each timed REPEATS times, the best
-# kept, after one untimed run (a session's first run at a shape costs more).
-PROBES = ((1, 32), (8, 64))
+# kept, after one untimed run of the first: a session's first run costs more than its next,
+# a first run at a new shape does not (docs/design.md, "Other measured choices").
+PROBES = ((1, 32), (4, 64))
 REPEATS = 3
 
 Batch = list[np.ndarray]
@@ -82,8 +83,7 @@ def time_sessions(
     variants take turns on each batch, so a neighbour's load on a shared machine falls on
     both alike."""
     for session in sessions.values():
-        for batch in batches:
-            session.run(batch)
+        session.run(batches[0])
     best = {name: [float("inf")] * len(batches) for name in sessions}
     for _ in range(repeats):
         for index, batch in enumerate(batches):
