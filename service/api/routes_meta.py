@@ -95,6 +95,7 @@ async def models(state: State, _: Authorized) -> Response:
                 "dimension": m.dimension,
                 "max_length": m.max_length,
                 "variant": served.model.variant,
+                "variant_choice": served.model.choice.as_dict() if served.model.choice else None,
                 "provider": served.model.session.provider,
                 "queued": served.queued,
                 "instances": len(served.model.sessions),

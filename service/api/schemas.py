@@ -11,6 +11,12 @@ from service.http_errors import TABLE
 from service.kinds import ModelKind
 
 
+class VariantChoiceInfo(BaseModel):
+    int8_ms: float | None = Field(description="int8's time on the probe batches at load (auto on the CPU), else null")
+    fp32_ms: float | None = Field(description="fp32's time on the same batches, else null")
+    reason: str
+
+
 class ModelInfo(BaseModel):
     name: str
     task: ModelKind
@@ -26,6 +32,9 @@ class ModelInfo(BaseModel):
     dimension: int | None
     max_length: int
     variant: str
+    variant_choice: VariantChoiceInfo | None = Field(
+        description="why this variant serves: BERTSERVE_VARIANT, or under auto on the CPU the timings of int8 and fp32"
+    )
     provider: str
     queued: int
     instances: int = Field(description="onnxruntime sessions serving it side by side (BERTSERVE_INSTANCES)")

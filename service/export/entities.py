@@ -2,8 +2,8 @@
 
 The file is JSONL, one `{"text": str, "entities": [{"start", "end", "label"}, ...]}` per line,
 `start`/`end` character offsets into `text` (Python `str` indices) and `label` the entity
-type ("PER", not "B-PER"). Predicted entities are what the service answers with the default
-"simple" aggregation: the rows go through the serving code's own windows
+type ("PER", not "B-PER"). Predicted entities are what the service answers with its default
+aggregation (`DEFAULT_STRATEGY`, "first"): the rows go through the serving code's own windows
 (`service.runtime.windows`, the first window: over-long texts are cut as the service cuts
 them) and its numpy aggregation (`service.tasks.entities`). A prediction counts when its
 (start, end, label) equals a gold entity exactly; gold entities past the characters the
@@ -25,7 +25,7 @@ from tokenizers import Tokenizer
 from service.export.errors import ExportError
 from service.export.verify import Rows, check_same_ids
 from service.runtime.windows import TokenWindows, Window
-from service.tasks.entities.post import EntitiesError, TagOptions, tag_batch
+from service.tasks.entities.post import DEFAULT_STRATEGY, EntitiesError, TagOptions, tag_batch
 
 Span = tuple[int, int, str]
 
@@ -90,7 +90,7 @@ class EntityEval:
             frozenset(g for g in e.entities if s.covered is None or g[1] <= s.covered)
             for e, s in zip(examples, splits, strict=True)
         ]
-        self.options = TagOptions(labels=labels, traits=windows.traits, strategy="simple", ignore_labels=("O",))
+        self.options = TagOptions(labels=labels, traits=windows.traits, strategy=DEFAULT_STRATEGY, ignore_labels=("O",))
 
     @property
     def rows(self) -> Rows:

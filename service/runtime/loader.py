@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +15,10 @@ from service.runtime.cpus import available_cpus
 from service.runtime.session import CUDA, InferenceError, OnnxSession, SessionError, resolve_providers
 from service.runtime.shared_weights import SharedWeights, shared_initializers
 from service.runtime.tokenizer import TextEncoder, TokenizerError
+from service.runtime.variants import TIMED, VariantChoice, probe_batches, serve_faster
 from service.settings import Settings
+
+log = logging.getLogger("bertserve")
 
 
 class ModelLoadError(Exception):
@@ -37,6 +41,8 @@ class LoadedModel:
     # The same graph again, its threads spinning during a run (service/engine/model.py uses
     # it for a batch that leaves the queue empty); None when off, on CUDA or single-threaded.
     fast: OnnxSession | None = field(default=None)
+    # Why this variant serves (and under `auto` on the CPU, the timings behind it).
+    choice: VariantChoice | None = field(default=None)
 
     @property
     def session(self) -> OnnxSession:
@@ -62,7 +68,7 @@ class LoadedModel:
 
     @property
     def identity(self) -> str:
-        return identity(self.manifest, self.variant)
+        return identity(self.manifest, self.choice.candidates if self.choice else (self.variant,))
 
 
 @dataclass(frozen=True)
@@ -79,10 +85,14 @@ def graph_sha256(manifest: Manifest, variant: str) -> str:
     return manifest.files.get(manifest.variants[variant].file, "")
 
 
-def identity(manifest: Manifest, variant: str) -> str:
+def identity(manifest: Manifest, variants: Sequence[str]) -> str:
     """What the result cache keys on and a reload compares: another graph (its checksum) or
-    another variant of the same name is another model."""
-    return f"{manifest.name}/{variant}/{graph_sha256(manifest, variant)}"
+    another variant of the same name is another model. `variants` are the ones the setting
+    allows (`_candidates`): when int8 and fp32 are timed at load, a rescan cannot know which
+    serves, so the model is the same while neither graph changes (and one loaded model
+    serves one of them for its whole life)."""
+    shas = "+".join(graph_sha256(manifest, v) for v in variants)
+    return f"{manifest.name}/{'+'.join(variants)}/{shas}"
 
 
 def discover(models_dir: Path, on_skip: Callable[[Path], None] = lambda _: None) -> list[Path]:
@@ -125,8 +135,8 @@ def scan(settings: Settings, on_skip: Callable[[Path], None] = lambda _: None) -
         manifest = _read_manifest(directory)
         if settings.verify_models:
             _check_present(directory, manifest)
-        variant = _pick_variant(manifest, settings.variant, on_cuda, directory)
-        found.append(Found(directory, manifest.name, identity(manifest, variant), manifest))
+        candidates = _candidates(manifest, settings.variant, on_cuda, directory)[0]
+        found.append(Found(directory, manifest.name, identity(manifest, candidates), manifest))
     _refuse_duplicates([f.name for f in found])
     return found
 
@@ -153,19 +163,13 @@ def load_model_dir(directory: Path, settings: Settings) -> LoadedModel:
         verify_files(directory, manifest)
     providers = resolve_providers_or_fail(settings.provider)
     on_cuda = providers[0] == CUDA
-    variant = _pick_variant(manifest, settings.variant, on_cuda, directory)
+    candidates, reason = _candidates(manifest, settings.variant, on_cuda, directory)
     plan = thread_plan(settings, available_cpus(), on_cuda)
-    graph = directory / manifest.variants[variant].file
-    shared: SharedWeights = []
-    if settings.share_weights and not on_cuda and (plan.instances > 1 or plan.fast_lane):
-        try:
-            shared = shared_initializers(graph)
-        except Exception:  # onnx and protobuf raise their own types for a graph they cannot parse
-            shared = []  # opening the session then says what is wrong with it, in onnxruntime's words
+    sharing = settings.share_weights and not on_cuda and (plan.instances > 1 or plan.fast_lane)
 
-    def open_session(spinning: bool, threads: int = plan.threads) -> OnnxSession:
+    def open_session(variant: str, spinning: bool, threads: int, shared: SharedWeights) -> OnnxSession:
         return OnnxSession(
-            graph,
+            directory / manifest.variants[variant].file,
             output=manifest.output,
             pad_token_id=manifest.pad_token_id,
             providers=providers,
@@ -176,22 +180,47 @@ def load_model_dir(directory: Path, settings: Settings) -> LoadedModel:
             initializers=shared,
         )
 
+    def open_first(variant: str) -> OnnxSession:
+        """The first instance's session, checked against the manifest (closed if it fails)."""
+        shared = _shared_weights(directory / manifest.variants[variant].file) if sharing else []
+        session = open_session(variant, False, plan.threads, shared)
+        try:
+            _check_fit(directory, manifest, session)
+        except BaseException:
+            session.close()
+            raise
+        return session
+
     sessions: list[OnnxSession] = []
     try:
-        sessions.append(open_session(False))
+        if len(candidates) > 1:
+            batches = probe_batches(manifest.max_length, manifest.pad_token_id + 1)
+            first, choice = serve_faster(open_first, batches)
+            log.info("variant timed", extra={"model": manifest.name, "variant": choice.variant, **choice.as_dict()})
+        else:
+            first, choice = open_first(candidates[0]), VariantChoice(candidates[0], reason, candidates)
+        sessions.append(first)
         encoder = TextEncoder(directory / "tokenizer.json", manifest.max_length)
-        _check_fit(directory, manifest, sessions[0])
         if settings.verify_models:
-            _check_vocabulary(directory, encoder, sessions[0])
-        sessions += [open_session(False) for _ in range(plan.instances - 1)]
-        fast = open_session(True, plan.fast_threads) if plan.fast_lane else None
+            _check_vocabulary(directory, encoder, first)
+        # The model's other sessions share the first one's weights (when it has any to share).
+        shared = first.shared_weights
+        sessions += [open_session(choice.variant, False, plan.threads, shared) for _ in range(plan.instances - 1)]
+        fast = open_session(choice.variant, True, plan.fast_threads, shared) if plan.fast_lane else None
     except BaseException as exc:
         for session in sessions:  # those opened before the failure, freed now, whatever it was
             session.close()
         if isinstance(exc, SessionError | TokenizerError):
             raise ModelLoadError(f"{directory}: {exc}") from exc
         raise
-    return LoadedModel(directory, manifest, encoder, sessions, variant, stamps=stamps, fast=fast)
+    return LoadedModel(directory, manifest, encoder, sessions, choice.variant, stamps=stamps, fast=fast, choice=choice)
+
+
+def _shared_weights(graph: Path) -> SharedWeights:
+    try:
+        return shared_initializers(graph)
+    except Exception:  # onnx and protobuf raise their own types for a graph they cannot parse
+        return []  # opening the session then says what is wrong with it, in onnxruntime's words
 
 
 @dataclass(frozen=True)
@@ -276,7 +305,9 @@ def file_stamps(directory: Path, manifest: Manifest) -> dict[str, FileStamp]:
     return stamps
 
 
-def _pick_variant(manifest: Manifest, wanted: str, on_cuda: bool, directory: Path) -> str:
+def _candidates(manifest: Manifest, wanted: str, on_cuda: bool, directory: Path) -> tuple[tuple[str, ...], str]:
+    """The variants the setting allows for this model, and why: one, or int8 and fp32 to be
+    timed at load (`auto` on the CPU with both exported: service/runtime/variants.py)."""
     if wanted != "auto":
         if wanted == "fp16" and not on_cuda:
             raise ModelLoadError(
@@ -287,9 +318,16 @@ def _pick_variant(manifest: Manifest, wanted: str, on_cuda: bool, directory: Pat
             raise ModelLoadError(
                 f"{directory}: variant {wanted} requested but not exported (has {sorted(manifest.variants)})"
             )
-        return wanted
-    preferred = "fp16" if on_cuda else "int8"
-    return preferred if preferred in manifest.variants else "fp32"
+        return (wanted,), f"BERTSERVE_VARIANT={wanted}"
+    if on_cuda:
+        if "fp16" in manifest.variants:
+            return ("fp16",), "auto: fp16 on CUDA"
+        return ("fp32",), "auto: fp32 on CUDA (no fp16 variant exported)"
+    if all(v in manifest.variants for v in TIMED):
+        return TIMED, "auto: int8 and fp32 timed at load"
+    if "int8" in manifest.variants:  # a manifest that lists no fp32 graph
+        return ("int8",), "auto: int8 on the CPU (no fp32 variant exported)"
+    return ("fp32",), "auto: fp32 on the CPU (no int8 variant exported)"
 
 
 def _check_fit(directory: Path, manifest: Manifest, session: OnnxSession) -> None:

@@ -1,11 +1,17 @@
 """The default tagger (models/minilm-ner) over real HTTP: obvious entities come back with
-their types and exact character spans, with the served variant (int8 on the CPU)."""
+their types and exact character spans, with the served variant; and the answers on real
+review sentences, by default and with each aggregation named, are what transformers'
+token-classification pipeline gives from the served graph's own logits."""
 
 from __future__ import annotations
 
+import json
+import warnings
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from tests import expect
@@ -56,7 +62,7 @@ def test_tagger_is_listed_with_its_tags(server: Server) -> None:
     assert tagger["task"] == "entities"
     assert tagger["labels"][0] == "O"
     assert {label.split("-", 1)[1] for label in tagger["labels"][1:]} == set(TYPES)
-    assert tagger["variant"] == expect.variant(TAGGER)
+    expect.check_variant(tagger, TAGGER)
     assert tagger["provider"] == expect.provider()
 
 
@@ -104,3 +110,79 @@ def test_a_long_text_is_tagged_whole_with_a_stride(server: Server) -> None:
     assert whole["covered"] == [len(text)]
     found = {(e["text"], e["label"], e["start"]) for e in whole["entities"][0]}
     assert ("Tom Hanks", "PERSON", len(filler)) in found
+
+
+# The sentences of the reviews the tagger never saw in training (models/build.py: IMDB
+# shuffled with NER_SEED 11, the first NER_HELDOUT_REVIEWS 100 held out), and a few names
+# that the tokenizer cuts into sub-words.
+HELD_OUT_SEED, HELD_OUT_REVIEWS, REVIEW_SENTENCES = 11, 100, 60
+NAMES = [
+    "Tom Hanks met Meg Ryan",
+    "Robert Zemeckis and Quentin Tarantino admired Stanley Kubrick's films.",
+    "John Cassavetes shot it in Los Angeles in 1974, with Gena Rowlands.",
+]
+
+
+def _review_sentences() -> list[str]:
+    from service.export.data import load_reviews
+    from service.export.ner_data import review_sentences, shuffled
+
+    reviews = shuffled([t for t, _ in load_reviews("imdb")], HELD_OUT_SEED)[:HELD_OUT_REVIEWS]
+    return [s for sentences in review_sentences(reviews) for s in sentences][:REVIEW_SENTENCES]
+
+
+def _judge(server: Server, strategy: str) -> Any:
+    """The pipeline, its model's forward the served graph (the variant /models names) on
+    onnxruntime: its tokenization and aggregation, the service's logits."""
+    import onnxruntime as ort
+    import torch
+    from transformers import AutoConfig, AutoTokenizer, BertForTokenClassification, pipeline
+    from transformers.modeling_outputs import TokenClassifierOutput
+
+    listed = {m["name"]: m for m in httpx.get(f"{server.url}/models").json()["models"]}
+    manifest = json.loads((TAGGER / "manifest.json").read_text())
+    graph = TAGGER / manifest["variants"][listed["minilm-ner"]["variant"]]["file"]
+    session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+    inputs = [i.name for i in session.get_inputs()]
+
+    class Served(BertForTokenClassification):  # type: ignore[misc]
+        def forward(self, input_ids: Any, attention_mask: Any = None, token_type_ids: Any = None, **_: Any) -> Any:
+            given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+            feeds = {name: given[name].numpy().astype(np.int64) for name in inputs}
+            (logits,) = session.run([manifest["output"]], feeds)
+            return TokenClassifierOutput(logits=torch.from_numpy(logits))
+
+    model = Served(AutoConfig.from_pretrained(str(TAGGER))).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(TAGGER), model_max_length=manifest["max_length"])
+    return pipeline(
+        "token-classification", model=model, tokenizer=tokenizer, aggregation_strategy=strategy, device="cpu"
+    )
+
+
+@pytest.mark.parametrize("aggregation", [None, "simple", "first", "average", "max"])
+def test_the_answers_are_the_pipelines_on_real_sentences(server: Server, aggregation: str | None) -> None:
+    """One text per request, so each runs in a batch of one as the pipeline runs it (int8's
+    activations are scaled per batch). No aggregation named: the pipeline's "first"."""
+    judge = _judge(server, aggregation or "first")
+    texts = NAMES + _review_sentences()
+    entities = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for text in texts:
+            r = _tag(server, [text], **({"aggregation": aggregation} if aggregation else {}))
+            assert r.status_code == 200, r.text
+            (got,) = r.json()["entities"]
+            want = judge(text)
+            assert [(e["label"], e["start"], e["end"]) for e in got] == [
+                (w["entity_group"], w["start"], w["end"]) for w in want
+            ], text
+            for g, w in zip(got, want, strict=True):
+                assert g["score"] == pytest.approx(float(w["score"]), abs=1e-4), text
+            entities += len(got)
+    assert entities >= 20, "the sentences should hold entities to compare"
+    if aggregation is None:
+        (found,) = _tag(server, [NAMES[0]]).json()["entities"]
+        assert [(e["text"], e["label"], e["start"], e["end"]) for e in found] == [
+            ("Tom Hanks", "PERSON", 0, 9),
+            ("Meg Ryan", "PERSON", 14, 22),
+        ]

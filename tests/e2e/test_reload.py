@@ -39,6 +39,9 @@ LOAD = [
     ("/embed", {"inputs": ["a moving, beautifully acted film", "tedious and flat"], "model": EMBEDDER}),
 ]
 CLIENTS_PER_ROUTE = 3
+# The graph replaced is the one served: int8, named, since under auto the CPU's variant is
+# the faster of int8 and fp32 as timed at load.
+VARIANT = "int8"
 
 
 def _link_model(source: Path, target: Path) -> None:
@@ -53,9 +56,7 @@ def _link_model(source: Path, target: Path) -> None:
 
 
 def _served_graph(directory: Path) -> str:
-    manifest = Manifest.read(directory)
-    variant = "int8" if "int8" in manifest.variants else "fp32"  # what the CPU serves by default
-    return manifest.variants[variant].file
+    return Manifest.read(directory).variants[VARIANT].file
 
 
 def _new_version(source: Path, staging: Path, *, truncate: bool = False) -> Path:
@@ -146,7 +147,7 @@ def test_reloads_under_steady_load_fail_no_request(tmp_path: Path) -> None:
         _link_model(DEFAULT_MODELS / name, repo / name)
     staging = tmp_path / "staging"
     log = tmp_path / "server.log"  # at info: the server logs each replaced model it frees
-    with Server(repo, env={"BERTSERVE_LOG_LEVEL": "info"}, log=log) as server:
+    with Server(repo, env={"BERTSERVE_LOG_LEVEL": "info", "BERTSERVE_VARIANT": VARIANT}, log=log) as server:
         assert server.proc is not None
         url = server.url
         initial = _models(url)

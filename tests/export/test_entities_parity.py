@@ -23,7 +23,7 @@ import torch
 from tokenizers import Tokenizer
 
 from service.runtime.windows import TokenWindows, Window
-from service.tasks.entities.post import STRATEGIES, Entity, TagOptions, check_options, tag_batch
+from service.tasks.entities.post import DEFAULT_STRATEGY, STRATEGIES, Entity, TagOptions, check_options, tag_batch
 from tests.taggers import BIO_LABELS, make_bpe_tagger, make_minilm_tagger
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -143,13 +143,17 @@ class Tagger:
         return self.cache[key]
 
     def ours(
-        self, texts: Sequence[str], strategy: str, max_length: int, stride: int | None = None
+        self, texts: Sequence[str], strategy: str | None, max_length: int, stride: int | None = None
     ) -> list[list[Entity]]:
+        """With the strategy None, the options' default."""
         tw = self.windows(max_length)
         splits = tw.split(texts, stride)
         windows = [s.windows for s in splits]
         logits = [[self.logits(w) for w in ws] for ws in windows]
-        options = TagOptions(BIO_LABELS, tw.traits, check_options(strategy, stride, tw.max_stride))
+        if strategy is None:
+            options = TagOptions(BIO_LABELS, tw.traits)
+        else:
+            options = TagOptions(BIO_LABELS, tw.traits, check_options(strategy, stride, tw.max_stride))
         return tag_batch(texts, windows, logits, options)
 
     def theirs(self, texts: Sequence[str], strategy: str, max_length: int, **kwargs: Any) -> list[list[dict[str, Any]]]:
@@ -241,6 +245,18 @@ def test_the_set_is_varied(minilm: Tagger) -> None:
 def test_sentences(minilm: Tagger, strategy: str) -> None:
     ours = minilm.ours(SENTENCES, strategy, 512)
     assert_same(SENTENCES, ours, minilm.theirs(SENTENCES, strategy, 512), strategy)
+
+
+@pytest.mark.parametrize("name", ["minilm", "bpe"])
+def test_the_default_is_the_pipelines_first(request: pytest.FixtureRequest, name: str) -> None:
+    """The default is a word strategy, "first": the pipeline's answer with it, on both
+    sub-word rules, which "simple" is not on these sentences (it cuts words)."""
+    tagger: Tagger = request.getfixturevalue(name)
+    size = 512 if name == "minilm" else 128
+    ours = tagger.ours(SENTENCES, None, size)
+    assert DEFAULT_STRATEGY == "first"
+    assert_same(SENTENCES, ours, tagger.theirs(SENTENCES, "first", size), "first")
+    assert ours != tagger.ours(SENTENCES, "simple", size)
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)

@@ -105,7 +105,7 @@ async def test_openai_route(client: httpx.AsyncClient) -> None:
 async def test_models_health_metrics(client: httpx.AsyncClient, tiny_repo: Path) -> None:
     models = {m["name"]: m for m in (await client.get("/models")).json()["models"]}
     for name in ("tiny-clf", "tiny-emb"):
-        assert models[name]["variant"] == expect.variant(tiny_repo / name)
+        expect.check_variant(models[name], tiny_repo / name)
         assert models[name]["provider"] == expect.provider()
     assert models["tiny-clf"]["labels"] == ["label_0", "label_1", "label_2"]
     assert (await client.get("/health/live")).json() == {"status": "ok"}

@@ -38,9 +38,10 @@ async def test_answers_are_bit_identical_with_and_without_the_cache(make_client:
         ("/classify", {"inputs": ["a fine film", "a dull one"], "function": "none"}),
         ("/v1/embeddings", {"input": "a fine film", "model": "tiny-emb", "encoding_format": "base64"}),
     ]
-    async with make_client() as plain:
+    # One variant for both apps: under auto each would time int8 against fp32 on its own.
+    async with make_client(variant="fp32") as plain:
         without = [await plain.post(path, json=body) for path, body in requests]
-    async with make_client(cache_bytes=CACHE) as cached:
+    async with make_client(cache_bytes=CACHE, variant="fp32") as cached:
         first = [await cached.post(path, json=body) for path, body in requests]
         again = [await cached.post(path, json=body) for path, body in requests]
         metrics = await _metrics(cached)

@@ -56,15 +56,8 @@ def _expected(found: list[dict[str, Any]], strategy: str) -> list[tuple[str, str
     return [(e[key], e["word"] if strategy == "none" else "", e["start"], e["end"]) for e in found]
 
 
-@pytest.mark.parametrize("strategy", ["none", "simple", "first", "average", "max"])
-async def test_entities_equal_the_pipeline(
-    tagger: httpx.AsyncClient, tagger_repo: tuple[Path, Path], strategy: str
-) -> None:
-    texts = [t for t in SENTENCES if t]
-    r = await tagger.post("/classify/tokens", json={"inputs": texts, "aggregation": strategy})
-    assert r.status_code == 200, r.text
-    served = r.json()["entities"]
-    judge = _pipeline(tagger_repo[0], strategy)
+def _assert_pipelines(served: list[list[dict[str, Any]]], texts: list[str], ckpt: Path, strategy: str) -> None:
+    judge = _pipeline(ckpt, strategy)
     for text, got in zip(texts, served, strict=True):
         want = judge(text)
         assert len(got) == len(want), (text, got, want)
@@ -76,13 +69,47 @@ async def test_entities_equal_the_pipeline(
                 assert text[g["start"] : g["end"]] == g["text"]
 
 
+@pytest.mark.parametrize("strategy", ["none", "simple", "first", "average", "max"])
+async def test_entities_equal_the_pipeline(
+    tagger: httpx.AsyncClient, tagger_repo: tuple[Path, Path], strategy: str
+) -> None:
+    texts = [t for t in SENTENCES if t]
+    r = await tagger.post("/classify/tokens", json={"inputs": texts, "aggregation": strategy})
+    assert r.status_code == 200, r.text
+    _assert_pipelines(r.json()["entities"], texts, tagger_repo[0], strategy)
+
+
+async def test_the_default_is_the_pipelines_first(tagger: httpx.AsyncClient, tagger_repo: tuple[Path, Path]) -> None:
+    """No aggregation named: words are fused first ("first"), so no entity ends inside a
+    word, where "simple" cuts some on these sentences."""
+    texts = [t for t in SENTENCES if t]
+    r = await tagger.post("/classify/tokens", json={"inputs": texts})
+    assert r.status_code == 200, r.text
+    served = r.json()["entities"]
+    _assert_pipelines(served, texts, tagger_repo[0], "first")
+    simple = (await tagger.post("/classify/tokens", json={"inputs": texts, "aggregation": "simple"})).json()
+    assert served != simple["entities"]
+    for text, found in zip(texts, served, strict=True):
+        for e in found:
+            for at in (e["start"], e["end"]):
+                assert not _inside_a_word(text, at), (text, e)
+    pairs = zip(texts, simple["entities"], strict=True)
+    assert any(_inside_a_word(text, e["end"]) for text, found in pairs for e in found)
+
+
+def _inside_a_word(text: str, at: int) -> bool:
+    """Between two ASCII letters or digits: one WordPiece word, whatever its sub-words."""
+    pair = text[max(at - 1, 0) : at + 1]
+    return 0 < at < len(text) and pair.isascii() and pair.isalnum()
+
+
 async def test_long_input_first_window_or_strided(tagger: httpx.AsyncClient, tagger_repo: tuple[Path, Path]) -> None:
     first = (await tagger.post("/classify/tokens", json={"inputs": LONG})).json()
     assert first["covered"][0] < len(LONG)
     assert all(e["end"] <= first["covered"][0] for e in first["entities"][0])
     whole = (await tagger.post("/classify/tokens", json={"inputs": LONG, "stride": 16})).json()
     assert whole["covered"] == [len(LONG)]
-    judge = _pipeline(tagger_repo[0], "simple")
+    judge = _pipeline(tagger_repo[0], "first")  # the default
     want = judge(LONG, stride=16)
     got = whole["entities"][0]
     assert [(e["label"], e["start"], e["end"]) for e in got] == [

@@ -62,7 +62,8 @@ async def test_reload_adds_replaces_refuses_and_removes(
         state = c.app.state.bertserve  # type: ignore[attr-defined]
         before = await _models(c)
         assert set(before) == {"tiny-clf", "tiny-emb"}
-        assert before["tiny-clf"]["sha256"] == Manifest.read(repo / "tiny-clf").files["model.int8.onnx"]
+        served = Manifest.read(repo / "tiny-clf").variants[str(before["tiny-clf"]["variant"])].file
+        assert before["tiny-clf"]["sha256"] == Manifest.read(repo / "tiny-clf").files[served]
         old_logits = await _logits(c)  # now in the cache too
 
         r = await c.post("/admin/reload")

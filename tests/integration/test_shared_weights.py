@@ -7,15 +7,16 @@ from pathlib import Path
 
 import numpy as np
 
-from service.runtime.loader import LoadedModel, load_repository
+from service.runtime.loader import LoadedModel, load_model_dir
 from service.settings import Settings
 
 ROWS = [np.array([101, 2023, 3185, 2001, 2204, 102]), np.array([101, 2919, 102])]
 
 
 def _load(tiny_repo: Path, **settings: object) -> LoadedModel:
-    config = Settings(models=tiny_repo, intra_op_threads=1, **settings)  # type: ignore[arg-type]
-    return next(m for m in load_repository(config) if m.name == "tiny-clf")
+    # One variant for every load compared: under auto each would time int8 against fp32 on its own.
+    config = Settings(models=tiny_repo, intra_op_threads=1, variant="int8", **settings)  # type: ignore[arg-type]
+    return load_model_dir(tiny_repo / "tiny-clf", config)
 
 
 def test_every_session_of_a_model_gets_the_same_weights_and_answers_the_same(tiny_repo: Path) -> None:

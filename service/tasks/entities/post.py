@@ -3,9 +3,10 @@
 transformers nor torch).
 
     Strategy = Literal["none", "simple", "first", "average", "max"]
+    DEFAULT_STRATEGY = "first"          what a request that names none gets
     EntitiesError(ValueError)           a bad option, with a one-line message (the client's fault)
     check_options(strategy: str, stride: int | None, max_stride: int) -> Strategy
-    TagOptions(labels: Sequence[str], traits: SubwordTraits, strategy: Strategy = "simple",
+    TagOptions(labels: Sequence[str], traits: SubwordTraits, strategy: Strategy = DEFAULT_STRATEGY,
                ignore_labels: Collection[str] = ("O",))
     softmax(logits: np.ndarray) -> np.ndarray
     tag_batch(texts: Sequence[str], windows: Sequence[Sequence[Window]],
@@ -57,6 +58,12 @@ from service.runtime.windows import SubwordTraits, Window
 
 Strategy = Literal["none", "simple", "first", "average", "max"]
 STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
+# Entities end on word boundaries: "simple" cuts a word wherever the model tags one of its
+# sub-words otherwise ("Tom Hank" when "##s" comes out "O"). Of the word strategies, "first"
+# reads the one token every tagger is trained on: the common recipe (transformers' NER
+# examples) labels a word's first sub-word and masks the rest out of the loss, so the others'
+# tags are untrained there and "max" or "average" would let them outvote it.
+DEFAULT_STRATEGY: Strategy = "first"
 
 
 class EntitiesError(ValueError):
@@ -87,7 +94,7 @@ def check_options(strategy: str, stride: int | None, max_stride: int) -> Strateg
 class TagOptions:
     labels: Sequence[str]
     traits: SubwordTraits
-    strategy: Strategy = "simple"
+    strategy: Strategy = DEFAULT_STRATEGY
     ignore_labels: Collection[str] = ("O",)
 
     @functools.cached_property

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from service.tasks.entities.post import DEFAULT_STRATEGY
 from service.tasks.wire import StrictRequest, Text, TextList, Usage
 
 
@@ -13,7 +14,9 @@ class EntitiesRequest(StrictRequest):
     inputs: Text | TextList = Field(description="one text or a list of texts")
     model: str | None = Field(None, description="model name; optional when one token classifier is served")
     aggregation: Literal["none", "simple", "first", "average", "max"] = Field(
-        "simple", description="how tokens become entities, as transformers' token-classification pipeline"
+        DEFAULT_STRATEGY,
+        description="how tokens become entities, as transformers' token-classification pipeline; the word "
+        "strategies (first, average, max) end every entity on a word boundary",
     )
     ignore_labels: list[str] = Field(["O"], description="entity labels (raw tags with 'none') left out")
     truncate: bool = Field(True, description="tag the first window of a long input; false: 422 instead")

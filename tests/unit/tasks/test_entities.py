@@ -1,6 +1,6 @@
 """Token classification post-processing and windows, on hand-made tokens and logits.
 
-The parity with transformers' pipeline is in tests/export/test_tokens_parity.py; these
+The parity with transformers' pipeline is in tests/export/test_entities_parity.py; these
 pin each rule on its own, with a small WordPiece tokenizer built here.
 """
 
@@ -16,6 +16,7 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 
 from service.runtime.windows import SubwordTraits, TokenWindows, Window, subword_traits, usable_offsets
 from service.tasks.entities.post import (
+    DEFAULT_STRATEGY,
     STRATEGIES,
     EntitiesError,
     Entity,
@@ -26,6 +27,7 @@ from service.tasks.entities.post import (
     softmax,
     tag_batch,
 )
+from service.tasks.entities.schemas import EntitiesRequest
 
 LABELS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG")
 WORDPIECE = SubwordTraits(prefix=True, unk_id=1)
@@ -94,6 +96,19 @@ def test_simple_groups_b_then_i_and_averages_the_scores() -> None:
     expected = np.mean([probs[1, 1], probs[2, 2], probs[3, 2]])
     assert found[0]["score"] == pytest.approx(float(expected), abs=1e-6)
     assert isinstance(found[0]["score"], float)
+
+
+def test_the_default_fuses_words_so_no_entity_ends_inside_one() -> None:
+    """ "##s" tagged O: "simple" cuts the name inside a word, the default keeps the word's first
+    token's tag for all of it; a request that names no aggregation gets the same."""
+    rows = logits_for(["B-PER", "I-PER", "O", "O", "B-ORG", "O"])
+    w = window(TEXT, PIECES)
+    assert [(e["label"], e["text"]) for e in run(TEXT, w, rows, "simple")] == [("PER", "tom hank"), ("ORG", "paris")]
+    default = tag(TEXT, [w], [rows], TagOptions(LABELS, WORDPIECE))
+    assert [(e["label"], e["text"]) for e in default] == [("PER", "tom hanks"), ("ORG", "paris")]
+    assert DEFAULT_STRATEGY == "first"
+    assert default == run(TEXT, w, rows, "first")
+    assert EntitiesRequest(inputs="x").aggregation == DEFAULT_STRATEGY
 
 
 def test_two_b_tags_are_two_groups_and_an_i_after_o_opens_one() -> None:
