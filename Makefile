@@ -15,7 +15,7 @@ BIN    := $(VENV)/bin
 SERVE_STAMP := $(VENV)/.installed-serve
 STAMP       := $(VENV)/.installed-test
 
-.PHONY: install install-test models run test test-unit test-export lint clean system-deps bench bench-smoke reliability soak test-docker
+.PHONY: install install-test models run test test-unit test-export lint clean system-deps bench bench-smoke reliability soak test-docker readme-examples
 
 $(SERVE_STAMP): pyproject.toml requirements/constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -83,6 +83,11 @@ reliability: $(STAMP) models system-deps
 ## soak: the same with a longer soak (SOAK_SECONDS, default 600), into loadtest/results
 soak: $(STAMP) models system-deps
 	$(BIN)/python -m loadtest.reliability --soak-seconds $(or $(SOAK_SECONDS),600) --out loadtest/results
+
+## readme-examples: run every example in README.md against a real server on the default models and
+## write what it answered below each (docs/examples.py; --check, run by the e2e tests, reports differences)
+readme-examples: $(STAMP) models
+	$(BIN)/python docs/examples.py --write
 
 ## lint: ruff, mypy --strict, the import direction (import-linter), hadolint, compose schema, kubernetes manifests
 lint: $(STAMP)
