@@ -94,7 +94,22 @@ def export_onnx(graph: torch.nn.Module, example: dict[str, Any], output_name: st
             raise ExportError(f"ONNX export failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
     if program is None:
         raise ExportError("ONNX export returned no program")
+    _drop_stack_traces(program.model)
     program.save(str(path), external_data=False)
+
+
+# Each node's Python stack at export, with the absolute paths of the files on it: the same
+# checkpoint exported from another checkout or environment would give another graph file and
+# checksum. Debugging aids only; onnxruntime never reads them.
+STACK_TRACE = "pkg.torch.onnx.stack_trace"
+
+
+def _drop_stack_traces(model: Any) -> None:
+    """Remove the stack traces from every node of an onnx_ir model, functions included."""
+    graphs = [model.graph, *model.functions.values()]
+    for graph in graphs:
+        for node in graph:
+            node.metadata_props.pop(STACK_TRACE, None)
 
 
 @contextlib.contextmanager

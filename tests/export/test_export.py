@@ -52,6 +52,17 @@ def test_export_each_architecture_and_task(tmp_path: Path, arch: str, task: str)
     assert on_disk.inputs == expected_inputs
 
 
+def test_the_graph_does_not_depend_on_where_it_was_exported(tmp_path: Path) -> None:
+    """No node carries the exporter's stack traces (absolute paths of this checkout): the same
+    checkpoint exported elsewhere is the same graph, with the same checksum."""
+    ckpt = make_checkpoint(tmp_path / "ckpt", "bert", head=True)
+    export_checkpoint(ExportOptions(ckpt, tmp_path / "model", "classify"), **quiet)
+    graph = onnx.load(str(tmp_path / "model" / "model.onnx"))
+    keys = {p.key for node in graph.graph.node for p in node.metadata_props}
+    assert keys and "pkg.torch.onnx.stack_trace" not in keys  # the other, path-free, metadata stays
+    assert str(Path(__file__).resolve().parents[2]) not in str(graph)
+
+
 def test_embedding_export_matches_sentence_transformers_style_pooling(tmp_path: Path) -> None:
     """Independent of the verifier: run the graph on fresh text and compare with PyTorch."""
     import onnxruntime as ort
