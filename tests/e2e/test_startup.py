@@ -165,8 +165,9 @@ def test_the_log_says_where_it_listens_and_what_it_skipped(tiny_repo: Path, tmp_
     assert sorted(m["name"] for m in models) == ["tiny-clf", "tiny-emb"]
     records = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     said = [(r["level"], r["msg"]) for r in records if r["logger"] == "bertserve"]
-    assert said[:3] == [
+    wanted = [
         ("info", f"listening on {server.url}, loading 2 models"),
         ("warning", "skipped old-backup: no manifest.json, not a model directory"),
         ("info", f"ready: serving 2 models on {server.url}"),
-    ], said
+    ]
+    assert [s for s in said if s in wanted] == wanted, said  # in this order, among the others
