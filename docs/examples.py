@@ -25,7 +25,7 @@ directives are separated by `;`:
 text line by line (numbers with the tolerance below); the status line and each header the
 README shows (`-i`), where `...` stands for the headers left out. Values that change on every
 run or build are compared by kind only: request ids, Cohere's response `id`, `loaded_at`,
-`sha256` (the exporter writes the checkout's path into a graph's stack traces), the start-up
+`sha256` (a fine-tuned model's graph changes with each build), the start-up
 timing `inline_max_tokens`, and the `date`, `content-length` and `x-*-time` headers. Numbers:
 the fine-tuned default models (FINE_TUNED) are trained again by each build, and two builds'
 scores differed by up to 0.034, so theirs are compared within 0.05 (labels, order, spans and
