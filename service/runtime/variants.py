@@ -3,8 +3,8 @@
 An explicit BERTSERVE_VARIANT is served as asked. Under `auto`, CUDA serves fp16 when the
 model has it. On the CPU the answer depends on the CPU: int8 (dynamic quantization) runs
 about twice as fast as fp32 where the CPU has VNNI instructions, and no faster where it has
-not, where its small loss of accuracy buys nothing (the figures: docs/design.md, "Variants:
-int8 or fp32, timed at load"). So when the model has both, each is timed on
+not, where its small loss of accuracy buys nothing (the figures are in docs/design.md,
+"Variants: int8 or fp32, timed at load"). So when the model has both, each is timed on
 this machine as it loads (`time_sessions`, on `PROBES`), and `decide` keeps the faster,
 fp32 unless int8 saves more than `MARGIN` of its time.
 
