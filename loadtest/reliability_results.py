@@ -7,6 +7,8 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
+OVERLOAD_RSS_GROWTH_MB = 150
+
 
 @dataclass
 class OverloadResult:
@@ -52,7 +54,10 @@ class OverloadResult:
                 f"an accepted request was answered {self.ok_served_max_ms:.0f} ms after it was read, "
                 f"past its {self.deadline_s:g} s deadline"
             )
-        if self.rss_after_mb - self.rss_before_mb > 100:
+        # The first burst of 256 connections takes the allocator to its high-water mark (80, 89
+        # and 101 MB in three runs of the default models); a leak is the soak's to find, over
+        # minutes (SoakResult). This bound catches a burst that holds on to far more.
+        if self.rss_after_mb - self.rss_before_mb > OVERLOAD_RSS_GROWTH_MB:
             out.append(f"resident memory grew {self.rss_after_mb - self.rss_before_mb:.0f} MB")
         if self.idle_p50_after_ms > 2 * self.idle_p50_before_ms + 5:
             out.append(f"no recovery: idle p50 {self.idle_p50_before_ms:.1f} -> {self.idle_p50_after_ms:.1f} ms")
