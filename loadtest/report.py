@@ -8,6 +8,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from loadtest import front_ends
 from loadtest.floor import Paired
 from service.runtime.cpus import available_cpus
 
@@ -397,6 +398,8 @@ def later_targets(res: Results) -> list[tuple[str, str, bool]]:
                 True,
             )
         )
+    if "front_ends" in res:
+        out += front_ends.targets(res["front_ends"])
     return out
 
 
@@ -489,6 +492,8 @@ def later_sections(res: Results) -> list[str]:
             ]
         for name, title in (("1x2", "1 instance x 2 threads"), ("2x1", "2 instances x 1 thread")):
             lines += ["", f"{title}:", "", *_sweep_table(res["instances"][name])]
+    if "front_ends" in res:
+        lines += front_ends.section(res["front_ends"], _sweep_table)
     if "part_seconds" in res:
         took = ", ".join(f"{k} {v:.0f} s" for k, v in res["part_seconds"].items())
         built = f" (BERT-base built first: {res['bert_build_seconds']:.0f} s)" if res.get("bert_build_seconds") else ""

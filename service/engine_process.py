@@ -34,7 +34,7 @@ from service import logs
 from service.batching import Ticket
 from service.engine import wire
 from service.engine.cache import ResultCache
-from service.engine.client import IPC_DIR_VARIABLE, endpoints
+from service.engine.client import ENGINE_SILENT_S, IPC_DIR_VARIABLE, endpoints
 from service.engine.model import LocalModel
 from service.errors import ServiceError, Unavailable
 from service.lifecycle import release, start_up
@@ -224,6 +224,7 @@ class Engine:
 async def run_engine(settings: Settings, ipc_dir: Path) -> int:
     state = AppState(settings, Metrics(), registry.serves())
     state.cache = ResultCache(settings.cache_bytes) if settings.cache_bytes else None
+    state.retire_after_s = ENGINE_SILENT_S  # every front end has a Status of the new table by then
     state.tokenize_pool = ThreadPoolExecutor(max_workers=min(4, available_cpus()), thread_name_prefix="tokenize")
     engine = Engine(state, ipc_dir)
     engine.bind()

@@ -115,6 +115,9 @@ async def _retire(state: AppState, model: LocalModel) -> None:
     loop = asyncio.get_running_loop()
     give_up = loop.time() + state.settings.request_timeout_s + 5  # past every admitted request's deadline
     try:
+        # The engine process: a front end that admitted a request on the old model before it
+        # heard of the swap still finds it (service/engine_process.py).
+        await asyncio.sleep(state.retire_after_s)
         while model.users or not model.idle():
             if loop.time() > give_up:
                 log.warning("freeing a replaced model still in use", extra={"model": model.name, "users": model.users})

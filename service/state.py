@@ -63,6 +63,9 @@ class AppState:
     # A front end's reload: the engine process reloads (service/engine/client.py), and answers
     # what changed, as service/reload.py's Changes; None where the models are in this process.
     forward_reload: Callable[[], Awaitable[dict[str, list[str]]]] | None = None
+    # How long a replaced model is kept at least (service/reload.py): in the engine process,
+    # until every front end has heard of the swap.
+    retire_after_s: float = 0.0
     # A front end's /metrics: every process's, merged (service/frontend.py); None: this one's.
     gather_metrics: Callable[[], Awaitable[bytes]] | None = None
 
