@@ -154,9 +154,10 @@ def test_a_client_that_leaves_has_its_items_dropped_in_the_engine(two: Server) -
     long_texts = [f"{REVIEW} " * 12 + str(i) for i in range(64)]  # BERTSERVE_MAX_INPUTS
     busy = json.dumps({"inputs": long_texts}).encode()
     head = _head("/embed", len(busy))
-    # A long request ahead: the second waits behind it, and its client leaves meanwhile (its
-    # items are dropped when they reach the head of the queue: after the first's batches).
-    ahead = [socket.create_connection(("127.0.0.1", two.port))]
+    # Two long requests ahead: the third waits behind them, and its client leaves meanwhile (its
+    # items are dropped when they reach the head of the queue). Two sessions take 64 of the
+    # 128 items ahead at once, so a queue over 64 holds the third's.
+    ahead = [socket.create_connection(("127.0.0.1", two.port)) for _ in range(2)]
     for conn in ahead:
         conn.sendall(head.encode() + busy)
     leaving = socket.create_connection(("127.0.0.1", two.port))
@@ -164,7 +165,7 @@ def test_a_client_that_leaves_has_its_items_dropped_in_the_engine(two: Server) -
     until(
         lambda: _sample(_scrape(two), 'bertserve_queue_depth{model="all-minilm-l6-v2"}') > 64,
         timeout=60,
-        what="both requests' items queued",
+        what="the third request's items queued",
     )
     leaving.close()
     until(
