@@ -29,12 +29,13 @@ from service.api.routes_admin import router as admin_router
 from service.api.routes_meta import DOCS_ASSETS
 from service.api.routes_meta import router as meta_router
 from service.engine.cache import ResultCache
-from service.engine.client import FRONT_END_VARIABLE, EngineClient
+from service.engine.client import EngineClient
 from service.engine.model import LocalModel
 from service.errors import ServiceError
 from service.frontend import EngineFollower
 from service.lifecycle import OnLoadError, release, start_up
 from service.metrics import Metrics
+from service.processes import FRONT_END_VARIABLE
 from service.reload import reload
 from service.runtime.cpus import available_cpus
 from service.settings import Settings

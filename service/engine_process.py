@@ -34,11 +34,12 @@ from service import logs
 from service.batching import Ticket
 from service.engine import wire
 from service.engine.cache import ResultCache
-from service.engine.client import ENGINE_SILENT_S, IPC_DIR_VARIABLE, endpoints
+from service.engine.client import ENGINE_SILENT_S, endpoints
 from service.engine.model import LocalModel
 from service.errors import ServiceError, Unavailable
 from service.lifecycle import release, start_up
 from service.metrics import Metrics
+from service.processes import IPC_DIR_VARIABLE
 from service.reload import reload
 from service.runtime.cpus import available_cpus
 from service.settings import Settings

@@ -17,10 +17,10 @@ from pydantic import ValidationError
 
 from service import logs
 from service.app import create_app
-from service.engine.client import IPC_DIR_VARIABLE
 from service.lifecycle import one_line, read_repository
+from service.processes import IPC_DIR_VARIABLE
 from service.settings import Settings
-from service.supervisor import Supervisor, api_servers, child_environment
+from service.supervisor import api_servers, become_supervisor
 from service.uvicorn_adapter import DrainingServer, protocol_class
 
 EXIT_STARTUP = 2
@@ -99,8 +99,7 @@ def serve(models: str | None = None, host: str | None = None, port: int | None =
 
     servers = api_servers(settings)
     if servers > 1:
-        supervisor = Supervisor(settings, sock, child_environment(overrides), servers)
-        return supervisor.run()
+        become_supervisor(sock, servers, overrides)  # does not return
     return run_front(settings, sock, url)
 
 

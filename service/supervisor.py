@@ -1,9 +1,10 @@
 """The supervisor: one engine process and N front-end processes, started, watched and
 stopped together (BERTSERVE_API_SERVERS over 1; docs/design.md, "Front ends and the engine").
 
-- The port is bound once, here, before anything loads; every front end accepts on that one
-  socket (inherited), so a front end that dies loses no queued connection: the others go
-  on accepting.
+- The port is bound once, by `bertserve serve` before anything loads, which then becomes
+  this process (exec: it keeps none of the serving code's memory, only what it needs to
+  watch: about 30 MB); every front end accepts on that one socket (inherited), so a front
+  end that dies loses no queued connection: the others go on accepting.
 - The engine process (service/engine_process.py) loads the models and serves them over
   ZeroMQ sockets in a private run folder.
 - A front end that dies is started again at once. An engine that dies is started again too
@@ -30,9 +31,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from service.engine.client import FRONT_END_VARIABLE, IPC_DIR_VARIABLE
+from service import logs
+from service.processes import FRONT_END_VARIABLE, IPC_DIR_VARIABLE
 from service.runtime.cpus import available_cpus
-from service.runtime.session import CUDA, resolve_providers
 from service.settings import Settings
 
 log = logging.getLogger("bertserve")
@@ -55,6 +56,8 @@ def api_servers(settings: Settings, cpus: int | None = None, on_cuda: bool | Non
         return int(settings.api_servers)
     cpus = available_cpus() if cpus is None else cpus
     if on_cuda is None:
+        from service.runtime.session import CUDA, resolve_providers  # onnxruntime: not in the supervisor
+
         try:
             on_cuda = resolve_providers(settings.provider)[0] == CUDA
         except Exception:  # an unusable provider setting fails later, with its own message
@@ -189,11 +192,24 @@ class Supervisor:
         return child.process.pid if child.process is not None else None
 
 
-def child_environment(overrides: Mapping[str, object]) -> dict[str, str]:
-    """The processes' environment: this one's, with the command line's options as the
-    settings' variables (the children read Settings() from it)."""
-    env = dict(os.environ)
+def become_supervisor(sock: socket.socket, count: int, overrides: Mapping[str, object]) -> None:
+    """Replace this process (`bertserve serve`, which checked the settings and the repository
+    and bound `sock`) with the supervisor: the command line's options become the settings'
+    variables, which every process reads (Settings())."""
     for name, value in overrides.items():
         if value is not None:
-            env[f"BERTSERVE_{name.upper()}"] = str(value)
-    return env
+            os.environ[f"BERTSERVE_{name.upper()}"] = str(value)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "service.supervisor", str(sock.fileno()), str(count)])
+
+
+def main(fd: int, count: int) -> int:
+    settings = Settings()
+    logs.configure(settings.log_level)
+    sock = socket.socket(fileno=fd)
+    return Supervisor(settings, sock, dict(os.environ), count).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main(int(sys.argv[1]), int(sys.argv[2])))

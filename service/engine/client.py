@@ -47,9 +47,6 @@ from service.runtime.tokenizer import Encoded, TextEncoder
 
 log = logging.getLogger("bertserve")
 
-# The run folder of the engine's sockets, set by the supervisor for the processes it starts.
-IPC_DIR_VARIABLE = "BERTSERVE_IPC_DIR"
-FRONT_END_VARIABLE = "BERTSERVE_FRONT_END"  # a front end's number, 0 to N-1: the first says "ready"
 
 # Silence after which the engine is taken for dead: it publishes its Status every
 # wire.HEARTBEAT_S from a thread of its own, so a busy engine is never silent this long.
