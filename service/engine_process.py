@@ -158,7 +158,7 @@ class Engine:
         self._changed.set()
 
     def _reply(self, sender: bytes, reply: wire.Reply) -> None:
-        self._router.send_multipart([sender, wire.encoder.encode(reply)], copy=False)
+        self._router.send_multipart([sender, wire.encoder.encode(reply)])
 
     def _status(self) -> wire.Status:
         state = self.state

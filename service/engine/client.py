@@ -152,12 +152,12 @@ class EngineClient:
             raise Unavailable(self.down)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[message.id] = future
-        self._requests.send(wire.encoder.encode(message), copy=False)
+        self._requests.send(wire.encoder.encode(message))
         return future
 
     def cancel(self, request_id: int) -> None:
         if self._pending.pop(request_id, None) is not None and self.down is None:
-            self._requests.send(wire.encoder.encode(wire.Cancel(request_id)), copy=False)
+            self._requests.send(wire.encoder.encode(wire.Cancel(request_id)))
 
     def next_id(self) -> int:
         return next(self._ids)
