@@ -18,6 +18,7 @@ stopped together (BERTSERVE_API_SERVERS over 1; docs/design.md, "Front ends and 
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import shutil
@@ -42,7 +43,8 @@ EXIT_STARTUP = 2
 POLL_S = 0.05
 MIN_BACKOFF_S = 0.2
 MAX_BACKOFF_S = 10.0
-STABLE_S = 30.0  # a process that lived this long had not been dying: its next restart is at once
+STABLE_S = 30.0
+PR_SET_PDEATHSIG = 1  # prctl(2)  # a process that lived this long had not been dying: its next restart is at once
 
 
 def api_servers(settings: Settings, cpus: int | None = None, on_cuda: bool | None = None) -> int:
@@ -67,6 +69,16 @@ def api_servers(settings: Settings, cpus: int | None = None, on_cuda: bool | Non
     return 1 if cpus <= 8 else min(8, cpus // 8)
 
 
+def _die_with_parent() -> None:
+    """In a child, before it runs: SIGTERM when the supervisor dies, however it dies (even
+    SIGKILL), so no front end keeps the port and no engine its memory without it (Linux)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
 @dataclass
 class Child:
     role: str  # "engine" or "front end N"
@@ -80,7 +92,7 @@ class Child:
     restarts: int = field(default=0)
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.argv, env=self.env, pass_fds=self.pass_fds)
+        self.process = subprocess.Popen(self.argv, env=self.env, pass_fds=self.pass_fds, preexec_fn=_die_with_parent)
         self.started = time.monotonic()
         self.restart_at = None
 
