@@ -95,7 +95,7 @@ class EngineFollower:
         state = self._state
         if (status.pid, status.generation) != self._seen and status.models:
             await self._serve(status)
-        state.set_engine_down(status.unready)
+        state.set_engine_down(self._engine.down)
         if status.unready is None and state.models and not state.ready:
             state.mark_ready()
             if self._announce:

@@ -79,6 +79,7 @@ class EngineClient:
         self.down: str | None = "the engine process is starting"
         self.models: dict[str, RemoteModel] = {}
         self._engine_pid: int | None = None
+        self._restarted = False  # the engine died since it last served: until it serves again
 
     def connect(self) -> None:
         requests, status = endpoints(self._ipc_dir)
@@ -121,9 +122,14 @@ class EngineClient:
             self._heard = time.monotonic()
             if self._engine_pid is not None and status.pid != self._engine_pid:
                 self._fail_pending(Unavailable("the engine process restarted while this request ran: retry"))
+                self._restarted = True
             self._engine_pid = status.pid
             self.status = status
-            self.down = None if status.unready is None else status.unready
+            if status.unready is None:
+                self.down = None
+                self._restarted = False
+            else:  # a restarted engine loads its models again: say why it is loading
+                self.down = f"the engine process restarted: {status.unready}" if self._restarted else status.unready
             for name, model in self.models.items():
                 model.room_now = status.room.get(name, 0)
             await on_status(status)
@@ -135,6 +141,7 @@ class EngineClient:
                 reason = f"the engine process is not answering (silent for over {ENGINE_SILENT_S:.0f}s): restarting"
                 self.down = reason
                 self._engine_pid = None
+                self._restarted = True
                 self._fail_pending(Unavailable("the engine process stopped while this request ran: retry"))
                 on_down(reason)
 
