@@ -12,7 +12,7 @@ import asyncio
 import gc
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 
@@ -28,7 +28,7 @@ from service.api.routes_meta import DOCS_ASSETS
 from service.api.routes_meta import router as meta_router
 from service.engine.cache import ResultCache
 from service.errors import ServiceError
-from service.lifecycle import OnLoadError, release, start_up
+from service.lifecycle import OnLoadError, one_line, release, start_up
 from service.metrics import Metrics
 from service.reload import reload
 from service.runtime.cpus import available_cpus
@@ -61,10 +61,31 @@ def _on_sighup(loop: asyncio.AbstractEventLoop, state: AppState) -> bool:
     return True
 
 
-def create_app(settings: Settings | None = None, on_load_error: OnLoadError | None = None) -> FastAPI:
-    """Build the app; the lifespan loads the models in the background (service/lifecycle.py).
-    `on_load_error` hears of a model that cannot be loaded (the server exits with its
-    one-line reason); without it, readiness stays 503 with the reason."""
+# Run before the models load, behind the bound port (`serve --model` exports checkpoints);
+# gives what to call once they are served.
+Prepare = Callable[[], Awaitable[Callable[[], None]]]
+
+
+async def _load(state: AppState, prepare: Prepare | None, on_error: OnLoadError) -> None:
+    done = None
+    if prepare is not None:
+        try:
+            done = await prepare()
+        except Exception as exc:  # any class: readiness and the exit say it in one line
+            state.fail_loading(one_line(exc))
+            on_error(one_line(exc))
+            return
+    await start_up(state, on_error)
+    if done is not None:
+        done()
+
+
+def create_app(
+    settings: Settings | None = None, on_load_error: OnLoadError | None = None, prepare: Prepare | None = None
+) -> FastAPI:
+    """Build the app; the lifespan loads the models in the background (service/lifecycle.py),
+    after `prepare` when given. `on_load_error` hears of a model that cannot be loaded (the
+    server exits with its one-line reason); without it, readiness stays 503 with the reason."""
     settings = settings or Settings()
     state = AppState(settings, Metrics(), registry.serves(), api_keys=[k.encode() for k in settings.all_api_keys()])
     state.cache = ResultCache(settings.cache_bytes) if settings.cache_bytes else None
@@ -76,7 +97,7 @@ def create_app(settings: Settings | None = None, on_load_error: OnLoadError | No
         pool = ThreadPoolExecutor(max_workers=min(4, available_cpus()), thread_name_prefix="tokenize")
         state.tokenize_pool = pool
         loop = asyncio.get_running_loop()
-        loading = loop.create_task(start_up(state, on_load_error or (lambda _: None)), name="load")
+        loading = loop.create_task(_load(state, prepare, on_load_error or (lambda _: None)), name="load")
         watchdog = loop.create_task(watch_stalls(state), name="stall-watchdog")
         thresholds = gc.get_threshold()
         collecting = loop.create_task(collector.collect_when_quiet(state.quiet), name="full-collections")

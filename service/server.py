@@ -14,10 +14,12 @@ from typing import Any
 import uvicorn
 from pydantic import ValidationError
 
-from service import logs
+from service import building, logs
 from service.app import create_app
 from service.lifecycle import one_line, read_repository
 from service.settings import Settings
+from service.sources.serving import for_sources
+from service.sources.spec import Source
 from service.uvicorn_adapter import DrainingServer, protocol_class
 
 EXIT_STARTUP = 2
@@ -70,7 +72,14 @@ def raise_open_files(connections: int) -> str | None:
     return None
 
 
-def serve(models: str | None = None, host: str | None = None, port: int | None = None) -> int:
+def _with_exports(repository: Path) -> int:
+    """The models linked into a `serve --model` repository and those still to export."""
+    return sum(not p.name.startswith(".") for p in repository.iterdir()) + len(building.read(repository))
+
+
+def serve(
+    models: str | None = None, host: str | None = None, port: int | None = None, sources: list[Source] | None = None
+) -> int:
     overrides: dict[str, Any] = {"models": Path(models) if models else None, "host": host, "port": port}
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
@@ -81,8 +90,11 @@ def serve(models: str | None = None, host: str | None = None, port: int | None =
     if warning:
         log.warning(warning)
     try:
+        # --model: checkpoints resolved and looked up in the export cache; any export left
+        # runs behind the port (`prepare`), which is why the repository is then read later.
+        settings, prepare = for_sources(settings, sources or [])
         # The cheap checks; the files are hashed once, by the load behind the port.
-        repository = read_repository(settings, warn=False)
+        repository = read_repository(settings, warn=False) if prepare is None else None
     except Exception as exc:  # any class: still one line
         return fail(one_line(exc))
     try:
@@ -91,7 +103,7 @@ def serve(models: str | None = None, host: str | None = None, port: int | None =
         reason = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror
         return fail(f"cannot listen on {settings.host}:{settings.port}: {reason}")
     url = listening_url(settings.host, sock.getsockname()[1])
-    count = len(repository.found)
+    count = len(repository.found) if repository else _with_exports(settings.models)
     log.info(f"listening on {url}, loading {count} model{'s' if count != 1 else ''}", extra={"url": url})
 
     exit_code = 0
@@ -103,7 +115,7 @@ def serve(models: str | None = None, host: str | None = None, port: int | None =
         if server is not None:
             server.should_exit = True
 
-    app = create_app(settings, on_load_error=on_load_error)
+    app = create_app(settings, on_load_error=on_load_error, prepare=prepare)
     app.state.bertserve.url = url
     config = uvicorn.Config(
         app,

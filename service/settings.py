@@ -38,6 +38,17 @@ class Settings(BaseSettings):
     models: Path = Field(Path("models"), description="model repository: one model directory per subfolder")
     host: str = Field("127.0.0.1", min_length=1, description="bind address")
     port: int = Field(8000, ge=0, le=65535, description="TCP port")
+    model_sources: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="checkpoint folders, exported model directories or hub ids (org/name[@revision]) to serve, as "
+        "`serve --model` takes them; comma-separated, each with optional ;key=value overrides (task, name, "
+        "max-length, pairs, int8, fp16)",
+    )
+    cache_dir: Path | None = Field(
+        None,
+        description="export cache of the checkpoints served by --model; default $XDG_CACHE_HOME/bertserve "
+        "(~/.cache/bertserve)",
+    )
     default_models: Annotated[dict[ModelKind, str], NoDecode] = Field(
         default_factory=dict,
         description="the model that answers a request naming none, per task; task=name pairs, comma-separated "
@@ -183,7 +194,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"{value}: {exc.strerror}") from exc
         return value
 
-    @field_validator("api_keys", "cors_origins", mode="before")
+    @field_validator("api_keys", "cors_origins", "model_sources", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):
