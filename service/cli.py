@@ -150,8 +150,9 @@ class _ModelOption(argparse.Action):
 def _add_model_options(serve: argparse.ArgumentParser) -> None:
     group = serve.add_argument_group(
         "serving a checkpoint",
-        "--model, repeatable; each option after it applies to that model (BERTSERVE_MODEL_SOURCES). The task is "
-        "read from the checkpoint; the export runs once, into the export cache (BERTSERVE_CACHE_DIR).",
+        "--model is repeatable, and each option below applies to the --model before it\n"
+        "(BERTSERVE_MODEL_SOURCES). The task is read from the checkpoint; the export\n"
+        "runs once, verified, into the export cache (BERTSERVE_CACHE_DIR).",
     )
     group.add_argument(
         "--model",
@@ -161,11 +162,11 @@ def _add_model_options(serve: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--task", action=_ModelOption, choices=MODEL_KINDS, help="the task, over what was read")
     group.add_argument("--name", action=_ModelOption, help="model name served by the API (default: the folder's)")
-    group.add_argument("--max-length", action=_ModelOption, type=int, help="max tokens per input")
+    group.add_argument("--max-length", action=_ModelOption, type=int, metavar="N", help="max tokens per input")
     for flag, what in (
         ("pairs", "classify: a classifier trained on text pairs"),
-        ("int8", "a verified int8 variant (default: on CPU hosts)"),
-        ("fp16", "a verified fp16 variant (default: on CUDA hosts)"),
+        ("int8", "a verified int8 variant (default: on CPU hosts; --no-int8: none)"),
+        ("fp16", "a verified fp16 variant (default: on CUDA hosts; --no-fp16: none)"),
     ):
         group.add_argument(f"--{flag}", action=_ModelFlag, nargs=0, help=what)
         group.add_argument(f"--no-{flag}", action=_ModelFlag, nargs=0, dest=flag, help=argparse.SUPPRESS)

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import importlib.util
 import logging
 import shutil
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from service.sources.progress import Progress, stage_count
 log = logging.getLogger("bertserve")
 LOCK_POLL_S = 0.25  # how often a start waits on another process's export of the same key
 OnStage = Callable[[str], None]
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass(frozen=True)
@@ -83,9 +86,11 @@ async def _export(cache: Cache, job: Job, on_stage: OnStage) -> Entry:
         log.info(f"export {job.name}: exporting {job.text} ({o['task']}) into the cache", extra={"model": job.name})
 
         def stage(name: str) -> None:
-            progress.begin(name)
-            on_stage(name)
+            if name != progress.stage:  # "load" is said at the start, before the child says it
+                progress.begin(name)
+                on_stage(name)
 
+        stage("load")
         code, errors = await _run(job.command(partial / "model"), stage)
         if code != 0:
             raise SourceError(_reason(job, code, errors))
@@ -104,7 +109,11 @@ async def _export(cache: Cache, job: Job, on_stage: OnStage) -> Entry:
 async def _run(cmd: list[str], on_stage: OnStage) -> tuple[int, list[str]]:
     """The child's exit code and its stderr lines; killed if this task is cancelled (SIGTERM)."""
     proc = await asyncio.create_subprocess_exec(
-        *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        *cmd,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        preexec_fn=_die_with_parent,
     )
     assert proc.stdout is not None and proc.stderr is not None
     errors: list[str] = []
@@ -127,6 +136,13 @@ async def _run(cmd: list[str], on_stage: OnStage) -> tuple[int, list[str]]:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
+
+
+def _die_with_parent() -> None:
+    """In the child, before it runs: killed if the serving process dies (SIGKILL, OOM), so no
+    export outlives it still writing into the cache folder (Linux; elsewhere nothing)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _reason(job: Job, code: int, errors: list[str]) -> str:
