@@ -158,8 +158,9 @@ class Cache:
                 continue
             with self.try_lock(entry.key) as held:
                 if held:
+                    name = entry.source().get("name", "?")
                     shutil.rmtree(entry.folder)
-                    removed.append(f"{entry.key[:12]} {entry.source().get('name', '?')}")
+                    removed.append(f"{entry.key[:12]} {name}")
         for partial in self.partials():
             key = partial.name.removeprefix(".partial-").rsplit("-", 1)[0]
             with self.try_lock(key) as held:

@@ -42,10 +42,12 @@ class Plan:
     jobs: list[Job] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
-    def link(self, name: str, folder: Path) -> None:
-        link = self.repository / name
-        if link.is_symlink() or any(j.name == name for j in self.jobs):
+    def claim(self, name: str) -> None:
+        if (self.repository / name).is_symlink() or any(j.name == name for j in self.jobs):
             raise SourceError(f"model name {name} is served twice: give one of them --name")
+
+    def link(self, name: str, folder: Path) -> None:
+        self.claim(name)
         self.link_exported(name, folder)
 
     def link_exported(self, name: str, folder: Path) -> None:
@@ -118,6 +120,7 @@ def _add(result: Plan, source: Source, on_cuda: bool) -> None:
         log.info(f"{name}: from the export cache ({entry.folder})", extra={"model": name})
         result.link(name, entry.model)
     else:
+        result.claim(name)
         result.jobs.append(Job(source.text, folder, key, options))
 
 
