@@ -75,13 +75,13 @@ class _Hub(http.server.BaseHTTPRequestHandler):
 
     code = "GatedRepo"
 
-    def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+    def do_GET(self) -> None:  # the name http.server calls
         self.send_response(401)
         self.send_header("X-Error-Code", self.code)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    do_HEAD = do_GET  # noqa: N815
+    do_HEAD = do_GET
 
     def log_message(self, *args: object) -> None:
         return None

@@ -111,7 +111,7 @@ def test_refusals_are_one_line(tmp_path: Path, make: object, message: str | None
 def test_a_name_served_twice_is_refused(tmp_path: Path) -> None:
     one = folder(tmp_path / "a", "sentiment", "BertForSequenceClassification")
     two = folder(tmp_path / "b", "sentiment", "BertForSequenceClassification", labels=2)
-    with pytest.raises(SourceError, match="^model name sentiment is served twice: give one of them --name$"):
+    with pytest.raises(SourceError, match=r"^model name sentiment is served twice: give one of them --name$"):
         for_sources(_settings(tmp_path, str(one), str(two)), [])
     _, prepare = for_sources(_settings(tmp_path, str(one)), [Source(str(two), name="other", given=("name",))])
     assert prepare is not None
