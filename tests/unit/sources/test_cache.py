@@ -128,3 +128,25 @@ def test_prune_removes_unused_entries_and_dead_exports(tmp_path: Path) -> None:
     assert sorted(e.key for e in cache.entries()) == ["busy", "new"]
     assert cache.prune(None) == ["new new", "busy busy"]
     assert cache.entries() == []
+
+
+def test_the_cache_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from service.cli import main
+
+    monkeypatch.setenv("BERTSERVE_CACHE_DIR", str(tmp_path))
+    cache = Cache(tmp_path)
+    partial = cache.partial("f" * 64)
+    _export_into(partial)
+    cache.commit("f" * 64, partial, {"name": "sentiment", "task": "classify", "source": "/ckpt"})
+    assert main(["cache", "list"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{tmp_path}: 1 entry"
+    assert out[2].split() == ["ffffffffffff", "sentiment", "classify", "fp32", "0.0MB", "just", "now", "/ckpt"]
+    assert main(["cache", "prune"]) == 2
+    assert capsys.readouterr().err == "bertserve cache prune: error: give --older-than DAYS or --all\n"
+    assert main(["cache", "prune", "--older-than", "1"]) == 0
+    assert capsys.readouterr().out == f"{tmp_path}: 0 removed, 1 kept\n"
+    assert main(["cache", "prune", "--all"]) == 0
+    assert capsys.readouterr().out == f"removed ffffffffffff sentiment\n{tmp_path}: 1 removed, 0 kept\n"
