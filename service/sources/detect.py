@@ -24,6 +24,7 @@ from service.runtime.loader import ModelLoadError
 
 ARCHITECTURES = ("bert", "distilbert", "roberta", "xlm-roberta")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "tf_model.h5")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")  # what the export can build a fast tokenizer from
 SUPPORTED = (
     f"supported are {', '.join(ARCHITECTURES)} checkpoints with a sequence-classification head, a "
     "token-classification head or none, and sentence-transformers folders"
@@ -57,6 +58,8 @@ def check_checkpoint(path: Path) -> dict[str, Any]:
         raise SourceError(f"{path} is neither a Hugging Face checkpoint (config.json) nor a model directory")
     if not any((path / w).is_file() for w in WEIGHT_FILES):
         raise SourceError(f"{path} has no model weights ({', '.join(WEIGHT_FILES)})")
+    if not any((path / t).is_file() for t in TOKENIZER_FILES):
+        raise SourceError(f"{path} has no tokenizer ({' or '.join(TOKENIZER_FILES)})")
     config = read_json(path / "config.json")
     if not isinstance(config, dict):
         raise SourceError(f"{path / 'config.json'} is not a JSON object")

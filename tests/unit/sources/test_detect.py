@@ -25,6 +25,7 @@ def folder(root: Path, name: str, arch: str | None, labels: int = 3, **extra: An
     config["id2label"] = {str(i): f"label_{i}" for i in range(labels)}
     (path / "config.json").write_text(json.dumps(config))
     (path / "model.safetensors").write_bytes(b"weights")
+    (path / "tokenizer.json").write_text("{}")
     return path
 
 
@@ -127,6 +128,7 @@ def test_an_unsupported_architecture_is_refused_in_one_line(tmp_path: Path) -> N
     path.mkdir()
     (path / "config.json").write_text(json.dumps({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}))
     (path / "model.safetensors").write_bytes(b"weights")
+    (path / "vocab.txt").write_text("[PAD]")
     with pytest.raises(SourceError) as refused:
         detect(path, "gpt")
     assert str(refused.value) == (
@@ -141,3 +143,10 @@ def test_a_folder_without_weights_is_refused(tmp_path: Path) -> None:
     (path / "model.safetensors").unlink()
     with pytest.raises(SourceError, match=r"has no model weights \(model.safetensors, pytorch_model.bin"):
         detect(path, "empty")
+
+
+def test_a_folder_without_a_tokenizer_is_refused(tmp_path: Path) -> None:
+    path = folder(tmp_path, "bare", "BertModel")
+    (path / "tokenizer.json").unlink()
+    with pytest.raises(SourceError, match=r"has no tokenizer \(tokenizer.json or vocab.txt\)$"):
+        detect(path, "bare")
