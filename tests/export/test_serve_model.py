@@ -147,6 +147,8 @@ def test_a_killed_export_leaves_nothing_trusted(checkpoint: Path, tmp_path: Path
     cache = tmp_path / "cache"
     server = _serve(servers, ["--model", str(checkpoint)], tmp_path / "killed.log", cache)
     until(lambda: "(export)" in server.stage(), timeout=120, what="the export stage")
+    building = httpx.get(f"{server.url}/models", timeout=5).json()["building"]["tiny-cls"]
+    assert building["task"] == "classify" and building["state"] == "building" and building["stage"]
     child = until(lambda: _export_child(server.proc.pid), what="the export process")
     os.kill(child, signal.SIGKILL)
     assert server.proc.wait(60) == 2
