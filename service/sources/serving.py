@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from service import building
-from service.runtime.loader import discover
+from service.runtime.loader import discover, resolve_providers_or_fail
+from service.runtime.session import CUDA
 from service.settings import Settings
 from service.sources import hub
 from service.sources.cache import Cache, cache_key, default_dir
 from service.sources.detect import SourceError, detect, read_json
 from service.sources.export import Job, check_export_extra, ensure
-from service.sources.spec import Source
+from service.sources.spec import Source, parse_entries
 
 log = logging.getLogger("bertserve")
 Finish = Callable[[], None]
@@ -40,7 +41,6 @@ class Plan:
     repository: Path
     cache: Cache
     jobs: list[Job] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
 
     def claim(self, name: str) -> None:
         if (self.repository / name).is_symlink() or any(j.name == name for j in self.jobs):
@@ -101,7 +101,6 @@ def _add(result: Plan, source: Source, on_cuda: bool) -> None:
     found = detect(folder, known_as, source.task)
     if found.warning:
         log.warning(found.warning, extra={"model": name})
-        result.warnings.append(found.warning)
     pairs = bool(source.pairs)
     if pairs and found.task in ("embed", "entities"):
         raise SourceError(f"{source.text}: --pairs applies to classify (a pair classifier), not {found.task}")
@@ -139,16 +138,14 @@ def preparer(result: Plan) -> Callable[[], Awaitable[Finish]]:
             entry = await ensure(result.cache, job, _shown(result, job))
             result.link_exported(job.name, entry.model)
         warm_start = time.perf_counter()
-        if result.jobs:
-            building.write(
-                result.repository,
-                {j.name: {"task": j.options["task"], "state": "building", "stage": "warm up"} for j in result.jobs},
-            )
+        building.write(
+            result.repository,
+            {j.name: {"task": j.options["task"], "state": "building", "stage": "warm up"} for j in result.jobs},
+        )
 
         def finish() -> None:
-            if result.jobs:
-                building.write(result.repository, {})
-                log.info(f"warm up done in {time.perf_counter() - warm_start:.1f} s")
+            building.write(result.repository, {})
+            log.info(f"warm up done in {time.perf_counter() - warm_start:.1f} s")
 
         return finish
 
@@ -158,10 +155,6 @@ def preparer(result: Plan) -> Callable[[], Awaitable[Finish]]:
 def for_sources(settings: Settings, given: list[Source]) -> tuple[Settings, Callable[[], Awaitable[Finish]] | None]:
     """The settings to serve with (the repository of links) and the exports to run first, for
     the sources of --model and BERTSERVE_MODEL_SOURCES; as they were when there are none."""
-    from service.runtime.loader import resolve_providers_or_fail
-    from service.runtime.session import CUDA
-    from service.sources.spec import parse_entries
-
     sources = [*parse_entries(",".join(settings.model_sources)), *given]
     if not sources:
         return settings, None
