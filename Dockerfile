@@ -1,7 +1,9 @@
 # Targets:
 #   runtime (default)  slim CPU image: onnxruntime + the service, no torch
 #   gpu                NVIDIA CUDA runtime base with onnxruntime-gpu
-# Both carry the default models, from the build stage.
+#   export             the CPU image plus the export extra (torch CPU): `serve --model <checkpoint>`
+#                      exports and verifies into the cache volume at /cache, then serves
+# runtime and gpu carry the default models, from the build stage; export carries none.
 #
 # Build arguments:
 #   PYTHON_IMAGE  base of the CPU image and of the build stage: Debian-based, Python 3.11 and pip on
@@ -93,6 +95,34 @@ HEALTHCHECK --interval=5s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health/ready', timeout=2).status != 200)"]
 ENTRYPOINT ["bertserve", "serve"]
 
+# ---------------------------------------------------------------- export: checkpoints to serve
+# docker run -v <checkpoint>:/checkpoint:ro -v bertserve-cache:/cache -p 8000:8000 \
+#     bertserve:export --model /checkpoint
+# The first start exports into /cache (BERTSERVE_CACHE_DIR), the next ones are served from it;
+# hub ids resolve through /cache/huggingface (HF_HOME). The runtime image stays free of torch.
+FROM ${PYTHON_IMAGE} AS export
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
+    PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    BERTSERVE_HOST=0.0.0.0 BERTSERVE_PORT=8000 BERTSERVE_CACHE_DIR=/cache HF_HOME=/cache/huggingface
+WORKDIR /tmp/src
+RUN pip install --index-url "${TORCH_INDEX_URL}" torch==2.13.0
+COPY pyproject.toml README.md ./
+COPY requirements/ requirements/
+COPY service/ service/
+RUN pip install -c requirements/constraints.txt ".[export]" \
+    && useradd --system --uid 10001 --create-home --home-dir /home/bertserve --shell /usr/sbin/nologin bertserve \
+    && mkdir /cache && chown 10001 /cache \
+    && rm -rf /tmp/src
+WORKDIR /app
+VOLUME /cache
+USER 10001
+EXPOSE 8000
+# A first export takes minutes (a BERT-base checkpoint on a few cores): a long start period.
+HEALTHCHECK --interval=5s --timeout=5s --start-period=900s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health/ready', timeout=2).status != 200)"]
+ENTRYPOINT ["bertserve", "serve"]
+
 # The last stage is what a build without --target produces: the CPU runtime. (The classic
-# builder still runs the gpu stage then: give it --target runtime.)
+# builder still runs the gpu and export stages then: give it --target runtime.)
 FROM runtime

@@ -13,7 +13,7 @@ import gc
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -33,7 +33,7 @@ from service.engine.client import EngineClient
 from service.engine.model import LocalModel
 from service.errors import ServiceError
 from service.frontend import EngineFollower
-from service.lifecycle import OnLoadError, release, start_up
+from service.lifecycle import OnLoadError, one_line, release, start_up
 from service.metrics import Metrics
 from service.processes import FRONT_END_VARIABLE
 from service.reload import reload
@@ -67,14 +67,36 @@ def _on_sighup(loop: asyncio.AbstractEventLoop, state: AppState) -> bool:
     return True
 
 
+# Run before the models load, behind the bound port (`serve --model` exports checkpoints);
+# gives what to call once they are served.
+Prepare = Callable[[], Awaitable[Callable[[], None]]]
+
+
+async def _load(state: AppState, prepare: Prepare | None, on_error: OnLoadError) -> None:
+    done = None
+    if prepare is not None:
+        try:
+            done = await prepare()
+        except Exception as exc:  # any class: readiness and the exit say it in one line
+            state.fail_loading(one_line(exc))
+            on_error(one_line(exc))
+            return
+    await start_up(state, on_error)
+    if done is not None:
+        done()
+
+
 def create_app(
-    settings: Settings | None = None, on_load_error: OnLoadError | None = None, engine_dir: Path | None = None
+    settings: Settings | None = None,
+    on_load_error: OnLoadError | None = None,
+    engine_dir: Path | None = None,
+    prepare: Prepare | None = None,
 ) -> FastAPI:
-    """Build the app; the lifespan loads the models in the background (service/lifecycle.py).
-    `on_load_error` hears of a model that cannot be loaded (the server exits with its
-    one-line reason); without it, readiness stays 503 with the reason. With `engine_dir` (the
-    engine's run folder), this is a front end: the models run in the engine process
-    (service/frontend.py)."""
+    """Build the app; the lifespan loads the models in the background (service/lifecycle.py),
+    after `prepare` when given. `on_load_error` hears of a model that cannot be loaded (the
+    server exits with its one-line reason); without it, readiness stays 503 with the reason.
+    With `engine_dir` (the engine's run folder), this is a front end: the models run in the
+    engine process (service/frontend.py)."""
     settings = settings or Settings()
     state = AppState(settings, Metrics(), registry.serves(), api_keys=[k.encode() for k in settings.all_api_keys()])
     state.cache = ResultCache(settings.cache_bytes) if settings.cache_bytes else None
@@ -88,7 +110,7 @@ def create_app(
         state.tokenize_pool = pool
         loop = asyncio.get_running_loop()
         if engine is None or engine_dir is None:
-            loading = loop.create_task(start_up(state, on_load_error or (lambda _: None)), name="load")
+            loading = loop.create_task(_load(state, prepare, on_load_error or (lambda _: None)), name="load")
         else:
             first = os.environ.get(FRONT_END_VARIABLE, "0") == "0"
             loading = loop.create_task(

@@ -3,7 +3,8 @@
 `make run` serves each default model as soon as it is built (models/build.py --serve): the
 service starts on the first, and the others join through a live reload as their builds
 finish. Meanwhile the build keeps `<model repository>/.building.json`:
-`{"<name>": {"task": "<task>", "state": "queued" | "building" | "failed: <reason>"}}`. A
+`{"<name>": {"task": "<task>", "state": "queued" | "building" | "failed: <reason>"}}`, and
+`serve --model` keeps it while it exports checkpoints, with each export's `"stage"`. A
 hidden file: no repository scan takes it for a model. Absent, or unreadable, is nothing.
 """
 
@@ -24,10 +25,19 @@ def read(models: Path) -> dict[str, dict[str, str]]:
     if not isinstance(data, dict):
         return {}
     return {
-        str(name): {"task": str(entry.get("task", "")), "state": str(entry.get("state", ""))}
+        str(name): {
+            "task": str(entry.get("task", "")),
+            "state": str(entry.get("state", "")),
+            **({"stage": str(entry["stage"])} if entry.get("stage") else {}),
+        }
         for name, entry in data.items()
         if isinstance(entry, dict)
     }
+
+
+def summary(entries: dict[str, dict[str, str]]) -> str:
+    """`a (verify fp32), b (queued)`: what a starting service is waiting for."""
+    return ", ".join(f"{name} ({entry.get('stage') or entry['state']})" for name, entry in sorted(entries.items()))
 
 
 def write(models: Path, entries: dict[str, dict[str, str]]) -> None:

@@ -112,8 +112,13 @@ def _export(args: argparse.Namespace) -> int:
         force=args.force,
         pairs=args.pairs,
     )
+
+    def stage(name: str) -> None:
+        # One line per stage on stdout, for the `serve --model` that runs this export.
+        print(f"stage: {name}", flush=True)
+
     try:
-        export_checkpoint(opts)
+        export_checkpoint(opts, stage=stage) if args.report_stages else export_checkpoint(opts)
     except ExportError as exc:
         print(f"bertserve export: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -123,7 +128,53 @@ def _export(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from service.server import serve
 
-    return serve(models=args.models, host=args.host, port=args.port)
+    return serve(models=args.models, host=args.host, port=args.port, sources=args.sources)
+
+
+class _ModelOption(argparse.Action):
+    """`--model SOURCE` opens a model; --task, --name, ... after it set that model's options."""
+
+    def __call__(self, parser: Any, namespace: argparse.Namespace, value: Any, option: str | None = None) -> None:
+        from service.sources.spec import Source, with_option
+
+        sources = list(getattr(namespace, "sources", None) or [])
+        if self.dest == "model":
+            sources.append(Source(str(value)))
+        elif not sources:
+            parser.error(f"{option} applies to the --model before it: give --model SOURCE first")
+        else:
+            sources[-1] = with_option(sources[-1], self.dest, value)
+        namespace.sources = sources
+
+
+def _add_model_options(serve: argparse.ArgumentParser) -> None:
+    group = serve.add_argument_group(
+        "serving a checkpoint",
+        "--model is repeatable, and each option below applies to the --model before it\n"
+        "(BERTSERVE_MODEL_SOURCES). The task is read from the checkpoint; the export\n"
+        "runs once, verified, into the export cache (BERTSERVE_CACHE_DIR).",
+    )
+    group.add_argument(
+        "--model",
+        action=_ModelOption,
+        metavar="SOURCE",
+        help="a Hugging Face checkpoint folder, an exported model directory, or a hub id org/name[@revision]",
+    )
+    group.add_argument("--task", action=_ModelOption, choices=MODEL_KINDS, help="the task, over what was read")
+    group.add_argument("--name", action=_ModelOption, help="model name served by the API (default: the folder's)")
+    group.add_argument("--max-length", action=_ModelOption, type=int, metavar="N", help="max tokens per input")
+    for flag, what in (
+        ("pairs", "classify: a classifier trained on text pairs"),
+        ("int8", "a verified int8 variant (default: on CPU hosts; --no-int8: none)"),
+        ("fp16", "a verified fp16 variant (default: on CUDA hosts; --no-fp16: none)"),
+    ):
+        group.add_argument(f"--{flag}", action=_ModelFlag, nargs=0, help=what)
+        group.add_argument(f"--no-{flag}", action=_ModelFlag, nargs=0, dest=flag, help=argparse.SUPPRESS)
+
+
+class _ModelFlag(_ModelOption):
+    def __call__(self, parser: Any, namespace: argparse.Namespace, value: Any, option: str | None = None) -> None:
+        super().__call__(parser, namespace, not str(option).startswith("--no-"), option)
 
 
 def _add_serve(sub: Any) -> argparse.ArgumentParser:
@@ -136,7 +187,8 @@ def _add_serve(sub: Any) -> argparse.ArgumentParser:
     for name, metavar, what in (("models", "DIR", "model repository"), ("host", "HOST", "bind address")):
         serve.add_argument(f"--{name}", metavar=metavar, help=f"{what} ({_variable(name)})")
     serve.add_argument("--port", type=int, metavar="PORT", help=f"TCP port ({_variable('port')})")
-    serve.set_defaults(func=_serve)
+    _add_model_options(serve)
+    serve.set_defaults(func=_serve, sources=[])
     return serve
 
 
@@ -167,15 +219,49 @@ def _add_export(sub: Any) -> argparse.ArgumentParser:
         'entities: JSONL of {"text", "entities": [{"start", "end", "label"}]} to gate them on entity F1',
     )
     export.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
+    export.add_argument("--report-stages", action="store_true", help=argparse.SUPPRESS)
     export.set_defaults(func=_export)
     return export
+
+
+def _cache(args: argparse.Namespace) -> int:
+    from service.sources.listing import list_cache, prune_cache
+
+    if args.action == "list":
+        return list_cache()
+    if args.older_than is None and not args.all:
+        print("bertserve cache prune: error: give --older-than DAYS or --all", file=sys.stderr)
+        return EXIT_USAGE
+    return prune_cache(None if args.all else args.older_than)
+
+
+def _add_cache(sub: Any) -> argparse.ArgumentParser:
+    cache: argparse.ArgumentParser = sub.add_parser(
+        "cache",
+        help="list or prune the export cache of `serve --model`",
+        description="The export cache of `serve --model` (BERTSERVE_CACHE_DIR, default $XDG_CACHE_HOME/bertserve "
+        "or ~/.cache/bertserve): one verified model directory per checkpoint content and export options.",
+    )
+    actions = cache.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions.add_parser("list", help="each entry: key, name, task, variants, size, last use, source")
+    prune = actions.add_parser(
+        "prune",
+        help="remove entries not used by a start for DAYS days (or all), and unfinished exports",
+        description="Remove the entries no start has used for --older-than DAYS days (every entry with --all), "
+        "and the folders of exports that did not finish. An entry being exported is left alone; a running "
+        "server keeps the models it has loaded, but will not find a removed entry on its next start.",
+    )
+    prune.add_argument("--older-than", type=float, metavar="DAYS", help="unused for this many days")
+    prune.add_argument("--all", action="store_true", help="every entry")
+    cache.set_defaults(func=_cache)
+    return cache
 
 
 def _build() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = _Parser(prog="bertserve", description=DESCRIPTION, epilog=EXAMPLES)
     parser.add_argument("--version", action="version", version=f"bertserve {__version__}", help="show the version")
     sub = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND", required=True)
-    return parser, {"serve": _add_serve(sub), "export": _add_export(sub)}
+    return parser, {"serve": _add_serve(sub), "export": _add_export(sub), "cache": _add_cache(sub)}
 
 
 def build_parser() -> argparse.ArgumentParser:

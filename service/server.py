@@ -15,11 +15,13 @@ from typing import Any
 import uvicorn
 from pydantic import ValidationError
 
-from service import logs
-from service.app import create_app
+from service import building, logs
+from service.app import Prepare, create_app
 from service.lifecycle import one_line, read_repository
 from service.processes import IPC_DIR_VARIABLE
 from service.settings import Settings
+from service.sources.serving import for_sources
+from service.sources.spec import Source
 from service.supervisor import api_servers, become_supervisor
 from service.uvicorn_adapter import DrainingServer, protocol_class
 
@@ -73,7 +75,14 @@ def raise_open_files(connections: int) -> str | None:
     return None
 
 
-def serve(models: str | None = None, host: str | None = None, port: int | None = None) -> int:
+def _with_exports(repository: Path) -> int:
+    """The models linked into a `serve --model` repository and those still to export."""
+    return sum(not p.name.startswith(".") for p in repository.iterdir()) + len(building.read(repository))
+
+
+def serve(
+    models: str | None = None, host: str | None = None, port: int | None = None, sources: list[Source] | None = None
+) -> int:
     overrides: dict[str, Any] = {"models": Path(models) if models else None, "host": host, "port": port}
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
@@ -84,8 +93,11 @@ def serve(models: str | None = None, host: str | None = None, port: int | None =
     if warning:
         log.warning(warning)
     try:
+        # --model: checkpoints resolved and looked up in the export cache; any export left
+        # runs behind the port (`prepare`), which is why the repository is then read later.
+        settings, prepare = for_sources(settings, sources or [])
         # The cheap checks; the files are hashed once, by the load behind the port.
-        repository = read_repository(settings, warn=False)
+        repository = read_repository(settings, warn=False) if prepare is None else None
     except Exception as exc:  # any class: still one line
         return fail(one_line(exc))
     try:
@@ -94,18 +106,28 @@ def serve(models: str | None = None, host: str | None = None, port: int | None =
         reason = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror
         return fail(f"cannot listen on {settings.host}:{settings.port}: {reason}")
     url = listening_url(settings.host, sock.getsockname()[1])
-    count = len(repository.found)
+    count = len(repository.found) if repository else _with_exports(settings.models)
     log.info(f"listening on {url}, loading {count} model{'s' if count != 1 else ''}", extra={"url": url})
 
     servers = api_servers(settings)
-    if servers > 1:
-        become_supervisor(sock, servers, overrides)  # does not return
-    return run_front(settings, sock, url)
+    if servers > 1 and prepare is not None:
+        # The exports run behind the port, in this process: the engine process would not see
+        # them. Served from the cache, the next start has its front ends.
+        log.warning(
+            f"checkpoints to export: serving from one process, not {servers} front ends; restarted, "
+            "the service serves them from the export cache with its front ends"
+        )
+    elif servers > 1:
+        become_supervisor(sock, servers, {**overrides, "models": settings.models})  # does not return
+    return run_front(settings, sock, url, prepare=prepare)
 
 
-def run_front(settings: Settings, sock: socket.socket, url: str, engine: Path | None = None) -> int:
-    """Serve HTTP on `sock`: the models in this process, or, with `engine` (the engine's run
-    folder), in the engine process (a front end of the supervisor's)."""
+def run_front(
+    settings: Settings, sock: socket.socket, url: str, engine: Path | None = None, prepare: Prepare | None = None
+) -> int:
+    """Serve HTTP on `sock`: the models in this process (after `prepare`: exports of
+    `serve --model`), or, with `engine` (the engine's run folder), in the engine process (a
+    front end of the supervisor's)."""
     exit_code = 0
     server: DrainingServer | None = None
 
@@ -115,7 +137,7 @@ def run_front(settings: Settings, sock: socket.socket, url: str, engine: Path | 
         if server is not None:
             server.should_exit = True
 
-    app = create_app(settings, on_load_error=on_load_error, engine_dir=engine)
+    app = create_app(settings, on_load_error=on_load_error, engine_dir=engine, prepare=prepare)
     app.state.bertserve.url = url
     config = uvicorn.Config(
         app,

@@ -44,6 +44,17 @@ class Settings(BaseSettings):
         "(service/supervisor.py); 1 = one process, no IPC. auto = 1 on the CPU up to 8 CPUs, one per 8 CPUs "
         'above; on CUDA one per 2 CPUs, 2 to 8 (docs/design.md, "Front ends and the engine")',
     )
+    model_sources: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="checkpoint folders, exported model directories or hub ids (org/name[@revision]) to serve, as "
+        "`serve --model` takes them; comma-separated, each with optional ;key=value overrides (task, name, "
+        "max-length, pairs, int8, fp16)",
+    )
+    cache_dir: Path | None = Field(
+        None,
+        description="export cache of the checkpoints served by --model; default $XDG_CACHE_HOME/bertserve "
+        "(~/.cache/bertserve)",
+    )
     default_models: Annotated[dict[ModelKind, str], NoDecode] = Field(
         default_factory=dict,
         description="the model that answers a request naming none, per task; task=name pairs, comma-separated "
@@ -202,7 +213,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"{value}: {exc.strerror}") from exc
         return value
 
-    @field_validator("api_keys", "cors_origins", mode="before")
+    @field_validator("api_keys", "cors_origins", "model_sources", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):

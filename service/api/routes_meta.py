@@ -60,9 +60,9 @@ async def ready(request: Request, state: State) -> Response:
     """200 once every model is loaded and warmed up; 503 before that, while draining and while
     the runtime is stalled (the same decision that admits requests). Models the default build
     has yet to add do not hold readiness back: they are listed under `building`."""
-    if unready := _unready(request, state):
-        return unready
     pending = building.read(state.settings.models)
+    if unready := _unready(request, state, pending):
+        return unready
     return JSONBytes({"status": "ready", "building": pending} if pending else {"status": "ready"})
 
 
@@ -77,9 +77,12 @@ async def health(request: Request, state: State) -> Response:
     return _unready(request, state) or Response(status_code=200)
 
 
-def _unready(request: Request, state: AppState) -> Response | None:
-    """The 503 of a service that does not take requests now, or None when it does."""
+def _unready(request: Request, state: AppState, pending: dict[str, dict[str, str]] | None = None) -> Response | None:
+    """The 503 of a service that does not take requests now, or None when it does; while it
+    starts, naming the models it waits for and their stage (`serve --model` exporting)."""
     reason = state.unready_reason()
+    if reason and pending and not state.ready and not state.load_error:
+        reason = f"{reason}: {building.summary(pending)}"
     return respond(Unavailable(reason), context_of(request.scope).request_id) if reason else None
 
 

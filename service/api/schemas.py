@@ -54,6 +54,9 @@ class ModelInfo(BaseModel):
 class Building(BaseModel):
     task: str
     state: str = Field(description="queued, building, or failed: <reason>")
+    stage: str | None = Field(
+        None, description="what a `serve --model` export is doing: load, export, verify fp32, quantize int8, ..."
+    )
 
 
 class ModelsResponse(BaseModel):

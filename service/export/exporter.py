@@ -55,6 +55,15 @@ if TYPE_CHECKING:
     from service.export.entities import EntityEval
 
 Log = Callable[[str], None]
+# Told the name of each stage as it begins (load, export, verify fp32, quantize int8, ...):
+# how `bertserve serve --model` shows the progress of the export it runs in a child process.
+Stage = Callable[[str], None]
+# The step that builds each reduced precision, as the progress names it.
+BUILD_STAGE = {"int8": "quantize int8", "fp16": "convert fp16"}
+
+
+def _no_stage(name: str) -> None:
+    return None
 
 
 def _stderr(msg: str) -> None:
@@ -108,14 +117,14 @@ class _Context:
         return self.task == "entities"
 
 
-def export_checkpoint(opts: ExportOptions, log: Log = _stderr) -> Manifest:
+def export_checkpoint(opts: ExportOptions, log: Log = _stderr, stage: Stage = _no_stage) -> Manifest:
     ckpt = _preflight(opts)
     if ckpt.ignored:
         log(f"export: {ckpt.path} has both {ckpt.weights} and {ckpt.ignored}: using the PyTorch weights")
     elif ckpt.tensorflow:
         log(f"export: reading the TensorFlow weights in {ckpt.weights} into the PyTorch model")
     with plain_output(log, "export: transformers: "):
-        return _export(ckpt, opts, log)
+        return _export(ckpt, opts, log, stage)
 
 
 def _preflight(opts: ExportOptions) -> Checkpoint:
@@ -135,8 +144,9 @@ def _preflight(opts: ExportOptions) -> Checkpoint:
     return ckpt
 
 
-def _export(ckpt: Checkpoint, opts: ExportOptions, log: Log) -> Manifest:
+def _export(ckpt: Checkpoint, opts: ExportOptions, log: Log, stage: Stage) -> Manifest:
     started = time.perf_counter()
+    stage("load")
     pooling = _pooling(ckpt, opts)
     model = load_torch_model(ckpt, opts.task)
     tokenizer = load_tokenizer(ckpt)
@@ -151,7 +161,7 @@ def _export(ckpt: Checkpoint, opts: ExportOptions, log: Log) -> Manifest:
         tokenizer.save_pretrained(str(staging))
         shutil.copyfile(ckpt.path / "config.json", staging / "config.json")
         ctx = _reference(opts, ckpt, graph, tokenizer, staging, max_length, labels, log)
-        variants = _variants(ctx, graph, staging, opts, max_length, log)
+        variants = _variants(ctx, graph, staging, opts, max_length, log, stage)
         manifest = Manifest(
             name=opts.name or opts.out_dir.name,
             task=opts.task,
@@ -265,19 +275,27 @@ def _pair_inputs(
 
 
 def _variants(
-    ctx: _Context, graph: torch.nn.Module, staging: Path, opts: ExportOptions, max_length: int, log: Log
+    ctx: _Context,
+    graph: torch.nn.Module,
+    staging: Path,
+    opts: ExportOptions,
+    max_length: int,
+    log: Log,
+    stage: Stage,
 ) -> dict[str, VariantInfo]:
     """The fp32 graph, which must pass or nothing is written, then each reduced precision
     asked for, kept only if one of its recipes passes the variant gate."""
+    stage("export")
     log("export: writing the fp32 ONNX graph")
     export_onnx(graph, ctx.example, ctx.output, staging / "model.onnx", max_length)
+    stage("verify fp32")
     fp32 = _verify(ctx, staging / "model.onnx")
     check_fp32(ctx.task, fp32)
     log(f"export: fp32 verified {_fmt(fp32)}")
     variants = {"fp32": VariantInfo(file="model.onnx", precision="fp32", recipe="fp32", verification=fp32)}
     wanted = [("int8", INT8_RECIPES)] * opts.int8 + [("fp16", FP16_RECIPES)] * opts.fp16
     for precision, recipes in wanted:
-        found = _first_passing(ctx, staging, precision, recipes, log)
+        found = _first_passing(ctx, staging, precision, recipes, log, stage)
         if found is not None:
             variants[precision] = found
     return variants
@@ -310,13 +328,15 @@ def _verify(ctx: _Context, path: Path) -> dict[str, float]:
 
 
 def _first_passing(
-    ctx: _Context, staging: Path, precision: str, recipes: tuple[Recipe, ...], log: Log
+    ctx: _Context, staging: Path, precision: str, recipes: tuple[Recipe, ...], log: Log, stage: Stage
 ) -> VariantInfo | None:
     target = staging / f"model.{precision}.onnx"
     for recipe in recipes:
         candidate = staging / f"candidate.{precision}.onnx"
         try:
+            stage(BUILD_STAGE[precision])
             recipe.build(staging / "model.onnx", candidate)
+            stage(f"verify {precision}")
             figures = _verify(ctx, candidate)
         except ExportError as exc:
             log(f"export: WARNING {precision} recipe {recipe.name} could not be verified: {exc}")

@@ -4,6 +4,7 @@ errors, and no option guessed from a prefix."""
 from __future__ import annotations
 
 import importlib.metadata
+import re
 import subprocess
 import sys
 
@@ -48,7 +49,7 @@ def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str], argv: lis
 @pytest.mark.parametrize(
     ("argv", "command", "unknown"),
     [
-        (["serve", "--model", "elsewhere"], "serve", "--model elsewhere"),
+        (["serve", "--mode", "elsewhere"], "serve", "--mode elsewhere"),
         (["serve", "--mod=elsewhere"], "serve", "--mod=elsewhere"),
         (["serve", "--po", "8100"], "serve", "--po 8100"),
         (["export", "ckpt", "out", "--task", "embed", "--forc"], "export", "--forc"),
@@ -58,7 +59,7 @@ def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str], argv: lis
 def test_an_option_is_never_taken_from_a_prefix(
     capsys: pytest.CaptureFixture[str], argv: list[str], command: str, unknown: str
 ) -> None:
-    """`--model` is not `--models`: it is refused, named by the command it was given to, and
+    """`--mode` is neither `--model` nor `--models`: it is refused, named by the command it was given to, and
     nothing runs (serving "elsewhere" would have returned 2 from main, not raised)."""
     code, out, err = _run(capsys, argv)
     assert code == 2
@@ -68,8 +69,8 @@ def test_an_option_is_never_taken_from_a_prefix(
 
 def test_no_parser_completes_abbreviations() -> None:
     parser, commands = _build()
-    assert set(commands) == {"serve", "export"}
-    assert [p.allow_abbrev for p in (parser, *commands.values())] == [False, False, False]
+    assert set(commands) == {"serve", "export", "cache"}
+    assert [p.allow_abbrev for p in (parser, *commands.values())] == [False, False, False, False]
 
 
 def test_the_version_comes_from_the_package_metadata(capsys: pytest.CaptureFixture[str]) -> None:
@@ -85,15 +86,15 @@ def test_the_help_is_written_for_users(capsys: pytest.CaptureFixture[str], monke
     assert out.startswith("usage: bertserve [-h] [--version] COMMAND ...\n\nServe fine-tuned BERT-family models")
     assert "one-line errors" not in out  # the module's docstring is for its developers
     commands = out.split("commands:\n", 1)[1].split("\n\n", 1)[0].split("\n")
-    assert [line.split()[0] for line in commands] == ["serve", "export"]
+    assert [line.split()[0] for line in commands] == ["serve", "export", "cache"]
     assert "BERTSERVE_PORT=8100 bertserve serve" in out
 
 
 def test_serve_help_lists_every_setting(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(capsys, ["serve", "--help"])
     assert code == 0
-    assert "--models DIR  model repository (BERTSERVE_MODELS, default models)" in out
-    assert "--port PORT   TCP port (BERTSERVE_PORT, default 8000)" in out
+    assert re.search(r"--models DIR +model repository \(BERTSERVE_MODELS, default models\)", out)
+    assert re.search(r"--port PORT +TCP port \(BERTSERVE_PORT, default 8000\)", out)
     names = [f"BERTSERVE_{name.upper()}" for name in Settings.model_fields]
     listed = [line.split()[0] for line in out.splitlines() if line.startswith("  BERTSERVE_")]
     assert listed == names
