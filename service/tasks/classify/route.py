@@ -13,13 +13,16 @@ async def classify_route(body: ClassifyRequest, state: AppState, call: Call) -> 
     """Classify one text, a batch of texts, or a batch of text pairs; one sorted list of label
     scores per input."""
     texts = Texts.of(body.inputs, "inputs")
-    out = await classify(state, call, texts, body.model, body.top_k, body.function, body.truncate)
+    out = await classify(
+        state, call, texts, body.model, body.top_k, body.function, body.truncate, body.stride, body.window_pooling
+    )
     return Reply(
         {
             "model": out.model,
             "predictions": out.predictions,
             "truncated": out.truncated,
             "covered": out.covered,
+            "windows": out.windows,
             "usage": {"input_tokens": out.tokens},
         }
     )

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from service.tasks.wire import Covered, StrictRequest, Text, TextList, Truncated, Usage
+from service.tasks.wire import Covered, StrictRequest, Stride, Text, TextList, Truncated, Usage, Windows
 
 
 class EmbedRequest(StrictRequest):
@@ -16,6 +16,7 @@ class EmbedRequest(StrictRequest):
     dimensions: int | None = Field(None, ge=1, description="keep the first N components (re-normalised)")
     truncate: bool = Field(True, description="cut inputs to the model's max length; false: 422 instead")
     encoding_format: Literal["float", "base64"] = Field("float", description="base64: little-endian float32")
+    stride: Stride = None
 
 
 class EmbedResponse(BaseModel):
@@ -24,6 +25,7 @@ class EmbedResponse(BaseModel):
     dimensions: int
     truncated: Truncated
     covered: Covered
+    windows: Windows
     usage: Usage
 
 
@@ -35,6 +37,7 @@ class OpenAIEmbeddingRequest(StrictRequest):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, ge=1)
     user: str | None = Field(None, description="accepted and ignored")
+    stride: Stride = None  # not OpenAI's: the official clients send it as extra_body
 
 
 class OpenAIEmbedding(BaseModel):

@@ -1,0 +1,229 @@
+"""Long texts read whole with `stride` on /classify, /embed and /v1/embeddings, through the
+app, against a reference built here: the windows Hugging Face's tokenizer gives with
+`return_overflowing_tokens=True` (token for token), run through the PyTorch model one window
+at a time, and pooled as the service says it pools (mean logits; max of the windows'
+probabilities; the mean of the windows' vectors weighted by their tokens not shared with the
+window before). The tiny models read 128 tokens; the int8 graphs are held to the same graph
+run by onnxruntime on the same windows (one window a batch, as dynamic quantization scales
+by the batch), and to PyTorch within the int8 gate."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from service.export.exporter import ExportOptions, export_checkpoint
+from service.manifest import Manifest
+from service.runtime.tokenizer import TextEncoder
+from tests.integration.conftest import Client
+from tests.tiny import PAIR_INIT_RANGE, make_checkpoint
+
+MAX_LENGTH, STRIDE = 128, 16
+TEXTS = {
+    "one window": "A short review: the film was fine.",
+    "two windows": "word " * 150,
+    "many windows": " ".join(f"sentence {i} of a long document, with commas; and more." for i in range(120)),
+    "unicode": "Zoë Saldaña flew from São Paulo to Reykjavík — 東京タワー, Владимир, 🙂 émigré café. " * 40,
+    "whitespace at edges": "\n\n  " + "   \t".join(["alpha beta", "gamma\n\ndelta", "epsilon  "] * 90) + "   \n",
+}
+
+
+@pytest.fixture(scope="module")
+def long_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """A classifier with logits of order 1 and an embedding model, each with int8; the
+    classifier again as a pair classifier."""
+    root = tmp_path_factory.mktemp("long")
+    clf = make_checkpoint(root / "ckpt-clf", "bert", head=True, seed=5, init_range=PAIR_INIT_RANGE)
+    emb = make_checkpoint(root / "ckpt-emb", "bert", head=False, seed=6)
+    for ckpt, name, task in ((clf, "long-clf", "classify"), (emb, "long-emb", "embed")):
+        export_checkpoint(ExportOptions(ckpt, root / "models" / name, task, int8=True), log=lambda _: None)
+    # The classifier declared a pair classifier too (its BERT graph takes segment ids).
+    pairs = root / "models" / "long-pairs"
+    shutil.copytree(root / "models" / "long-clf", pairs)
+    manifest = json.loads((pairs / "manifest.json").read_text())
+    (pairs / "manifest.json").write_text(json.dumps({**manifest, "name": "long-pairs", "pairs": True}))
+    return clf, emb, root / "models"
+
+
+@pytest.fixture(params=["fp32", "int8"])
+async def served(
+    request: pytest.FixtureRequest, make_client: Client, long_repo: tuple[Path, Path, Path]
+) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+    # int8: one window a batch, as the reference runs it (the activations' scale is the batch's).
+    extra = {"max_batch_size": 1} if request.param == "int8" else {}
+    async with make_client(models=long_repo[2], variant=request.param, **extra) as c:
+        yield c, request.param
+
+
+def hf_windows(ckpt: Path, text: str, stride: int = STRIDE) -> list[list[int]]:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(ckpt))
+    found = tokenizer(text, return_overflowing_tokens=True, stride=stride, truncation=True, max_length=MAX_LENGTH)
+    return [list(ids) for ids in found["input_ids"]]
+
+
+def torch_rows(ckpt: Path, windows: list[list[int]], head: bool) -> np.ndarray:
+    """Each window alone through PyTorch: logits, or the mean of the token states."""
+    import torch
+    from transformers import AutoModel, AutoModelForSequenceClassification
+
+    model = (AutoModelForSequenceClassification if head else AutoModel).from_pretrained(str(ckpt)).eval()
+    rows = []
+    with torch.no_grad():
+        for ids in windows:
+            out = model(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long))
+            rows.append(out.logits[0] if head else out.last_hidden_state[0].mean(dim=0))
+    return torch.stack(rows).double().numpy()
+
+
+def onnx_rows(model_dir: Path, windows: list[list[int]]) -> np.ndarray:
+    """Each window alone through the int8 graph."""
+    manifest = Manifest.read(model_dir)
+    session = ort.InferenceSession(str(model_dir / manifest.variants["int8"].file), providers=["CPUExecutionProvider"])
+    rows = []
+    for ids in windows:
+        row = np.asarray([ids], dtype=np.int64)
+        feeds = {"input_ids": row, "attention_mask": np.ones_like(row), "token_type_ids": np.zeros_like(row)}
+        rows.append(session.run(None, {n: feeds[n] for n in manifest.inputs})[0][0])
+    return np.asarray(rows, dtype=np.float64)
+
+
+def weights(windows: list[list[int]], stride: int = STRIDE) -> np.ndarray:
+    content = np.array([len(w) - 2 for w in windows], dtype=np.float64)  # less [CLS] and [SEP]
+    content[1:] -= stride
+    return content
+
+
+def reference(variant: str, repo: tuple[Path, Path, Path], text: str, head: bool) -> tuple[np.ndarray, int, int]:
+    """The text's window rows as the reference computes them, its windows and its tokens."""
+    ckpt = repo[0] if head else repo[1]
+    windows = hf_windows(ckpt, text)
+    if variant == "int8":
+        rows = onnx_rows(repo[2] / ("long-clf" if head else "long-emb"), windows)
+    else:
+        rows = torch_rows(ckpt, windows, head)
+    return rows, len(windows), sum(map(len, windows))
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v)
+
+
+def test_windows_are_the_tokenizers_overflow_windows(long_repo: tuple[Path, Path, Path]) -> None:
+    encoder = TextEncoder(long_repo[2] / "long-clf" / "tokenizer.json", MAX_LENGTH)
+    splitter = encoder.token_windows()
+    counts = set()
+    for stride in (0, 1, STRIDE, 64, splitter.max_stride):
+        splits = splitter.split(list(TEXTS.values()), stride)
+        for text, split in zip(TEXTS.values(), splits, strict=True):
+            want = hf_windows(long_repo[0], text, stride)
+            assert [w.ids.tolist() for w in split.windows] == want, (stride, text[:40])
+            counts.add(len(want))
+    assert {1, 2} <= counts and max(counts) > 5
+
+
+async def test_classify_with_stride_equals_the_reference(
+    served: tuple[httpx.AsyncClient, str], long_repo: tuple[Path, Path, Path]
+) -> None:
+    client, variant = served
+    texts = list(TEXTS.values())
+    body = {"inputs": texts, "model": "long-clf", "stride": STRIDE}
+    mean = (await client.post("/classify", json={**body, "function": "none"})).json()
+    top = (await client.post("/classify", json={**body, "window_pooling": "max"})).json()
+    labels = Manifest.read(long_repo[2] / "long-clf").labels or []
+    total = 0
+    for i, text in enumerate(texts):
+        rows, count, tokens = reference(variant, long_repo, text, head=True)
+        total += tokens
+        assert mean["windows"][i] == top["windows"][i] == count
+        got = {p["label"]: p["score"] for p in mean["predictions"][i]}
+        assert np.abs(np.array([got[label] for label in labels]) - rows.mean(axis=0)).max() <= 1e-4, text[:40]
+        probs = np.exp(rows - rows.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        got = {p["label"]: p["score"] for p in top["predictions"][i]}
+        assert np.abs(np.array([got[label] for label in labels]) - probs.max(axis=0)).max() <= 1e-4, text[:40]
+        if variant == "int8":  # and within the int8 gate of PyTorch's answer
+            fp32 = torch_rows(long_repo[0], hf_windows(long_repo[0], text), head=True).mean(axis=0)
+            assert np.argmax(fp32) == labels.index(mean["predictions"][i][0]["label"])
+    assert mean["usage"]["input_tokens"] == total
+    assert mean["truncated"] == [False] * len(texts) and mean["covered"] == [len(t) for t in texts]
+
+
+async def test_embed_with_stride_equals_the_reference(
+    served: tuple[httpx.AsyncClient, str], long_repo: tuple[Path, Path, Path]
+) -> None:
+    client, variant = served
+    texts = list(TEXTS.values())
+    r = await client.post("/embed", json={"inputs": texts, "model": "long-emb", "stride": STRIDE})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    openai = (await client.post("/v1/embeddings", json={"input": texts, "model": "long-emb", "stride": STRIDE})).json()
+    total = 0
+    for i, text in enumerate(texts):
+        rows, count, tokens = reference(variant, long_repo, text, head=False)
+        total += tokens
+        assert body["windows"][i] == count
+        w = weights(hf_windows(long_repo[1], text))
+        want = unit(w @ rows / w.sum())
+        got = np.asarray(body["embeddings"][i])
+        assert float(got @ want) >= 0.9999, text[:40]
+        assert float(np.asarray(openai["data"][i]["embedding"]) @ want) >= 0.9999
+        if variant == "int8":
+            fp32 = torch_rows(long_repo[1], hf_windows(long_repo[1], text), head=False)
+            assert float(got @ unit(w @ fp32 / w.sum())) >= 0.99
+    assert body["usage"]["input_tokens"] == openai["usage"]["prompt_tokens"] == total
+
+
+async def test_a_text_in_one_window_is_answered_as_without_stride(
+    make_client: Client, long_repo: tuple[Path, Path, Path]
+) -> None:
+    short = TEXTS["one window"]
+    async with make_client(models=long_repo[2]) as client:
+        for route, model in (("/classify", "long-clf"), ("/embed", "long-emb")):
+            plain = (await client.post(route, json={"inputs": short, "model": model})).json()
+            whole = (await client.post(route, json={"inputs": short, "model": model, "stride": STRIDE})).json()
+            assert whole == plain, route
+            assert plain["windows"] == [1]
+
+
+async def test_limits(make_client: Client, long_repo: tuple[Path, Path, Path]) -> None:
+    document = "word " * 20_000  # 100,000 characters, 182 windows at 128 tokens with stride 16
+    async with make_client(models=long_repo[2], max_windows=182) as client:
+        read = await client.post("/embed", json={"inputs": document, "model": "long-emb", "stride": STRIDE})
+        assert read.status_code == 200, read.text
+        assert read.json()["windows"] == [182] and read.json()["covered"] == [len(document)]
+        plain = await client.post("/embed", json={"inputs": document, "model": "long-emb"})
+        assert plain.status_code == 422 and "BERTSERVE_MAX_INPUT_CHARS" in plain.text  # without stride: per text
+        over = await client.post(
+            "/classify", json={"inputs": ["short", document], "model": "long-clf", "stride": STRIDE, "top_k": 1}
+        )
+        assert over.status_code == 422 and over.json()["error"]["param"] == "inputs[1]"
+        assert "BERTSERVE_MAX_WINDOWS" in over.json()["error"]["message"]
+        for stride in (-1, 10_000):
+            bad = await client.post("/classify", json={"inputs": "x", "model": "long-clf", "stride": stride})
+            assert bad.status_code == 422 and bad.json()["error"]["param"] == "stride", bad.text
+        pairs = {"model": "long-pairs", "stride": STRIDE}
+        pair = await client.post("/classify", json={"inputs": [["a", document]], **pairs})
+        assert pair.status_code == 422 and "BERTSERVE_MAX_INPUT_CHARS" in pair.text  # per text, as without stride
+        pair = await client.post("/classify", json={"inputs": [["a", document[:5000]]], **pairs})
+        assert pair.json()["truncated"] == [True] and pair.json()["windows"] == [1]  # pairs are cut
+    async with make_client(models=long_repo[2], max_inputs=2, max_input_chars=60_000) as client:
+        two = await client.post("/embed", json={"inputs": [document, document], "model": "long-emb", "stride": STRIDE})
+        assert two.status_code == 422 and "BERTSERVE_MAX_INPUTS x BERTSERVE_MAX_INPUT_CHARS" in two.text
+
+
+async def test_windows_take_room_in_the_queue_as_items(make_client: Client, long_repo: tuple[Path, Path, Path]) -> None:
+    async with make_client(models=long_repo[2], max_queue_items=4) as client:
+        body = {"inputs": TEXTS["many windows"], "model": "long-clf", "stride": STRIDE}
+        refused = await client.post("/classify", json=body)
+        assert refused.status_code == 422 and "whole queue of 4" in refused.json()["error"]["message"]
+        fits = await client.post("/classify", json={**body, "inputs": TEXTS["two windows"]})
+        assert fits.status_code == 200 and fits.json()["windows"] == [2]
