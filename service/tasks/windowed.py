@@ -19,9 +19,10 @@ import numpy as np
 
 from service.engine.model import INLINE_TOKENIZE_CHARS, ServedModel
 from service.errors import InvalidInput
-from service.runtime.windows import Split
+from service.runtime.tokenizer import InputTooLong
+from service.runtime.windows import Split, Window
 from service.settings import env_name
-from service.tasks.common import Admitted, Call, Texts, check_queue, run_ids
+from service.tasks.common import Admitted, Call, Texts, check_queue, run_ids, too_long
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,11 @@ def check_stride(served: ServedModel, stride: int) -> None:
         raise InvalidInput(f"stride must be between 0 and {top} tokens for this model, not {stride}", param="stride")
 
 
-async def read_whole(call: Call, admitted: Admitted, texts: Texts, stride: int, max_windows: int) -> Windowed:
-    """Steps 6 to 9 for single texts split into windows: every window counts as an item."""
+async def read_whole(
+    call: Call, admitted: Admitted, texts: Texts, stride: int | None, max_windows: int, truncate: bool = True
+) -> Windowed:
+    """Steps 6 to 9 for single texts split into windows: every window counts as an item.
+    Without a stride, each text is its first window (cut, or refused with `truncate` off)."""
     served = admitted.model
     items: list[str] = texts.items  # type: ignore[assignment]
     check_queue(served, len(items), texts.param)  # a window per text at least: refuse before tokenizing
@@ -54,6 +58,10 @@ async def read_whole(call: Call, admitted: Admitted, texts: Texts, stride: int, 
             splits = await asyncio.to_thread(windows.split, items, stride)
     finally:
         call.timing.tokenize_s += time.perf_counter() - started
+    if stride is None and not truncate:
+        for index, split in enumerate(splits):
+            if split.tokens > windows.max_length:
+                raise too_long(texts, InputTooLong(index, split.tokens, windows.max_length))
     check_windows(texts, splits, max_windows)
     ids = [w.ids for split in splits for w in split.windows]
     if len(ids) > len(items):
@@ -78,9 +86,21 @@ def check_windows(texts: Texts, splits: list[Split], max_windows: int) -> None:
             )
 
 
-def new_tokens(split: Split, stride: int) -> np.ndarray:
+def new_tokens(split: Split, stride: int | None) -> np.ndarray:
     """Per window, its content tokens not shared with the window before it: the first holds
     all of its own, each later one overlaps the one before (a full window) by `stride`."""
     content = np.array([int((~w.special).sum()) for w in split.windows], dtype=np.float64)
-    content[1:] -= stride
+    content[1:] -= stride or 0
     return content
+
+
+def span(window: Window) -> tuple[int | None, int | None]:
+    """The characters a window's content tokens cover, [start, end) in the text: from the
+    first token's start to the last one's end, so no whitespace at either edge. None where
+    the tokenizer keeps no offsets."""
+    if window.offsets is None:
+        return None, None
+    content = window.offsets[~window.special]
+    if not len(content):
+        return 0, 0
+    return int(content[:, 0].min()), int(content[:, 1].max())

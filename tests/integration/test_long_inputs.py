@@ -227,3 +227,64 @@ async def test_windows_take_room_in_the_queue_as_items(make_client: Client, long
         assert refused.status_code == 422 and "whole queue of 4" in refused.json()["error"]["message"]
         fits = await client.post("/classify", json={**body, "inputs": TEXTS["two windows"]})
         assert fits.status_code == 200 and fits.json()["windows"] == [2]
+
+
+def hf_spans(ckpt: Path, text: str, stride: int = STRIDE) -> list[tuple[int, int]]:
+    """Each overflow window's first content token's start and last one's end."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(ckpt))
+    found = tokenizer(
+        text,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        return_special_tokens_mask=True,
+        stride=stride,
+        truncation=True,
+        max_length=MAX_LENGTH,
+    )
+    spans = []
+    for offsets, special in zip(found["offset_mapping"], found["special_tokens_mask"], strict=True):
+        content = [o for o, s in zip(offsets, special, strict=True) if not s]
+        spans.append((content[0][0], content[-1][1]))
+    return spans
+
+
+async def test_chunks_are_the_windows_with_their_spans(
+    served: tuple[httpx.AsyncClient, str], long_repo: tuple[Path, Path, Path]
+) -> None:
+    client, variant = served
+    texts = list(TEXTS.values())
+    body = {"inputs": texts, "model": "long-emb", "stride": STRIDE, "return_chunks": True}
+    r = await client.post("/embed", json=body)
+    assert r.status_code == 200, r.text
+    found = r.json()
+    plain = (await client.post("/embed", json={**body, "return_chunks": False})).json()
+    assert "chunks" not in plain
+    np.testing.assert_allclose(found["embeddings"], plain["embeddings"], atol=1e-6)
+    for text, chunks, count in zip(texts, found["chunks"], found["windows"], strict=True):
+        rows, _, _ = reference(variant, long_repo, text, head=False)
+        assert len(chunks) == count == len(rows)
+        for chunk, row in zip(chunks, rows, strict=True):
+            assert float(np.asarray(chunk["embedding"]) @ unit(row)) >= 0.9999
+            piece = text[chunk["start"] : chunk["end"]]
+            assert piece and piece == piece.strip()
+        assert [(c["start"], c["end"]) for c in chunks] == hf_spans(long_repo[1], text)
+        assert chunks[0]["start"] == len(text) - len(text.lstrip()) and chunks[-1]["end"] == len(text.rstrip())
+
+
+async def test_chunks_without_stride_are_the_window_read(
+    make_client: Client, long_repo: tuple[Path, Path, Path]
+) -> None:
+    text = TEXTS["many windows"]
+    async with make_client(models=long_repo[2]) as client:
+        body = {"inputs": [text, "short"], "model": "long-emb", "encoding_format": "base64"}
+        plain = (await client.post("/embed", json=body)).json()
+        chunked = (await client.post("/embed", json={**body, "return_chunks": True})).json()
+        assert chunked["truncated"] == plain["truncated"] == [True, False]
+        assert chunked["covered"] == plain["covered"]
+        assert [len(c) for c in chunked["chunks"]] == chunked["windows"] == [1, 1]
+        assert [c[0]["embedding"] for c in chunked["chunks"]] == chunked["embeddings"]
+        assert [(c[0]["start"], c[0]["end"]) for c in chunked["chunks"]] == [(0, plain["covered"][0]), (0, 5)]
+        refused = await client.post("/embed", json={**body, "return_chunks": True, "truncate": False})
+        assert refused.status_code == 422 and refused.json()["error"]["param"] == "inputs[0]"

@@ -14,18 +14,20 @@ from service.tasks.spec import Reply, Route, Task
 async def embed_route(body: EmbedRequest, state: AppState, call: Call) -> Reply:
     """Embed one text or a batch of texts."""
     texts = Texts.of(body.inputs, "inputs")
-    out = await embed(state, call, texts, body.model, body.normalize, body.dimensions, body.truncate, body.stride)
-    return Reply(
-        {
-            "model": out.model,
-            "embeddings": out.encoded(body.encoding_format),
-            "dimensions": int(out.vectors.shape[1]),
-            "truncated": out.truncated,
-            "covered": out.covered,
-            "windows": out.windows,
-            "usage": {"input_tokens": out.tokens},
-        }
+    out = await embed(
+        state, call, texts, body.model, body.normalize, body.dimensions, body.truncate, body.stride, body.return_chunks
     )
+    answer: dict[str, object] = {
+        "model": out.model,
+        "embeddings": out.encoded(body.encoding_format),
+        "dimensions": int(out.vectors.shape[1]),
+        "truncated": out.truncated,
+        "covered": out.covered,
+        "windows": out.windows,
+    }
+    if body.return_chunks:
+        answer["chunks"] = out.encoded_chunks(body.encoding_format)
+    return Reply({**answer, "usage": {"input_tokens": out.tokens}})
 
 
 async def openai_embeddings(body: OpenAIEmbeddingRequest, state: AppState, call: Call) -> Reply:

@@ -17,6 +17,17 @@ class EmbedRequest(StrictRequest):
     truncate: bool = Field(True, description="cut inputs to the model's max length; false: 422 instead")
     encoding_format: Literal["float", "base64"] = Field("float", description="base64: little-endian float32")
     stride: Stride = None
+    return_chunks: bool = Field(
+        False,
+        description="also give, per input, one vector per chunk (a window of the model's max length; with "
+        "stride, every window) with the characters it covers: input[start:end]",
+    )
+
+
+class EmbedChunk(BaseModel):
+    start: int | None = Field(description="where the chunk's first token starts in the input (None: no offsets)")
+    end: int | None = Field(description="where its last token ends")
+    embedding: list[float] | str
 
 
 class EmbedResponse(BaseModel):
@@ -26,6 +37,7 @@ class EmbedResponse(BaseModel):
     truncated: Truncated
     covered: Covered
     windows: Windows
+    chunks: list[list[EmbedChunk]] | None = Field(None, description="per input, its chunks (with return_chunks)")
     usage: Usage
 
 
