@@ -48,6 +48,9 @@ Stride = Annotated[
     ),
 ]
 Windows = Annotated[
-    list[int],
-    Field(description="per input: how many windows of the model's max length it took (1 unless read whole)"),
+    list[int] | None,
+    Field(
+        description="per input: how many windows of the model's max length it took; given with stride "
+        "(or return_chunks)",
+    ),
 ]

@@ -16,16 +16,15 @@ async def classify_route(body: ClassifyRequest, state: AppState, call: Call) -> 
     out = await classify(
         state, call, texts, body.model, body.top_k, body.function, body.truncate, body.stride, body.window_pooling
     )
-    return Reply(
-        {
-            "model": out.model,
-            "predictions": out.predictions,
-            "truncated": out.truncated,
-            "covered": out.covered,
-            "windows": out.windows,
-            "usage": {"input_tokens": out.tokens},
-        }
-    )
+    answer: dict[str, object] = {
+        "model": out.model,
+        "predictions": out.predictions,
+        "truncated": out.truncated,
+        "covered": out.covered,
+    }
+    if body.stride is not None:
+        answer["windows"] = out.windows
+    return Reply({**answer, "usage": {"input_tokens": out.tokens}})
 
 
 TASK = Task("classify", ("classify",), (Route("/classify", ClassifyRequest, ClassifyResponse, classify_route),))

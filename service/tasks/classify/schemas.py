@@ -38,5 +38,5 @@ class ClassifyResponse(BaseModel):
     predictions: list[list[LabelScore]]
     truncated: Truncated
     covered: Covered
-    windows: Windows
+    windows: Windows = None
     usage: Usage

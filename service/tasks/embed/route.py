@@ -23,8 +23,9 @@ async def embed_route(body: EmbedRequest, state: AppState, call: Call) -> Reply:
         "dimensions": int(out.vectors.shape[1]),
         "truncated": out.truncated,
         "covered": out.covered,
-        "windows": out.windows,
     }
+    if body.stride is not None or body.return_chunks:
+        answer["windows"] = out.windows
     if body.return_chunks:
         answer["chunks"] = out.encoded_chunks(body.encoding_format)
     return Reply({**answer, "usage": {"input_tokens": out.tokens}})

@@ -36,7 +36,7 @@ class EmbedResponse(BaseModel):
     dimensions: int
     truncated: Truncated
     covered: Covered
-    windows: Windows
+    windows: Windows = None
     chunks: list[list[EmbedChunk]] | None = Field(None, description="per input, its chunks (with return_chunks)")
     usage: Usage
 
