@@ -9,6 +9,7 @@ by the batch), and to PyTorch within the int8 gate."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from collections.abc import AsyncIterator
@@ -22,7 +23,8 @@ import pytest
 from service.export.exporter import ExportOptions, export_checkpoint
 from service.manifest import Manifest
 from service.runtime.tokenizer import TextEncoder
-from tests.integration.conftest import Client
+from tests.integration.conftest import Client, hold_runtime
+from tests.sync import until_async
 from tests.tiny import PAIR_INIT_RANGE, make_checkpoint
 
 MAX_LENGTH, STRIDE = 128, 16
@@ -221,12 +223,29 @@ async def test_limits(make_client: Client, long_repo: tuple[Path, Path, Path]) -
 
 
 async def test_windows_take_room_in_the_queue_as_items(make_client: Client, long_repo: tuple[Path, Path, Path]) -> None:
-    async with make_client(models=long_repo[2], max_queue_items=4) as client:
-        body = {"inputs": TEXTS["many windows"], "model": "long-clf", "stride": STRIDE}
-        refused = await client.post("/classify", json=body)
-        assert refused.status_code == 422 and "whole queue of 4" in refused.json()["error"]["message"]
-        fits = await client.post("/classify", json={**body, "inputs": TEXTS["two windows"]})
-        assert fits.status_code == 200 and fits.json()["windows"] == [2]
+    long, five = TEXTS["many windows"], "word " * 500
+    windows = len(hf_windows(long_repo[0], long))
+    assert len(hf_windows(long_repo[0], five)) == 5
+    async with make_client(models=long_repo[2], max_batch_size=4, max_queue_items=windows) as client:
+        body = {"model": "long-clf", "stride": STRIDE}
+        served = client.app.state.bertserve.models["long-clf"]  # type: ignore[attr-defined]
+        release = hold_runtime(served)
+        running = asyncio.ensure_future(client.post("/classify", json={**body, "inputs": long}))
+        try:
+            # The first four windows wait on the held runtime as one batch, the rest in the
+            # queue, which has room for four more items.
+            await until_async(lambda: served.batcher.busy == 1 and served.batcher.queued == windows - 4)
+            refused = await client.post("/classify", json={**body, "inputs": five})
+            assert refused.status_code == 429, refused.text
+        finally:
+            release.set()
+        answer = await running
+        assert answer.status_code == 200 and answer.json()["windows"] == [windows]
+        await until_async(lambda: served.batcher.queued == 0)
+        fits = await client.post("/classify", json={**body, "inputs": five})
+        assert fits.status_code == 200 and fits.json()["windows"] == [5]
+        whole = await client.post("/classify", json={**body, "inputs": [long, "x"]})  # more than the whole queue
+        assert whole.status_code == 422 and f"whole queue of {windows}" in whole.json()["error"]["message"]
 
 
 def hf_spans(ckpt: Path, text: str, stride: int = STRIDE) -> list[tuple[int, int]]:
