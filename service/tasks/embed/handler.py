@@ -14,7 +14,7 @@ from service.errors import InvalidInput
 from service.state import AppState
 from service.tasks.common import Call, Texts, admit, coverage, process
 from service.tasks.embed.post import finalize, pool_windows, to_base64
-from service.tasks.windowed import check_stride, new_tokens, read_whole, span
+from service.tasks.windowed import Windowed, check_stride, new_tokens, read_whole, span
 
 
 @dataclass(frozen=True)
@@ -68,20 +68,20 @@ async def embed(
         return Embedded(out.model.name, vectors, out.tokens, *coverage(texts, out.cuts), [1] * len(texts.items))
     admitted = admit(state, call, "embed", model, texts, check_model=check, whole=stride is not None)
     read = await read_whole(call, admitted, texts, stride, state.settings.max_windows, truncate)
+    return _pooled(admitted.model, read, stride, normalize, dimensions, return_chunks)
+
+
+def _pooled(
+    served: ServedModel, read: Windowed, stride: int | None, normalize: bool, dimensions: int | None, chunks: bool
+) -> Embedded:
+    """Each text's windows pooled into its vector; with `chunks`, each window's vector too."""
     pooled = pool_windows(read.rows, [new_tokens(split, stride) for split in read.splits])
-    max_length = admitted.model.manifest.max_length
-    truncated = [stride is None and split.tokens > max_length for split in read.splits]
+    truncated = [stride is None and split.tokens > served.manifest.max_length for split in read.splits]
     covered: list[int | list[int]] = [split.covered or 0 for split in read.splits]
-    whole = Embedded(
-        admitted.model.name,
-        finalize(pooled, normalize, dimensions),
-        read.tokens,
-        truncated,
-        covered,
-        [len(r) for r in read.rows],
-    )
-    if not return_chunks:
+    windows = [len(rows) for rows in read.rows]
+    vectors = finalize(pooled, normalize, dimensions)
+    whole = Embedded(served.name, vectors, read.tokens, truncated, covered, windows)
+    if not chunks:
         return whole
-    chunks = [finalize(rows, normalize, dimensions) for rows in read.rows]
     spans = [[span(w) for w in split.windows] for split in read.splits]
-    return replace(whole, chunks=chunks, spans=spans)
+    return replace(whole, chunks=[finalize(rows, normalize, dimensions) for rows in read.rows], spans=spans)
