@@ -156,6 +156,12 @@ class Settings(BaseSettings):
         "(2 x max_inputs for pairs, or max_rerank_texts + 1 for a query and its texts) strings of "
         "max_input_chars characters at a byte each, plus JSON overhead",
     )
+    max_windows: int = Field(
+        256,
+        ge=1,
+        description="windows per request, all its inputs together, when `stride` reads long texts whole "
+        "(/classify, /embed, /v1/embeddings)",
+    )
 
     # slow and greedy clients
     header_timeout_s: float = Field(10.0, gt=0, description="time a client may take to send a request's headers")

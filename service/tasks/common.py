@@ -157,11 +157,16 @@ def admit(
     texts: Texts,
     items_limit: ItemsLimit = "max_inputs",
     check_model: ModelCheck | None = None,
+    whole: bool = False,
 ) -> Admitted:
     """Steps 1 to 5: everything that can refuse the request before it costs anything.
-    `items_limit`: the setting that bounds the request's items."""
+    `items_limit`: the setting that bounds the request's items. `whole`: single texts are
+    read whole (`stride`), so the characters are bounded per request, not per text."""
     settings = state.settings
-    check_limits(texts, getattr(settings, items_limit), settings.max_input_chars, items_limit)
+    if whole and not texts.pairs:
+        check_whole_limits(texts, settings.max_inputs, settings.max_input_chars)
+    else:
+        check_limits(texts, getattr(settings, items_limit), settings.max_input_chars, items_limit)
     if call.timeout_error is not None:
         raise call.timeout_error
     deadline = state.deadline(call.timeout_s)
@@ -250,7 +255,7 @@ async def process(
     return await run(call, admitted, texts, truncate)
 
 
-def check_limits(texts: Texts, max_items: int, max_chars: int, items_setting: str = "max_inputs") -> None:
+def check_limits(texts: Texts, max_items: int, max_chars: int | None, items_setting: str = "max_inputs") -> None:
     """The schema has already refused empty lists and blank texts; these bounds are settings,
     and a refusal names the one to raise."""
     if len(texts.items) > max_items:
@@ -259,8 +264,22 @@ def check_limits(texts: Texts, max_items: int, max_chars: int, items_setting: st
             texts.param,
         )
     for where, text in texts.strings():
-        if len(text) > max_chars:
+        if max_chars is not None and len(text) > max_chars:
             raise InvalidInput(too_many_chars(where, len(text), max_chars), param=where)
+
+
+def check_whole_limits(texts: Texts, max_items: int, max_chars: int) -> None:
+    """Texts read whole in windows: one may be as long as the request's whole allowance of
+    characters (max_inputs x max_input_chars), the most any request may have tokenized; the
+    windows they take are counted once tokenized (BERTSERVE_MAX_WINDOWS)."""
+    check_limits(texts, max_items, None)
+    total = sum(len(text) for _, text in texts.strings())
+    if total > max_items * max_chars:
+        raise InvalidInput(
+            f"{texts.param} has {total} characters, over the limit of {max_items * max_chars} for texts read whole "
+            f"({env_name('max_inputs')} x {env_name('max_input_chars')})",
+            param=texts.param,
+        )
 
 
 def too_many_chars(where: str, chars: int, max_chars: int) -> str:

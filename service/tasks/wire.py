@@ -36,3 +36,21 @@ Covered = Annotated[
         "its whole length unless truncated; for a pair, [first, second]"
     ),
 ]
+
+# Long texts read whole: the window overlap, and how many windows each input took.
+Stride = Annotated[
+    int | None,
+    Field(
+        ge=0,
+        description="read a single text longer than the model's max length whole, in windows overlapping by "
+        "this many tokens (as Hugging Face tokenizers' return_overflowing_tokens with this stride), pooled "
+        "into one answer; pairs are cut to the max length as without it",
+    ),
+]
+Windows = Annotated[
+    list[int] | None,
+    Field(
+        description="per input: how many windows of the model's max length it took; given with stride "
+        "(or return_chunks)",
+    ),
+]

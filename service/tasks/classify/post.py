@@ -14,6 +14,7 @@ from typing import Literal
 import numpy as np
 
 Function = Literal["softmax", "sigmoid", "none"]
+WindowPooling = Literal["mean", "max"]
 
 
 def default_function(multi_label: bool) -> Function:
@@ -28,6 +29,21 @@ def scores(logits: np.ndarray, function: Function) -> list[list[float]]:
     if function == "sigmoid":
         return [[_sigmoid(x) for x in row] for row in rows]
     return rows
+
+
+def pooled_scores(windows: list[np.ndarray], function: Function, pooling: WindowPooling) -> list[list[float]]:
+    """One list of scores per input from its windows' logits, a (windows, labels) array each:
+    "mean" averages the logits (in float64), then applies the function; "max" applies it to
+    each window, then keeps each label's highest score."""
+    out = []
+    for logits in windows:
+        if len(logits) == 1:
+            out += scores(logits, function)
+        elif pooling == "mean":
+            out += scores(logits.astype(np.float64).mean(axis=0, keepdims=True), function)
+        else:
+            out.append([max(column) for column in zip(*scores(logits, function), strict=True)])
+    return out
 
 
 def _softmax(row: list[float]) -> list[float]:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from service.tasks.wire import Covered, StrictRequest, Text, TextsOrPairs, Truncated, Usage
+from service.tasks.wire import Covered, StrictRequest, Stride, Text, TextsOrPairs, Truncated, Usage, Windows
 
 
 class ClassifyRequest(StrictRequest):
@@ -20,6 +20,12 @@ class ClassifyRequest(StrictRequest):
         None, description="score function; default softmax (single-label) or sigmoid (multi-label)"
     )
     truncate: bool = Field(True, description="cut inputs to the model's max length; false: 422 instead")
+    stride: Stride = None
+    window_pooling: Literal["mean", "max"] = Field(
+        "mean",
+        description="how a text read in windows is judged: mean, the mean of the windows' logits, then the "
+        "function; max, per label the highest score of any window (a label any window finds)",
+    )
 
 
 class LabelScore(BaseModel):
@@ -32,4 +38,5 @@ class ClassifyResponse(BaseModel):
     predictions: list[list[LabelScore]]
     truncated: Truncated
     covered: Covered
+    windows: Windows = None
     usage: Usage

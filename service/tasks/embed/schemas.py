@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from service.tasks.wire import Covered, StrictRequest, Text, TextList, Truncated, Usage
+from service.tasks.wire import Covered, StrictRequest, Stride, Text, TextList, Truncated, Usage, Windows
 
 
 class EmbedRequest(StrictRequest):
@@ -16,6 +16,18 @@ class EmbedRequest(StrictRequest):
     dimensions: int | None = Field(None, ge=1, description="keep the first N components (re-normalised)")
     truncate: bool = Field(True, description="cut inputs to the model's max length; false: 422 instead")
     encoding_format: Literal["float", "base64"] = Field("float", description="base64: little-endian float32")
+    stride: Stride = None
+    return_chunks: bool = Field(
+        False,
+        description="also give, per input, one vector per chunk (a window of the model's max length; with "
+        "stride, every window) with the characters it covers: input[start:end]",
+    )
+
+
+class EmbedChunk(BaseModel):
+    start: int | None = Field(description="where the chunk's first token starts in the input (None: no offsets)")
+    end: int | None = Field(description="where its last token ends")
+    embedding: list[float] | str
 
 
 class EmbedResponse(BaseModel):
@@ -24,6 +36,8 @@ class EmbedResponse(BaseModel):
     dimensions: int
     truncated: Truncated
     covered: Covered
+    windows: Windows = None
+    chunks: list[list[EmbedChunk]] | None = Field(None, description="per input, its chunks (with return_chunks)")
     usage: Usage
 
 
@@ -35,6 +49,7 @@ class OpenAIEmbeddingRequest(StrictRequest):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, ge=1)
     user: str | None = Field(None, description="accepted and ignored")
+    stride: Stride = None  # not OpenAI's: the official clients send it as extra_body
 
 
 class OpenAIEmbedding(BaseModel):
