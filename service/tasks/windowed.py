@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.engine.model import INLINE_TOKENIZE_CHARS, ServedModel
+from service.engine.seam import ServedModel
+from service.engine.tokenizing import INLINE_TOKENIZE_CHARS
 from service.errors import InvalidInput
 from service.runtime.tokenizer import InputTooLong
 from service.runtime.windows import Split, Window
@@ -36,7 +37,7 @@ class Windowed:
 
 def check_stride(served: ServedModel, stride: int) -> None:
     """Step 5: windows must advance, so the overlap is under what a window holds."""
-    top = served.model.encoder.token_windows().max_stride
+    top = served.encoder.token_windows().max_stride
     if not 0 <= stride <= top:
         raise InvalidInput(f"stride must be between 0 and {top} tokens for this model, not {stride}", param="stride")
 
@@ -49,7 +50,7 @@ async def read_whole(
     served = admitted.model
     items: list[str] = texts.items  # type: ignore[assignment]
     check_queue(served, len(items), texts.param)  # a window per text at least: refuse before tokenizing
-    windows = served.model.encoder.token_windows()
+    windows = served.encoder.token_windows()
     started = call.timing.tokenize_started = time.perf_counter()
     try:
         if sum(map(len, items)) <= INLINE_TOKENIZE_CHARS:
