@@ -4,7 +4,7 @@
 
 Starts every process itself, drives it with wrk over a concurrency sweep, and writes
 DIR/benchmarks.md, DIR/benchmarks.png and DIR/benchmarks.json (default DIR: docs/).
---only runs some of the later parts alone (bert-base, latency, floor, instances, front-ends), to check them,
+--only runs some of the later parts alone (bert-base, latency, floor, instances, front-ends, long), to check them,
 into DIR/benchmarks-parts.md and .json.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from loadtest import bert_base, floor, front_ends, procs, raw_engine, wrk
+from loadtest import bert_base, floor, front_ends, long_bench, procs, raw_engine, wrk
 from loadtest.report import write_parts_report, write_report
 from loadtest.texts import rerank_sets, short_sentences, zipf_sentences
 from service.manifest import Manifest
@@ -44,6 +44,8 @@ class Plan:
     instances_concurrency: list[int] = field(default_factory=lambda: [1, 256])
     # The front-end-bound row (loadtest/front_ends.py): c=1 and the issue's c=64.
     front_concurrency: list[int] = field(default_factory=lambda: [1, 64])
+    # Long inputs (loadtest/long_bench.py): saturated, in windows per second.
+    long_concurrency: list[int] = field(default_factory=lambda: [16])
     bert_concurrency: list[int] = field(default_factory=lambda: [1, 64])
     # Up to the service's max_batch_size (32): the batches the service itself can form.
     bert_batch_sizes: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
@@ -65,6 +67,7 @@ class Plan:
             baseline_concurrency=[1],
             instances_concurrency=[1, 4],
             front_concurrency=[1, 4],
+            long_concurrency=[4],
             bert_concurrency=[1, 4],
             bert_batch_sizes=[1, 8],
             latency_seconds=0.3,
@@ -288,7 +291,7 @@ def run_floor(plan: Plan, fastest: dict[str, raw_engine.LatencyResult], work: Pa
     return out
 
 
-PARTS = ("bert-base", "latency", "floor", "instances", "front-ends")
+PARTS = ("bert-base", "latency", "floor", "instances", "front-ends", "long")
 
 
 def run_parts(parts: list[str], plan: Plan, work: Path, classify: Path) -> dict[str, object]:
@@ -332,6 +335,12 @@ def run_parts(parts: list[str], plan: Plan, work: Path, classify: Path) -> dict[
         fronts["rows"] = {k: [asdict(s) for s in v] for k, v in fronts["rows"].items()}
         out["front_ends"] = fronts
         seconds["front-ends"] = time.perf_counter() - started
+    if "long" in parts:
+        started = time.perf_counter()
+        long = long_bench.run(sweep, plan.seconds, plan.long_concurrency, work)
+        long["rows"] = {k: [asdict(s) for s in v] for k, v in long["rows"].items()}
+        out["long"] = long
+        seconds["long"] = time.perf_counter() - started
     out["part_seconds"] = {k: round(v, 1) for k, v in seconds.items()}
     return out
 

@@ -8,7 +8,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from loadtest import front_ends
+from loadtest import front_ends, long_bench
 from loadtest.floor import Paired
 from service.runtime.cpus import available_cpus
 
@@ -400,6 +400,8 @@ def later_targets(res: Results) -> list[tuple[str, str, bool]]:
         )
     if "front_ends" in res:
         out += front_ends.targets(res["front_ends"])
+    if "long" in res:
+        out += long_bench.targets(res["long"])
     return out
 
 
@@ -494,6 +496,8 @@ def later_sections(res: Results) -> list[str]:
             lines += ["", f"{title}:", "", *_sweep_table(res["instances"][name])]
     if "front_ends" in res:
         lines += front_ends.section(res["front_ends"], _sweep_table)
+    if "long" in res:
+        lines += long_bench.section(res["long"], _sweep_table)
     if "part_seconds" in res:
         took = ", ".join(f"{k} {v:.0f} s" for k, v in res["part_seconds"].items())
         built = f" (BERT-base built first: {res['bert_build_seconds']:.0f} s)" if res.get("bert_build_seconds") else ""

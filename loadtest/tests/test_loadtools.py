@@ -20,7 +20,7 @@ def test_bench_smoke_writes_a_complete_report(tmp_path: Path) -> None:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1200,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp_path / "benchmarks.json").read_text())
@@ -38,6 +38,14 @@ def test_bench_smoke_writes_a_complete_report(tmp_path: Path) -> None:
     floor = results["floor"]["classify-int8"]  # the c=1 target in paired slices
     assert len(floor["raw_ms"]) == len(floor["service_ms"]) == 2 and min(floor["raw_ms"] + floor["service_ms"]) > 0
     assert "paired slices" in report and "gap median" in report
+    fronts = results["front_ends"]  # one process against two front ends, on the near-free model
+    assert {k: len(v) for k, v in fronts["rows"].items()} == {"1": 2, "2": 2}
+    assert all(s["result"]["errors"] == 0 for rows in fronts["rows"].values() for s in rows)
+    assert set(fronts["memory"]["2"]) == {"supervisor", "engine", "front ends"}
+    assert len(fronts["memory"]["2"]["front ends"]) == 2 and "## Front ends" in report
+    long = results["long"]  # long inputs read whole against one window a request
+    assert long["mean_windows"] > 1 and all(s["result"]["errors"] == 0 for v in long["rows"].values() for s in v)
+    assert "## Long inputs" in report
     assert (tmp_path / "benchmarks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
