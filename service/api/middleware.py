@@ -161,6 +161,7 @@ class RequestMiddleware:
                     "route": path,
                     "method": scope.get("method"),
                     "model": model,
+                    "priority": context.call.priority if context.call is not None else "",
                     "status": status,
                     "duration_ms": round(seconds * 1000, 2),
                 },

@@ -6,10 +6,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from service.tasks.wire import Covered, StrictRequest, Text, TextsOrPairs, Truncated, Usage
+from service.tasks.wire import Covered, Prioritised, Text, TextsOrPairs, Truncated, Usage
 
 
-class ClassifyRequest(StrictRequest):
+class ClassifyRequest(Prioritised):
     inputs: Text | TextsOrPairs = Field(
         description="one text, a list of texts, or a list of text pairs ([first, second]); "
         "pairs need a model exported for pairs"
