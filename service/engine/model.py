@@ -312,12 +312,12 @@ class ServedModel:
         (InvalidInput); one that does not fit now is refused at once (Overloaded)."""
         capacity = self.batcher.capacity(priority)
         if items > capacity:
-            where = "BERTSERVE_MAX_QUEUE_ITEMS" if priority == INTERACTIVE else "BERTSERVE_BATCH_QUEUE_SHARE"
-            raise InvalidInput(
-                f"{param} has {items} items, more than the model's whole queue of {capacity} "
-                f"for {priority} priority ({where}): split the request",
-                param=param,
+            room = (
+                f"whole queue of {capacity} (BERTSERVE_MAX_QUEUE_ITEMS)"
+                if priority == INTERACTIVE
+                else f"room of {capacity} for batch priority (BERTSERVE_BATCH_QUEUE_SHARE)"
             )
+            raise InvalidInput(f"{param} has {items} items, more than the model's {room}: split the request", param)
         self.batcher.check_room(items, priority)
 
     def room(self, priority: Priority = INTERACTIVE) -> int:

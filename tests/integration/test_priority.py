@@ -104,4 +104,7 @@ async def test_bulk_requests_get_the_429_first_while_live_ones_are_admitted(make
         assert 'bertserve_rejections_total{model="tiny-clf",priority="batch",reason="overloaded"} 1.0' in metrics
         too_big = await c.post("/classify", json={"inputs": ["g", "h", "i"], "priority": "batch"})
         assert too_big.status_code == 422
-        assert "for batch priority (BERTSERVE_BATCH_QUEUE_SHARE)" in too_big.json()["error"]["message"]
+        assert (
+            "more than the model's room of 2 for batch priority (BERTSERVE_BATCH_QUEUE_SHARE)"
+            in too_big.json()["error"]["message"]
+        )
