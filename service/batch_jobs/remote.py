@@ -13,11 +13,13 @@ import httpx
 import orjson
 
 from service.batch_jobs.lines import Request, answered, failed
+from service.http_errors import TABLE
 
 ATTEMPTS = 10
 BACKOFF_S = 0.25  # the first wait; doubled each try
 MAX_BACKOFF_S = 30.0
-RETRIED = frozenset({429, 503})
+# Queue full, and not ready or draining: the service's answers that say "later".
+RETRIED = frozenset({TABLE["overloaded"].status, TABLE["unavailable"].status})
 # Above the service's default request timeout (30 s), so its own 504 comes first.
 READ_TIMEOUT_S = 120.0
 
@@ -34,10 +36,10 @@ def client(url: str, concurrency: int, api_key: str | None) -> httpx.AsyncClient
     )
 
 
-def backoff(attempt: int) -> float:
-    """Full jitter (AWS's "Exponential Backoff And Jitter"): senders that were refused together
+def backoff(attempt: int, first_s: float = BACKOFF_S) -> float:
+    """Jittered (AWS's "Exponential Backoff And Jitter"): senders that were refused together
     do not come back together."""
-    return random.uniform(0.5, 1.0) * min(MAX_BACKOFF_S, BACKOFF_S * 2.0**attempt)
+    return random.uniform(0.5, 1.0) * min(MAX_BACKOFF_S, first_s * 2.0**attempt)
 
 
 def retry_after(response: httpx.Response) -> float:
@@ -48,28 +50,30 @@ def retry_after(response: httpx.Response) -> float:
 
 
 class Sender:
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: httpx.AsyncClient, attempts: int = ATTEMPTS, backoff_s: float = BACKOFF_S) -> None:
         self.http = http
+        self.attempts = attempts
+        self.backoff_s = backoff_s
 
     async def __call__(self, request: Request) -> tuple[bytes, bool]:
         content = orjson.dumps(request.body)
         last: httpx.Response | None = None
         problem = ""
-        for attempt in range(ATTEMPTS):
+        for attempt in range(self.attempts):
             try:
                 last = await self.http.post(request.url, content=content)
             except httpx.TransportError as exc:
                 last, problem = None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                wait = backoff(attempt)
+                wait = backoff(attempt, self.backoff_s)
             else:
                 if last.status_code not in RETRIED:
                     break
-                wait = max(retry_after(last), backoff(attempt))
-            if attempt + 1 < ATTEMPTS:
+                wait = max(retry_after(last), backoff(attempt, self.backoff_s))
+            if attempt + 1 < self.attempts:
                 await asyncio.sleep(wait)
         if last is None:
-            message = f"no answer after {ATTEMPTS} tries: {problem}"
+            message = f"no answer after {self.attempts} tries: {problem}"
             return failed(request, "unreachable", message), True
         request_id = last.headers.get("x-request-id", "")
         line = answered(request.custom_id, last.status_code, request_id, last.content, trusted=False)
-        return line, last.status_code >= 400
+        return line, last.is_error

@@ -86,7 +86,7 @@ async def test_cohere_priority_below_zero_is_422(client: httpx.AsyncClient) -> N
 
 async def test_bulk_requests_get_the_429_first_while_live_ones_are_admitted(make_client: Client) -> None:
     async with make_client(max_queue_items=4) as c:  # batch items may hold half: 2
-        served = c.app.state.bertserve.models["tiny-clf"]  # type: ignore[attr-defined]
+        served = c.app.state.bertserve.models["tiny-clf"]
         release = hold_runtime(served)
         running = asyncio.ensure_future(c.post("/classify", json={"inputs": "a"}))
         await until_async(lambda: served.batcher.busy == 1)

@@ -8,8 +8,9 @@ from collections.abc import Awaitable, Callable, Sequence
 import pytest
 
 from service.batching import Batcher
-from service.batching.policy import WINDOW_BATCHES, Priority
+from service.batching.policy import WINDOW_BATCHES
 from service.errors import DeadlineExceeded, InferenceFailed, Overloaded, Unavailable
+from service.priorities import Priority
 from tests.sync import until_async
 
 
