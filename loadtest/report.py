@@ -8,6 +8,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from loadtest import bulk
 from loadtest.floor import Paired
 from service.runtime.cpus import available_cpus
 
@@ -397,6 +398,8 @@ def later_targets(res: Results) -> list[tuple[str, str, bool]]:
                 True,
             )
         )
+    if "bulk" in res:
+        out += bulk.targets(res["bulk"])
     return out
 
 
@@ -489,6 +492,8 @@ def later_sections(res: Results) -> list[str]:
             ]
         for name, title in (("1x2", "1 instance x 2 threads"), ("2x1", "2 instances x 1 thread")):
             lines += ["", f"{title}:", "", *_sweep_table(res["instances"][name])]
+    if "bulk" in res:
+        lines += bulk.section(res["bulk"])
     if "part_seconds" in res:
         took = ", ".join(f"{k} {v:.0f} s" for k, v in res["part_seconds"].items())
         built = f" (BERT-base built first: {res['bert_build_seconds']:.0f} s)" if res.get("bert_build_seconds") else ""
