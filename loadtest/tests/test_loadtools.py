@@ -38,6 +38,9 @@ def test_bench_smoke_writes_a_complete_report(tmp_path: Path) -> None:
     floor = results["floor"]["classify-int8"]  # the c=1 target in paired slices
     assert len(floor["raw_ms"]) == len(floor["service_ms"]) == 2 and min(floor["raw_ms"] + floor["service_ms"]) > 0
     assert "paired slices" in report and "gap median" in report
+    bulk = results["bulk"]  # run-batch beside live traffic, alone, and in-process
+    assert min(bulk["bulk_lines_per_s"], bulk["in_process_lines_per_s"], bulk["starvation"]["batch_answered"]) > 0
+    assert "## Bulk work beside live traffic" in report
     assert (tmp_path / "benchmarks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
