@@ -285,6 +285,7 @@ class Batcher(Generic[P, R]):
         before = {level: self._pending.count(level) for level in LEVELS}
         batch = self._pending.take(
             self.window,
+            now,
             self._clock() - self.aging_s,
             lambda item: self._alive(item, now),
             lambda urgent, fill: select_batch(

@@ -78,15 +78,22 @@ class LevelQueues(Generic[P]):
         return changed
 
     def take(
-        self, window: int, aged_before: float, alive: Callable[[Item[P]], bool], select: Select[P]
+        self, window: int, now: float, aged_before: float, drop: Callable[[Item[P]], object], select: Select[P]
     ) -> list[Item[P]]:
         """Take the next batch: `select(urgent, fill)` picks it from the live items of the
-        window at the head of each lane. Urgent: the interactive items and the batch items
-        enqueued at or before `aged_before`, oldest first; fill: the younger batch items
-        (urgent when nothing else is). The items not chosen go back to the head of their
-        lane in their order: the cost does not grow with the queue behind the window."""
+        window at the head of each lane (`now`: the loop's time, for deadlines; `drop` hears
+        of each dead item there). Urgent: the interactive items and the batch items enqueued
+        at or before `aged_before`, oldest first; fill: the younger batch items (urgent when
+        nothing else is). The items not chosen go back to the head of their lane in their
+        order: the cost does not grow with the queue behind the window."""
         heads = {level: list(islice(lane, window)) for level, lane in self._lanes.items()}
-        live = {level: [item for item in head if alive(item)] for level, head in heads.items()}
+        live = {}
+        for level, head in heads.items():
+            live[level] = [item for item in head if item.deadline > now and not item.future.done()]
+            if len(live[level]) < len(head):
+                for item in head:
+                    if item.deadline <= now or item.future.done():
+                        drop(item)  # resolved and counted there
         bulk = live[BATCH]
         aged = 0
         while aged < len(bulk) and bulk[aged].enqueued <= aged_before:
