@@ -27,6 +27,7 @@ from service.app import create_app
 from service.batch_jobs.lines import Bad, Request, answered
 from service.errors import Overloaded, ServiceError
 from service.http_errors import render
+from service.priorities import BATCH
 from service.request_ids import new_request_id
 from service.settings import Settings
 from service.state import AppState
@@ -96,7 +97,10 @@ class Answerer:
         except ValidationError as exc:
             return self._error(request, invalid_input(exc.errors()), request_id)
         while True:
-            call = with_body(Call(), body)
+            # At batch priority, as the --url mode sends: every line queues and rides in
+            # batches, where an interactive one would run alone at once whenever the queue
+            # is empty (the inline fast lane), and the lines would go one by one.
+            call = with_body(Call(priority=BATCH), body)
             try:
                 reply = await route.handle(body, self.state, call)
             except Overloaded:
