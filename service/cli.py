@@ -12,6 +12,7 @@ import argparse
 import re
 import shutil
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -190,8 +191,6 @@ skipped; a bad line gets its error in the output and the job goes on."""
 
 
 def _run_batch(args: argparse.Namespace) -> int:
-    import asyncio
-
     from service.batch_jobs.job import Job, run
     from service.batch_jobs.lines import DuplicateId
 
@@ -207,13 +206,26 @@ def _run_batch(args: argparse.Namespace) -> int:
         print(f"bertserve run-batch: error: no input file {job.input}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        asyncio.run(run(job))
+        _event_loop_run(run(job))
     except DuplicateId as exc:
         print(f"bertserve run-batch: error: {exc}: custom_ids must be unique", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130  # what was written is whole lines: run it again to resume
     return 0
+
+
+def _event_loop_run(work: Coroutine[Any, Any, object]) -> None:
+    """On uvloop where it is installed, as the server runs: less of the CPU per request goes
+    to the loop, and on a small box the job's client shares the CPUs with the service."""
+    try:
+        import uvloop
+    except ImportError:
+        import asyncio
+
+        asyncio.run(work)
+    else:
+        uvloop.run(work)
 
 
 def _add_run_batch(sub: Any) -> argparse.ArgumentParser:
