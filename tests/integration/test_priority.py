@@ -42,11 +42,16 @@ async def test_every_model_route_takes_a_priority_in_its_body(
     assert bad.json()["error"]["param"] == "priority"
 
 
-async def test_the_level_asked_is_the_level_served(client: httpx.AsyncClient) -> None:
+async def test_the_level_asked_is_the_level_served_and_logged(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="bertserve.access")
     await client.post("/classify", json={"inputs": ["a", "b"], "priority": "batch"})
     await client.post("/classify", json={"inputs": "c"}, headers={"X-Priority": "batch"})
     await client.post("/classify", json={"inputs": "d"})
     assert waits((await client.get("/metrics")).text, "tiny-clf") == {"interactive": 1.0, "batch": 3.0}
+    logged = [r.__dict__.get("priority") for r in caplog.records if r.name == "bertserve.access"]
+    assert logged == ["batch", "batch", "interactive", ""]  # the last: GET /metrics
 
 
 async def test_the_body_wins_over_the_header(client: httpx.AsyncClient) -> None:
