@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import Client, hold_runtime
+from tests.integration.test_api import _full_queue
 from tests.sync import until_async
 
 # Every model route whose items queue, with a body it answers (the tagger route has no model
@@ -113,3 +114,16 @@ async def test_bulk_requests_get_the_429_first_while_live_ones_are_admitted(make
             "more than the model's room of 2 for batch priority (BERTSERVE_BATCH_QUEUE_SHARE)"
             in too_big.json()["error"]["message"]
         )
+
+
+async def test_the_fast_429_is_counted_at_the_headers_level(make_client: Client) -> None:
+    async with make_client(max_queue_items=2) as c:
+        async with _full_queue(c):
+            bulk = await c.post("/classify", content=b"{not json", headers={"X-Priority": "batch"})
+            live = await c.post("/classify", content=b"{not json")
+        assert bulk.status_code == live.status_code == 429  # refused before the body is read
+        metrics = (await c.get("/metrics")).text
+        for level in ("batch", "interactive"):
+            assert (
+                f'bertserve_rejections_total{{model="tiny-clf",priority="{level}",reason="overloaded"}} 1.0' in metrics
+            )
