@@ -76,9 +76,11 @@ bench: $(STAMP) models system-deps
 bench-smoke: $(STAMP) models system-deps
 	$(BIN)/python -m pytest -q -ra loadtest/tests
 
-## reliability: overload, stall, slow clients and a 3-minute soak -> docs/reliability.md
+## reliability: overload, stall, slow clients and a 3-minute soak -> docs/reliability.md, then again with two
+## front ends around an engine process -> docs/reliability-2-front-ends.md
 reliability: $(STAMP) models system-deps
 	$(BIN)/python -m loadtest.reliability --soak-seconds 180 --out docs
+	$(BIN)/python -m loadtest.reliability --soak-seconds 180 --out docs --api-servers 2
 
 ## soak: the same with a longer soak (SOAK_SECONDS, default 600), into loadtest/results
 soak: $(STAMP) models system-deps

@@ -4,8 +4,8 @@
 
 Starts every process itself, drives it with wrk over a concurrency sweep, and writes
 DIR/benchmarks.md, DIR/benchmarks.png and DIR/benchmarks.json (default DIR: docs/).
---only runs some of the later parts alone (bert-base, latency, floor, instances, bulk), to check them,
-into DIR/benchmarks-parts.md and .json.
+--only runs some of the later parts alone (bert-base, latency, floor, instances, front-ends,
+bulk), to check them, into DIR/benchmarks-parts.md and .json.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from loadtest import bert_base, bulk, floor, procs, raw_engine, wrk
+from loadtest import bert_base, bulk, floor, front_ends, procs, raw_engine, wrk
 from loadtest.report import write_parts_report, write_report
 from loadtest.texts import rerank_sets, short_sentences, zipf_sentences
 from service.manifest import Manifest
@@ -42,6 +42,8 @@ class Plan:
     # own saturated step. BERT-base: 64 already queue two full batches (32 rows) on the 2
     # cores, while 256 would queue ~15 s of fp32 work, near the 30 s request deadline.
     instances_concurrency: list[int] = field(default_factory=lambda: [1, 256])
+    # The front-end-bound row (loadtest/front_ends.py): c=1 and the issue's c=64.
+    front_concurrency: list[int] = field(default_factory=lambda: [1, 64])
     bert_concurrency: list[int] = field(default_factory=lambda: [1, 64])
     # Up to the service's max_batch_size (32): the batches the service itself can form.
     bert_batch_sizes: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
@@ -64,6 +66,7 @@ class Plan:
             batch_sizes=[1, 8],
             baseline_concurrency=[1],
             instances_concurrency=[1, 4],
+            front_concurrency=[1, 4],
             bert_concurrency=[1, 4],
             bert_batch_sizes=[1, 8],
             latency_seconds=0.3,
@@ -97,9 +100,9 @@ def sweep(url: str, pid: int, script: Path, concurrency: list[int], seconds: flo
     steps = []
     for c in concurrency:
         before = _batch_totals(url, model) if model else (0.0, 0.0)
-        cpu0 = procs.cpu_seconds(pid)
+        cpu0 = procs.tree_cpu_seconds(pid)
         result = wrk.run(url, script, c, seconds)
-        cpu = (procs.cpu_seconds(pid) - cpu0) / result.seconds
+        cpu = (procs.tree_cpu_seconds(pid) - cpu0) / result.seconds
         after = _batch_totals(url, model) if model else (0.0, 0.0)
         batches = after[1] - before[1]
         mean_batch = (after[0] - before[0]) / batches if batches else 0.0
@@ -288,7 +291,7 @@ def run_floor(plan: Plan, fastest: dict[str, raw_engine.LatencyResult], work: Pa
     return out
 
 
-PARTS = ("bert-base", "latency", "floor", "instances", "bulk")
+PARTS = ("bert-base", "latency", "floor", "instances", "front-ends", "bulk")
 
 
 def run_parts(parts: list[str], plan: Plan, work: Path, classify: Path) -> dict[str, object]:
@@ -326,6 +329,12 @@ def run_parts(parts: list[str], plan: Plan, work: Path, classify: Path) -> dict[
         instances = run_instances(classify, plan, work)
         out["instances"] = {k: [asdict(s) for s in v] for k, v in instances.items()}
         seconds["instances"] = time.perf_counter() - started
+    if "front-ends" in parts:
+        started = time.perf_counter()
+        fronts = front_ends.run(sweep, plan.front_concurrency, plan.seconds, work)
+        fronts["rows"] = {k: [asdict(s) for s in v] for k, v in fronts["rows"].items()}
+        out["front_ends"] = fronts
+        seconds["front-ends"] = time.perf_counter() - started
     if "bulk" in parts:
         started = time.perf_counter()
         out["bulk"] = asdict(bulk.run(plan.bulk_seconds, plan.raw_seconds, work))

@@ -3,7 +3,8 @@
 1. the CUDA execution provider's answers against the CPU's fp32 answers on the same graphs
    (raw sessions, then the service over HTTP on /classify, /embed and /v1/embeddings);
 2. the raw engine on CUDA (rows/s and p50 per batch size, fp32 and fp16) against the
-   service at c=1 and at saturation (wrk);
+   service at c=1 and at saturation (wrk), then with 1, 2, 4 and 8 front ends around the one
+   engine (BERTSERVE_API_SERVERS);
 3. since such machines have many cores: the CPU provider's instances (sessions x threads per
    session) at c=1 and at saturation, and the raw batch-1 floor at several thread counts.
 
@@ -160,6 +161,39 @@ def served_speed(url: str, work: Path, texts: list[str], seconds: float, label: 
             )
 
 
+# Front ends around the one engine (BERTSERVE_API_SERVERS): one text a request, the routes
+# where the single event loop was the ceiling.
+FRONT_ENDS = (1, 2, 4, 8)
+
+
+def front_end_speed(models: Path, work: Path, texts: list[str], seconds: float) -> None:
+    groups = [texts[i : i + 32] for i in range(0, len(texts) - 31, 32)]
+    scripts = {
+        "classify": wrk.write_script(work, "fe-classify", "/classify", [{"inputs": t} for t in texts]),
+        "embed x32": wrk.write_script(work, "fe-embed32", "/embed", [{"inputs": g} for g in groups]),
+    }
+    for servers in FRONT_ENDS:
+        env = {"BERTSERVE_PROVIDER": "cuda", "BERTSERVE_API_SERVERS": str(servers)}
+        proc, url = serve(models, env, work, f"cuda-{servers}-front-ends")
+        try:
+            for route, script in scripts.items():
+                for concurrency in (1, 64, 256):
+                    got = wrk.run(url, script, concurrency, seconds)
+                    report(
+                        "service_front_ends",
+                        front_ends=servers,
+                        route=route,
+                        concurrency=concurrency,
+                        rps=got.rps,
+                        p50_ms=got.p50_ms,
+                        p99_ms=got.p99_ms,
+                        errors=got.errors,
+                        cpu_s=procs.tree_cpu_seconds(proc.pid),
+                    )
+        finally:
+            procs.stop(proc)
+
+
 def serve(models: Path, env: dict[str, str], work: Path, name: str) -> tuple[subprocess.Popen[bytes], str]:
     port = procs.free_port()
     url = f"http://127.0.0.1:{port}"
@@ -266,6 +300,17 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             f"| `/{route}` | {per} | {r['concurrency']} | {r['rps']:,.0f} | {ok:,.0f} | {r['p50_ms']:.2f} | "
             f"{r['p99_ms']:.1f} | {r['errors']} |"
         )
+    fronts = _rows("service_front_ends", rows)
+    if fronts:
+        out += ["", "## Front ends around one engine on CUDA (`BERTSERVE_API_SERVERS`)", ""]
+        out += ["| front ends | route | texts per request | concurrency | req/s | texts/s | p50 ms | p99 ms | errors |"]
+        out += ["|---|---|---|---|---|---|---|---|---|"]
+        for r in fronts:
+            per = 32 if r["route"].endswith("x32") else 1
+            out.append(
+                f"| {r['front_ends']} | `/{r['route'].removesuffix(' x32')}` | {per} | {r['concurrency']} | "
+                f"{r['rps']:,.0f} | {r['rps'] * per:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.1f} | {r['errors']} |"
+            )
     out += ["", "## The CPU provider on this machine's cores", "", "Raw batch-1 latency, the classifier int8 (ms):", ""]
     out += ["| threads | off | on | on+stop |", "|---|---|---|---|"]
     grid: dict[int, dict[str, float]] = {}
@@ -348,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
                     served_speed(url, work, short, args.seconds, "cuda default")
                 finally:
                     report("service_exit", code=procs.stop(proc), log_tail=(work / "cuda.log").read_text()[-1500:])
+                front_end_speed(models, work, short, args.seconds / 2)
             if "cpu" not in args.skip:
                 cpu_floor(models, short, args.seconds / 4)
                 cpu_instances(models, work, short, args.seconds)

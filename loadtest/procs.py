@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.e2e.procs import REPO, free_port, launch, rss_mb, serve_cmd, stop, wait_ready
@@ -22,6 +23,8 @@ __all__ = [
     "serve_cmd",
     "start",
     "stop",
+    "tree_cpu_seconds",
+    "tree_rss_mb",
     "wait_ready",
 ]
 
@@ -31,6 +34,27 @@ def cpu_seconds(pid: int, thread: int | None = None) -> float:
     stat = f"/proc/{pid}/task/{thread}/stat" if thread is not None else f"/proc/{pid}/stat"
     fields = Path(stat).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree(pid: int, measure: Callable[[int], float]) -> float:
+    total = measure(pid)
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        try:
+            total += measure(int(child))
+        except FileNotFoundError:  # exited meanwhile
+            continue
+    return total
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its children alive now: a supervisor's engine and front ends
+    (BERTSERVE_API_SERVERS), or the one process."""
+    return _tree(pid, cpu_seconds)
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children alive now, as tree_cpu_seconds."""
+    return _tree(pid, rss_mb)
 
 
 def start(

@@ -98,7 +98,7 @@ async def _overload(
     host, port = "127.0.0.1", int(svc.url.rsplit(":", 1)[1])
     async with httpx.AsyncClient(timeout=30) as client:
         before_p50 = await _idle_p50(client, svc.url)
-    rss_before = procs.rss_mb(svc.pid)
+    rss_before = procs.tree_rss_mb(svc.pid)
     stop = time.monotonic() + seconds
     onset_end = stop - seconds + onset_s
 
@@ -133,7 +133,7 @@ async def _overload(
         await conn.close()
 
     await asyncio.gather(*(worker(w) for w in range(workers)))
-    rss_after = procs.rss_mb(svc.pid)
+    rss_after = procs.tree_rss_mb(svc.pid)
     await asyncio.sleep(0.5)
     async with httpx.AsyncClient(timeout=30) as client:
         after_p50 = await _idle_p50(client, svc.url)
@@ -303,7 +303,7 @@ def soak(svc: Service, seconds: float, concurrency: int = 8, work: Path | None =
 
     def sample() -> None:
         while not stop.wait(max(0.5, seconds / 60)):
-            samples.append(procs.rss_mb(svc.pid))
+            samples.append(procs.tree_rss_mb(svc.pid))
 
     sampler = threading.Thread(target=sample)
     sampler.start()
@@ -335,14 +335,14 @@ def storm(
     work = work or Path("/tmp")
     bodies: list[dict[str, object]] = [{"inputs": t} for t in short_sentences(256)]
     script = wrk.write_script(work, "storm", "/classify", bodies, by_status=True, warmup_s=onset_s)
-    cpu0 = procs.cpu_seconds(svc.pid)
+    cpu0 = procs.tree_cpu_seconds(svc.pid)
     reference = wrk.run(svc.url, script, reference_clients, reference_seconds)
-    reference_cpu = (procs.cpu_seconds(svc.pid) - cpu0) / reference.seconds
+    reference_cpu = (procs.tree_cpu_seconds(svc.pid) - cpu0) / reference.seconds
     time.sleep(1)
     batches0 = _batch_totals(svc.url)
-    cpu0 = procs.cpu_seconds(svc.pid)
+    cpu0 = procs.tree_cpu_seconds(svc.pid)
     result = wrk.run(svc.url, script, clients, seconds)
-    cpu = (procs.cpu_seconds(svc.pid) - cpu0) / result.seconds
+    cpu = (procs.tree_cpu_seconds(svc.pid) - cpu0) / result.seconds
     batches1 = _batch_totals(svc.url)
     time.sleep(1)
     with httpx.Client(timeout=30) as client:
@@ -414,7 +414,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storm-seconds", type=float, default=20)
     parser.add_argument("--only", nargs="+", choices=SCENARIOS, help="run these scenarios only")
     parser.add_argument("--out", type=Path, default=procs.REPO / "docs")
+    parser.add_argument(
+        "--api-servers",
+        type=int,
+        default=None,
+        help="serve with BERTSERVE_API_SERVERS=N (front ends around an engine process); the report is "
+        "reliability-N-front-ends.md. The connection cap is per front end, so its scenario is left out",
+    )
     args = parser.parse_args(argv)
+    servers = {"BERTSERVE_API_SERVERS": str(args.api_servers)} if args.api_servers else {}
+    name = f"reliability-{args.api_servers}-front-ends" if args.api_servers else "reliability"
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp())
     results: dict[str, Any] = {}
@@ -426,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.only and name not in args.only:
             return
         log(f"{name}: {what}")
-        svc = Service.start(env, work / f"{name}.log")
+        svc = Service.start({**env, **servers}, work / f"{name}.log")
         try:
             results[name] = scenario(svc)
         finally:
@@ -465,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         "slow_clients",
         slow_env,
         "slow clients and connection cap",
-        lambda svc: [asdict(r) for r in slow_clients(svc)] + [asdict(connection_cap(svc, 8))],
+        lambda svc: [asdict(r) for r in slow_clients(svc)] + ([] if servers else [asdict(connection_cap(svc, 8))]),
     )
 
     def run_soak(svc: Service) -> dict[str, Any]:
@@ -473,9 +482,10 @@ def main(argv: list[str] | None = None) -> int:
         return {**asdict(s), "rss_growth_mb": s.rss_growth_mb}
 
     run("soak", {}, f"{args.soak_seconds:.0f} s of steady load", run_soak)
-    (args.out / "reliability.json").write_text(json.dumps(results, indent=1))
-    write(results, args.out / "reliability.md")
-    log(f"wrote {args.out / 'reliability.md'}")
+    results["api_servers"] = args.api_servers or 1
+    (args.out / f"{name}.json").write_text(json.dumps(results, indent=1))
+    write(results, args.out / f"{name}.md")
+    log(f"wrote {args.out / f'{name}.md'}")
     return 0
 
 

@@ -137,9 +137,19 @@ def measured_rows(res: dict[str, Any]) -> list[str]:
 
 
 def write(res: dict[str, Any], path: Path) -> None:
+    servers = res.get("api_servers", 1)
     lines = [
-        "# Reliability",
+        "# Reliability" + (f": {servers} front ends around an engine process" if servers > 1 else ""),
         "",
+        *(
+            [
+                f"`BERTSERVE_API_SERVERS={servers}`: `make reliability` runs every scenario again this way "
+                "(`--api-servers`); the connection cap, per front end, is left out.",
+                "",
+            ]
+            if servers > 1
+            else []
+        ),
         "Each scenario runs against a real `bertserve serve` process with the default models, over",
         "loopback sockets, bounded in time. The measured rows come from one run of",
         "`make reliability` (`python -m loadtest.reliability`, which also writes `reliability.json`);",

@@ -8,7 +8,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from loadtest import bulk
+from loadtest import bulk, front_ends
 from loadtest.floor import Paired
 from service.runtime.cpus import available_cpus
 
@@ -398,6 +398,8 @@ def later_targets(res: Results) -> list[tuple[str, str, bool]]:
                 True,
             )
         )
+    if "front_ends" in res:
+        out += front_ends.targets(res["front_ends"])
     if "bulk" in res:
         out += bulk.targets(res["bulk"])
     return out
@@ -492,6 +494,8 @@ def later_sections(res: Results) -> list[str]:
             ]
         for name, title in (("1x2", "1 instance x 2 threads"), ("2x1", "2 instances x 1 thread")):
             lines += ["", f"{title}:", "", *_sweep_table(res["instances"][name])]
+    if "front_ends" in res:
+        lines += front_ends.section(res["front_ends"], _sweep_table)
     if "bulk" in res:
         lines += bulk.section(res["bulk"])
     if "part_seconds" in res:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
+from pathlib import Path
 
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
@@ -27,9 +29,13 @@ from service.api.routes_admin import router as admin_router
 from service.api.routes_meta import DOCS_ASSETS
 from service.api.routes_meta import router as meta_router
 from service.engine.cache import ResultCache
+from service.engine.client import EngineClient
+from service.engine.model import LocalModel
 from service.errors import ServiceError
+from service.frontend import EngineFollower
 from service.lifecycle import OnLoadError, release, start_up
 from service.metrics import Metrics
+from service.processes import FRONT_END_VARIABLE
 from service.reload import reload
 from service.runtime.cpus import available_cpus
 from service.settings import Settings
@@ -61,22 +67,33 @@ def _on_sighup(loop: asyncio.AbstractEventLoop, state: AppState) -> bool:
     return True
 
 
-def create_app(settings: Settings | None = None, on_load_error: OnLoadError | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, on_load_error: OnLoadError | None = None, engine_dir: Path | None = None
+) -> FastAPI:
     """Build the app; the lifespan loads the models in the background (service/lifecycle.py).
     `on_load_error` hears of a model that cannot be loaded (the server exits with its
-    one-line reason); without it, readiness stays 503 with the reason."""
+    one-line reason); without it, readiness stays 503 with the reason. With `engine_dir` (the
+    engine's run folder), this is a front end: the models run in the engine process
+    (service/frontend.py)."""
     settings = settings or Settings()
     state = AppState(settings, Metrics(), registry.serves(), api_keys=[k.encode() for k in settings.all_api_keys()])
     state.cache = ResultCache(settings.cache_bytes) if settings.cache_bytes else None
     state.metrics.ready.set(0)
     traces = tracing.from_environment()  # None unless OTEL_* ask for traces
+    engine = EngineClient(engine_dir, state.metrics) if engine_dir is not None else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = ThreadPoolExecutor(max_workers=min(4, available_cpus()), thread_name_prefix="tokenize")
         state.tokenize_pool = pool
         loop = asyncio.get_running_loop()
-        loading = loop.create_task(start_up(state, on_load_error or (lambda _: None)), name="load")
+        if engine is None or engine_dir is None:
+            loading = loop.create_task(start_up(state, on_load_error or (lambda _: None)), name="load")
+        else:
+            first = os.environ.get(FRONT_END_VARIABLE, "0") == "0"
+            loading = loop.create_task(
+                EngineFollower(state, engine, engine_dir, announce=first).follow(), name="engine"
+            )
         watchdog = loop.create_task(watch_stalls(state), name="stall-watchdog")
         thresholds = gc.get_threshold()
         collecting = loop.create_task(collector.collect_when_quiet(state.quiet), name="full-collections")
@@ -98,7 +115,10 @@ def create_app(settings: Settings | None = None, on_load_error: OnLoadError | No
                 with suppress(asyncio.CancelledError):
                     await task
             for served in state.models.values():
-                await release(served)
+                if isinstance(served, LocalModel):
+                    await release(served)
+            if engine is not None:
+                engine.close()
             pool.shutdown(wait=False, cancel_futures=True)
             if traces is not None:
                 await asyncio.to_thread(traces.shutdown)  # the spans still buffered go out

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from service import collector
 from service.defaults import DefaultsError, choose_defaults
-from service.engine.model import ServedModel
+from service.engine.model import LocalModel
 from service.kinds import ModelKind
 from service.manifest import MANIFEST_FILE
 from service.runtime.loader import Found, ModelLoadError, file_stamps, load_model_dir, scan, verify_files
@@ -96,7 +96,7 @@ def _failed(name: str, what: str, exc: Exception) -> LoadFailed:
     return failure
 
 
-async def bring_up(state: AppState, entry: Found) -> ServedModel:
+async def bring_up(state: AppState, entry: Found) -> LocalModel:
     """Build, verify, warm up and start one model; LoadFailed (nothing left running) when any
     step fails."""
     pool = state.tokenize_pool
@@ -106,7 +106,7 @@ async def bring_up(state: AppState, entry: Found) -> ServedModel:
     except Exception as exc:
         raise _failed(entry.name, "was not loaded", exc) from exc
     try:
-        served = ServedModel(
+        served = LocalModel(
             loaded, state.settings, state.metrics, pool, state.cache, quiet=state.quiet, alone=state.alone
         )
     except BaseException as exc:
@@ -128,9 +128,9 @@ async def bring_up(state: AppState, entry: Found) -> ServedModel:
     return served
 
 
-async def bring_up_all(state: AppState, entries: list[Found]) -> list[ServedModel]:
+async def bring_up_all(state: AppState, entries: list[Found]) -> list[LocalModel]:
     """Every model up, or none: on a failure those already up are released."""
-    up: list[ServedModel] = []
+    up: list[LocalModel] = []
     try:
         for entry in entries:
             up.append(await bring_up(state, entry))
@@ -141,14 +141,14 @@ async def bring_up_all(state: AppState, entries: list[Found]) -> list[ServedMode
     return up
 
 
-async def release(model: ServedModel) -> None:
+async def release(model: LocalModel) -> None:
     """Stop the model's batcher (whatever it still holds is answered 503) and free its
     sessions."""
     await model.stop()
     model.model.close()
 
 
-async def unchanged(state: AppState, entry: Found, served: ServedModel) -> bool:
+async def unchanged(state: AppState, entry: Found, served: LocalModel) -> bool:
     """Whether a served model whose manifest still lists the same graph would pass a start-up
     as it is on disk now: the manifest alone is not to be trusted, a file may have been
     changed in place under it. With verification on, its files are hashed as a start-up

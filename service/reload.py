@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 
 from service.engine import heap
-from service.engine.model import ServedModel
+from service.engine.model import LocalModel
 from service.errors import ModelRejected, Unavailable
 from service.kinds import ModelKind
 from service.lifecycle import LoadFailed, bring_up_all, one_line, read_repository, release, unchanged
@@ -49,6 +49,8 @@ class Changes:
 async def reload(state: AppState) -> Changes:
     """Rescan the repository and apply what changed; ModelRejected (nothing applied) when a
     model directory does not load, Unavailable when the service is not serving."""
+    if state.forward_reload is not None:  # a front end: the engine process holds the models
+        return Changes(**await state.forward_reload())
     async with state.reloading:
         if state.tokenize_pool is None or state.unready_reason() is not None:
             raise Unavailable(f"no reload now: {state.unready_reason() or 'the service is starting'}")
@@ -60,7 +62,8 @@ async def reload(state: AppState) -> Changes:
                 f"the model repository was not reloaded: {_within_repository(one_line(exc), state)}"
             ) from exc
         found = repository.found
-        served = dict(state.models)
+        # The models of this process: a front end's reload went to the engine process above.
+        served = {name: m for name, m in state.models.items() if isinstance(m, LocalModel)}
         changes = Changes(removed=sorted(set(served) - {f.name for f in found}))
         wanted: list[Found] = []
         try:
@@ -84,8 +87,8 @@ async def reload(state: AppState) -> Changes:
 
 def _swap(
     state: AppState,
-    served: dict[str, ServedModel],
-    fresh: list[ServedModel],
+    served: dict[str, LocalModel],
+    fresh: list[LocalModel],
     removed: list[str],
     defaults: dict[ModelKind, str],
 ) -> None:
@@ -106,12 +109,15 @@ def _swap(
         state.metrics.model_info.labels(*model.info_labels).set(1)
 
 
-async def _retire(state: AppState, model: ServedModel) -> None:
+async def _retire(state: AppState, model: LocalModel) -> None:
     """Free a model replaced or removed by a reload once no request holds it: every request
     admitted on it has been answered (or has passed its deadline) and its queue is empty."""
     loop = asyncio.get_running_loop()
     give_up = loop.time() + state.settings.request_timeout_s + 5  # past every admitted request's deadline
     try:
+        # The engine process: a front end that admitted a request on the old model before it
+        # heard of the swap still finds it (service/engine_process.py).
+        await asyncio.sleep(state.retire_after_s)
         while model.users or not model.idle():
             if loop.time() > give_up:
                 log.warning("freeing a replaced model still in use", extra={"model": model.name, "users": model.users})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import resource
 import socket
 import sys
@@ -17,7 +18,9 @@ from pydantic import ValidationError
 from service import logs
 from service.app import create_app
 from service.lifecycle import one_line, read_repository
+from service.processes import IPC_DIR_VARIABLE
 from service.settings import Settings
+from service.supervisor import api_servers, become_supervisor
 from service.uvicorn_adapter import DrainingServer, protocol_class
 
 EXIT_STARTUP = 2
@@ -94,6 +97,15 @@ def serve(models: str | None = None, host: str | None = None, port: int | None =
     count = len(repository.found)
     log.info(f"listening on {url}, loading {count} model{'s' if count != 1 else ''}", extra={"url": url})
 
+    servers = api_servers(settings)
+    if servers > 1:
+        become_supervisor(sock, servers, overrides)  # does not return
+    return run_front(settings, sock, url)
+
+
+def run_front(settings: Settings, sock: socket.socket, url: str, engine: Path | None = None) -> int:
+    """Serve HTTP on `sock`: the models in this process, or, with `engine` (the engine's run
+    folder), in the engine process (a front end of the supervisor's)."""
     exit_code = 0
     server: DrainingServer | None = None
 
@@ -103,7 +115,7 @@ def serve(models: str | None = None, host: str | None = None, port: int | None =
         if server is not None:
             server.should_exit = True
 
-    app = create_app(settings, on_load_error=on_load_error)
+    app = create_app(settings, on_load_error=on_load_error, engine_dir=engine)
     app.state.bertserve.url = url
     config = uvicorn.Config(
         app,
@@ -119,3 +131,20 @@ def serve(models: str | None = None, host: str | None = None, port: int | None =
     server = DrainingServer(config, app.state.bertserve)
     server.run(sockets=[sock])
     return exit_code
+
+
+def front_end(fd: int) -> int:
+    """A front-end process (service/supervisor.py): HTTP on the supervisor's socket, the
+    models in the engine process."""
+    settings = Settings()
+    logs.configure(settings.log_level)
+    raise_open_files(settings.max_connections)
+    sock = socket.socket(fileno=fd)
+    host, port = sock.getsockname()[:2]
+    return run_front(settings, sock, listening_url(host, port), engine=Path(os.environ[IPC_DIR_VARIABLE]))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] != "--front-end":
+        sys.exit(fail("usage: python -m service.server --front-end FD (the supervisor starts it)"))
+    sys.exit(front_end(int(sys.argv[2])))

@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     models: Path = Field(Path("models"), description="model repository: one model directory per subfolder")
     host: str = Field("127.0.0.1", min_length=1, description="bind address")
     port: int = Field(8000, ge=0, le=65535, description="TCP port")
+    api_servers: int | Literal["auto"] = Field(
+        "auto",
+        description="HTTP front-end processes sharing the port, around one engine process that runs the models "
+        "(service/supervisor.py); 1 = one process, no IPC. auto = 1 on the CPU up to 8 CPUs, one per 8 CPUs "
+        'above; on CUDA one per 2 CPUs, 2 to 8 (docs/design.md, "Front ends and the engine")',
+    )
     default_models: Annotated[dict[ModelKind, str], NoDecode] = Field(
         default_factory=dict,
         description="the model that answers a request naming none, per task; task=name pairs, comma-separated "
@@ -171,6 +177,12 @@ class Settings(BaseSettings):
     stall_timeout_s: float = Field(
         30.0, gt=0, description="a batch running longer than this turns /health/ready to 503 (runtime stalled)"
     )
+    sick_grace_s: float = Field(
+        60.0,
+        gt=0,
+        description="a model whose runs keep failing (device errors, or every run) turns /health/ready to 503 at "
+        "once, and /health/live to 503 after this many seconds, so an orchestrator restarts the process",
+    )
     log_level: LogLevel = Field(
         "info", description="debug, info (one access line per request), warning, error or critical"
     )
@@ -184,6 +196,13 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="comma-separated origins allowed by CORS; empty = CORS off"
     )
+
+    @field_validator("api_servers")
+    @classmethod
+    def _servers(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 1 <= value <= 64:
+            raise ValueError("must be auto or a number from 1 to 64")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

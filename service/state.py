@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from service.backpressure import HeldConnections
 from service.engine.cache import ResultCache
-from service.engine.model import ServedModel
+from service.engine.seam import ServedModel
 from service.errors import InvalidInput, ModelNotFound, Unavailable
 from service.kinds import ModelKind
 from service.metrics import Metrics
@@ -48,6 +48,10 @@ class AppState:
     connections: int = 0  # open client connections (service/uvicorn_adapter.py keeps it)
     api_keys: list[bytes] = field(default_factory=list)
     stalled: str | None = None  # why readiness is 503 while a batch hangs
+    sick: str | None = None  # why readiness is 503 while a model's runs keep failing (engine/health.py)
+    sick_since: float | None = None  # monotonic: liveness fails once it lasts BERTSERVE_SICK_GRACE_S
+    # Why the engine process takes no work (front ends only: it died, restarts or is unready).
+    engine_down: str | None = None
     load_error: str | None = None  # why the models could not be loaded (the server exits)
     drain_started: float = float("inf")  # monotonic time of SIGTERM
     cache: ResultCache | None = None  # model output rows by exact token ids (BERTSERVE_CACHE_BYTES)
@@ -56,6 +60,14 @@ class AppState:
     reloading: asyncio.Lock = field(default_factory=asyncio.Lock)  # one reload at a time
     # A SIGHUP's reload, replaced models waiting for their last request: cancelled at shutdown.
     reload_tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    # A front end's reload: the engine process reloads (service/engine/client.py), and answers
+    # what changed, as service/reload.py's Changes; None where the models are in this process.
+    forward_reload: Callable[[], Awaitable[dict[str, list[str]]]] | None = None
+    # How long a replaced model is kept at least (service/reload.py): in the engine process,
+    # until every front end has heard of the swap.
+    retire_after_s: float = 0.0
+    # A front end's /metrics: every process's, merged (service/frontend.py); None: this one's.
+    gather_metrics: Callable[[], Awaitable[bytes]] | None = None
 
     def __post_init__(self) -> None:
         self.held = HeldConnections(self.room, lambda: self.unready_reason() is None, self.settings.request_timeout_s)
@@ -65,10 +77,10 @@ class AppState:
         kinds = self.serves[task]
         return [m for m in self.models.values() if m.manifest.task in kinds]
 
-    def serve(self, models: dict[str, ServedModel], defaults: dict[ModelKind, str]) -> None:
+    def serve(self, models: Mapping[str, ServedModel], defaults: dict[ModelKind, str]) -> None:
         """The models to serve and the defaults among them, replaced together: no request sees
         a default that is not (yet, or any more) served."""
-        self.models = models
+        self.models = dict(models)
         self.defaults = defaults
 
     def is_default(self, model: ServedModel) -> bool:
@@ -122,9 +134,29 @@ class AppState:
             return f"the models could not be loaded: {self.load_error}"
         if not self.ready:
             return "the service is starting: models are loading"
+        if self.engine_down:
+            return self.engine_down
         if self.stalled:
             return f"the runtime is stalled ({self.stalled}, over BERTSERVE_STALL_TIMEOUT_S)"
+        if self.sick:
+            return f"the runtime keeps failing ({self.sick})"
         return None
+
+    def dead_reason(self, now: float) -> str | None:
+        """Why liveness fails: a model sick for longer than BERTSERVE_SICK_GRACE_S. A restart
+        is what is left to try (a CUDA context does not come back in the same process)."""
+        if self.sick and self.sick_since is not None and now - self.sick_since >= self.settings.sick_grace_s:
+            return f"sick for {now - self.sick_since:.0f}s ({self.sick}), over BERTSERVE_SICK_GRACE_S"
+        return None
+
+    def set_engine_down(self, reason: str | None) -> None:
+        if reason != self.engine_down:
+            if reason and self.ready:
+                log.error("engine unavailable, readiness 503", extra={"reason": reason})
+            elif self.engine_down and self.ready:
+                log.warning("engine back, readiness restored")
+            self.engine_down = reason
+            self._publish()
 
     def admit(self, entered_at: float) -> None:
         reason = self.unready_reason(entered_at)
@@ -149,6 +181,21 @@ class AppState:
             else:
                 log.warning("runtime recovered, readiness restored")
             self.stalled = reason
+            self._publish()
+        self.check_health(now)
+
+    def check_health(self, now: float) -> None:
+        """Readiness turns 503 while a model's runs keep failing (service/engine/health.py),
+        naming the model and the error."""
+        sick = "; ".join(m.sick for m in self.models.values() if m.sick) or None
+        if sick != self.sick:
+            if sick:
+                log.error("runtime failing, readiness 503", extra={"reason": sick})
+                self.sick_since = self.sick_since or now
+            else:
+                log.warning("runtime runs again, readiness restored")
+                self.sick_since = None
+            self.sick = sick
             self._publish()
 
     def resolve(self, task: str, name: str | None) -> ServedModel:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,9 +45,13 @@ async def docs() -> HTMLResponse:
     )
 
 
-@router.get("/health/live", response_model=StatusResponse)
-async def live() -> Response:
-    """The process is up and its event loop answers."""
+@router.get("/health/live", response_model=StatusResponse, responses=error_responses(503))
+async def live(request: Request, state: State) -> Response:
+    """The process is up and its event loop answers; 503 once a model's runs have kept failing
+    for BERTSERVE_SICK_GRACE_S (a device error, or every run failing), so an orchestrator
+    restarts it."""
+    if dead := state.dead_reason(time.monotonic()):
+        return respond(Unavailable(dead), context_of(request.scope).request_id)
     return JSONBytes({"status": "ok"})
 
 
@@ -94,16 +99,9 @@ async def models(state: State, _: Authorized) -> Response:
                 "labels": m.labels,
                 "dimension": m.dimension,
                 "max_length": m.max_length,
-                "variant": served.model.variant,
-                "variant_choice": served.model.choice.as_dict() if served.model.choice else None,
-                "provider": served.model.session.provider,
                 "queued": served.queued,
-                "instances": len(served.model.sessions),
-                "intra_op_threads": served.model.session.threads,
-                "fast_lane": served.model.fast is not None,
-                "inline_max_tokens": served.inline_max_tokens,
+                **served.describe(),
                 **asdict(served.limits()),
-                "sha256": served.model.sha256,
                 "loaded_at": datetime.fromtimestamp(served.loaded_at, UTC).isoformat(timespec="milliseconds"),
             }
         )
@@ -129,4 +127,6 @@ async def openai_models(state: State, _: Authorized) -> Response:
 )
 async def metrics(state: State, _: MetricsAuthorized) -> Response:
     """Prometheus exposition."""
+    if state.gather_metrics is not None:  # a front end: the whole service's, every process merged
+        return Response(await state.gather_metrics(), media_type=CONTENT_TYPE_LATEST)
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,4 +1,5 @@
-"""One served model: tokenize (inline when small, else in a pool) -> batcher -> runtime (own thread).
+"""One served model in this process, the engine seam's LocalModel (service/engine/seam.py):
+tokenize (inline when small, else in a pool) -> batcher -> runtime (own thread).
 
 Post-processing is left to the task's serving module, vectorised over the request's rows.
 """
@@ -11,7 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -26,21 +27,18 @@ from service.batching.sizing import (
     read_config,
 )
 from service.engine.cache import ResultCache
+from service.engine.health import RunHealth
 from service.engine.inline import PROBE_TOKENS, fastest_run_s, padded_tokens, tokens_within
+from service.engine.seam import BatchLimits
+from service.engine.tokenizing import tokenize
 from service.errors import DEADLINE_PASSED, DeadlineExceeded, InvalidInput
 from service.manifest import Manifest
 from service.metrics import Metrics
 from service.runtime.loader import LoadedModel
 from service.runtime.priority import lower_this_thread
 from service.runtime.session import CUDA
-from service.runtime.tokenizer import Encoded
+from service.runtime.tokenizer import Encoded, TextEncoder
 from service.settings import Settings
-
-# Small requests are tokenized on the event loop: the Rust tokenizer takes a short sentence
-# in far less time than a hop to a worker thread takes under load (the runtime's threads hold
-# the cores; docs/design.md, "The request path"). Large requests go to the pool, so the loop
-# never stalls long.
-INLINE_TOKENIZE_CHARS = 4096
 
 _N = TypeVar("_N", int, float)
 
@@ -58,7 +56,7 @@ def _batch_tokens(settings: Settings, model: LoadedModel) -> int:
     return batch_tokens_for(read_config(model.directory))
 
 
-class ServedModel:
+class LocalModel:
     def __init__(
         self,
         model: LoadedModel,
@@ -104,6 +102,7 @@ class ServedModel:
         self._quiet = quiet  # whether the whole service is at low load (AppState.quiet)
         self._alone = alone  # and has one client at most (AppState.alone): batches may run on the loop
         self._tokenize_seconds = metrics.tokenize.labels(self.name)
+        self.health = RunHealth(self.name)
         self.batcher: Batcher[np.ndarray, np.ndarray] = Batcher(
             [partial(self._run, i) for i in range(len(model.sessions))],
             max_batch_size=_or_provider_default(settings.max_batch_size, model, CPU_BATCH_SIZE, CUDA_BATCH_SIZE),
@@ -118,6 +117,15 @@ class ServedModel:
         )
 
     async def _run(self, instance: int, rows: list[np.ndarray]) -> Sequence[np.ndarray]:
+        try:
+            out = await self._run_on(instance, rows)
+        except Exception as exc:
+            self.health.failed(exc)
+            raise
+        self.health.ran()
+        return out
+
+    async def _run_on(self, instance: int, rows: list[np.ndarray]) -> Sequence[np.ndarray]:
         session = self.model.sessions[instance]
         # The fast lane: at low load (a batch that leaves nothing queued, runs alone, and the
         # service quiet) a spinning session answers sooner (docs/design.md, "The fast lane").
@@ -210,25 +218,9 @@ class ServedModel:
     async def tokenize(
         self, items: Sequence[str] | Sequence[tuple[str, str]], truncate: bool, max_second_tokens: int | None = None
     ) -> Encoded:
-        """Token ids per text or pair, and where each was cut (InputTooLong with truncate
-        off), off the loop when large."""
-        started = time.perf_counter()
-        work = partial(self._encode, items, truncate, max_second_tokens)
-        size = sum(len(i) if isinstance(i, str) else len(i[0]) + len(i[1]) for i in items)
-        if size <= INLINE_TOKENIZE_CHARS:
-            encoded = work()
-        else:
-            encoded = await asyncio.get_running_loop().run_in_executor(self._tokenize_pool, work)
-        self._tokenize_seconds.observe(time.perf_counter() - started)
-        return encoded
-
-    def _encode(
-        self, items: Sequence[str] | Sequence[tuple[str, str]], truncate: bool, max_second: int | None
-    ) -> Encoded:
-        encoder = self.model.encoder
-        if items and isinstance(items[0], tuple):
-            return encoder.encode_pair_texts(items, truncate, max_second)  # type: ignore[arg-type]
-        return encoder.encode_texts(items, truncate, max_second)  # type: ignore[arg-type]
+        return await tokenize(
+            self.model.encoder, self._tokenize_pool, self._tokenize_seconds, items, truncate, max_second_tokens
+        )
 
     def submit(
         self,
@@ -335,6 +327,27 @@ class ServedModel:
     def queued(self) -> int:
         return self.batcher.queued
 
+    @property
+    def encoder(self) -> TextEncoder:
+        return self.model.encoder
+
+    @property
+    def sick(self) -> str | None:
+        return self.health.sick
+
+    def describe(self) -> dict[str, Any]:
+        m = self.model
+        return {
+            "variant": m.variant,
+            "variant_choice": m.choice.as_dict() if m.choice else None,
+            "provider": m.session.provider,
+            "instances": len(m.sessions),
+            "intra_op_threads": m.session.threads,
+            "fast_lane": m.fast is not None,
+            "inline_max_tokens": self.inline_max_tokens,
+            "sha256": m.sha256,
+        }
+
     def idle(self) -> bool:
         """Nothing queued, no batch running."""
         return not self.batcher.queued and not self.batcher.busy
@@ -366,13 +379,6 @@ class ServedModel:
         await self.batcher.stop()
         for pool in self._runtime_pools:
             pool.shutdown(wait=False, cancel_futures=True)
-
-
-@dataclass(frozen=True)
-class BatchLimits:
-    max_batch_size: int
-    max_batch_tokens: int
-    max_queue_items: int
 
 
 @dataclass(frozen=True)

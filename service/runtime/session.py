@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import onnxruntime as ort
+
+from service.runtime.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+else:
+    ort = lazy_module("onnxruntime")  # not loaded by a front end: service/runtime/lazy.py
 
 from service.runtime.priority import on_lowered_thread
 

@@ -14,14 +14,21 @@ must outlive the sessions: each session keeps the list it was given.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnxruntime as ort
+
+from service.runtime.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+else:
+    ort = lazy_module("onnxruntime")  # not loaded by a front end: service/runtime/lazy.py
 
 # Small tensors (biases, layer-norm weights) are not worth an entry each.
 MIN_BYTES = 64 * 1024
 
-SharedWeights = list[tuple[str, ort.OrtValue]]
+SharedWeights = list[tuple[str, "ort.OrtValue"]]
 
 
 def shared_initializers(path: Path) -> SharedWeights:

@@ -10,6 +10,7 @@ from typing import NamedTuple
 import numpy as np
 from tokenizers import Encoding, Tokenizer
 
+from service.runtime.tokenizer_cache import load_shared
 from service.runtime.windows import TokenWindows
 
 
@@ -52,19 +53,27 @@ class TextEncoder:
     """Turns texts into token-id arrays, truncated to the model's max length or refused."""
 
     def __init__(self, tokenizer_file: Path, max_length: int) -> None:
+        self._held: list[object] = []
         self.max_length = max_length
-        self._full = _load(tokenizer_file)
-        self._full.no_padding()
-        self._full.no_truncation()
-        self._truncating = _load(tokenizer_file)
-        self._truncating.no_padding()
-        self._truncating.enable_truncation(max_length)
+        # Shared with every other model of the same vocabulary (service/runtime/tokenizer_cache.py).
+        self._full = self._shared(tokenizer_file, "whole", _whole)
+        self._truncating = self._shared(
+            tokenizer_file, f"cut at {max_length}", partial(_cut, max_length, "longest_first")
+        )
         # Pairs lose tokens from their second text first, so a query (or premise) survives
         # whole; a first text that alone is over the limit falls back to longest-first.
-        self._second_first = _load(tokenizer_file)
-        self._second_first.no_padding()
-        self._second_first.enable_truncation(max_length, strategy="only_second")
+        self._second_first = self._shared(
+            tokenizer_file, f"cut at {max_length}, second first", partial(_cut, max_length, "only_second")
+        )
         self._windows: TokenWindows | None = None
+
+    def _shared(self, path: Path, role: str, configure: Callable[[Tokenizer], None]) -> Tokenizer:
+        try:
+            tokenizer, held = load_shared(path, role, configure)
+        except Exception as exc:  # the one place the tokenizer library's load failures are mapped
+            raise TokenizerError(f"{path.name} does not load: {_first_line(exc)}") from exc
+        self._held.append(held)  # kept while this encoder lives
+        return tokenizer
 
     @property
     def vocab_size(self) -> int:
@@ -235,8 +244,15 @@ def _encode_pair(pair: tuple[str, str], tokenizer: Tokenizer) -> Encoding:
     return tokenizer.encode(*pair)
 
 
-def _load(path: Path) -> Tokenizer:
-    try:
-        return Tokenizer.from_file(str(path))
-    except Exception as exc:  # the one place the tokenizer library's load failures are mapped
-        raise TokenizerError(f"{path.name} does not load: {str(exc).splitlines()[0] if str(exc) else exc!r}") from exc
+def _whole(tokenizer: Tokenizer) -> None:
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+
+
+def _cut(max_length: int, strategy: str, tokenizer: Tokenizer) -> None:
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length, strategy=strategy)
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else repr(exc)

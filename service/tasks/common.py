@@ -29,7 +29,7 @@ from typing import Literal, TypeVar
 import numpy as np
 
 from service.batching import Ticket
-from service.engine.model import ServedModel
+from service.engine.seam import ServedModel
 from service.errors import ClientClosed, InvalidInput
 from service.priorities import INTERACTIVE, Priority
 from service.runtime.tokenizer import Cut, InputTooLong

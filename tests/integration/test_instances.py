@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from service.engine.model import ServedModel
+from service.engine.model import LocalModel
 from service.metrics import Metrics
 from service.runtime.loader import load_repository
 from service.runtime.session import CUDA
@@ -194,7 +194,7 @@ def test_warm_up_runs_every_session_once_at_the_longest_input_and_the_largest_ba
     # The second session stands in for one on CUDA (the branch is chosen by its provider).
     model.sessions[1].provider = CUDA
     with ThreadPoolExecutor(1) as pool:
-        served = ServedModel(model, settings, Metrics(), pool)
+        served = LocalModel(model, settings, Metrics(), pool)
         served.warm_up()
     longest = [(model.manifest.max_length,)]
     width = min(model.manifest.max_length, 64 // 4)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from service.batching.sizing import CPU_MIN_FILL
-from service.engine.model import ServedModel
+from service.engine.model import LocalModel
 from service.metrics import Metrics
 from service.runtime.loader import load_repository
 from service.runtime.session import CUDA
@@ -25,7 +25,7 @@ def _batcher_limits(tiny_repo: Path, cuda: bool, **settings: object) -> tuple[in
         if cuda:
             model.sessions[0].provider = CUDA
         with ThreadPoolExecutor(1) as pool:
-            batcher = ServedModel(model, config, Metrics(), pool).batcher
+            batcher = LocalModel(model, config, Metrics(), pool).batcher
         return batcher.max_batch_size, batcher.max_queue_items, batcher.min_fill
     finally:
         model.close()

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.engine.model import ServedModel
+from service.engine.seam import ServedModel
 from service.errors import InvalidInput
 from service.state import AppState
 from service.tasks.common import Call, Texts, coverage, process

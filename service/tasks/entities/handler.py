@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from service.engine.model import INLINE_TOKENIZE_CHARS
+from service.engine.tokenizing import INLINE_TOKENIZE_CHARS
 from service.errors import InvalidInput
 from service.runtime.tokenizer import InputTooLong
 from service.state import AppState
@@ -38,7 +38,7 @@ async def tag_texts(
 ) -> Tagged:
     admitted = admit(state, call, "entities", model_name, texts)
     served = admitted.model
-    windows = served.model.encoder.token_windows()
+    windows = served.encoder.token_windows()
     try:
         strategy = check_options(aggregation, stride, windows.max_stride)
     except EntitiesError as exc:

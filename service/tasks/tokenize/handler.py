@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from service.engine.model import INLINE_TOKENIZE_CHARS
+from service.engine.tokenizing import INLINE_TOKENIZE_CHARS
 from service.runtime.tokenizer import Token
 from service.state import AppState
 from service.tasks.common import Call, Texts, admit
@@ -15,7 +15,7 @@ async def tokenize(
     state: AppState, call: Call, texts: Texts, model_name: str | None, add_special_tokens: bool, truncate: bool
 ) -> tuple[str, list[list[Token]]]:
     admitted = admit(state, call, "tokenize", model_name, texts)
-    encoder = admitted.model.model.encoder
+    encoder = admitted.model.encoder
     size = sum(len(text) for _, text in texts.strings())
     if size <= INLINE_TOKENIZE_CHARS:
         rows = encoder.tokens(texts.items, truncate, add_special_tokens)

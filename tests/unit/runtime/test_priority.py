@@ -74,8 +74,11 @@ def test_zero_runs_on_the_calling_thread_and_lowering_caps_at_19() -> None:
 
 
 def test_onnxruntime_intra_op_threads_inherit_the_lowered_priority(tiny_graph: Path) -> None:
+    import onnxruntime
+
     from service.runtime.session import CPU, OnnxSession
 
+    onnxruntime.get_available_providers()  # loaded now (service/runtime/lazy.py): its own threads are not the pool's
     before = set(_thread_nices())
     session = OnnxSession(
         tiny_graph,

@@ -1,0 +1,325 @@
+"""A front end's side of the engine process: `EngineClient` and the `RemoteModel`s it serves.
+
+A front end does HTTP, validation, tokenization and post-processing; the engine process
+(service/engine_process.py) holds the sessions, the batchers and the result cache, so that
+every front end's requests meet in one batch. A request's token ids go to the engine as one
+buffer (service/engine/wire.py) and its output rows come back the same way.
+
+What a front end knows of the engine comes from its Status messages, a few a second: the
+models and their identities, the room in each queue (so the fast 429 needs no round trip;
+the engine refuses what does not fit anyway), and its health. When none has come for
+ENGINE_SILENT_S, or the engine's socket closes, the engine is taken for dead: readiness
+turns 503 naming the cause, and every request waiting on it is answered 503 at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+import zmq.asyncio
+
+from service.batching import INTERACTIVE, Priority, Ticket
+from service.batching.policy import BatchRun
+from service.engine import wire
+from service.engine.seam import BatchLimits
+from service.engine.tokenizing import tokenize
+from service.errors import (
+    BY_KIND,
+    DEADLINE_PASSED,
+    DeadlineExceeded,
+    InvalidInput,
+    Overloaded,
+    ServiceError,
+    Unavailable,
+)
+from service.manifest import Manifest
+from service.metrics import Metrics
+from service.runtime.tokenizer import Encoded, TextEncoder
+
+log = logging.getLogger("bertserve")
+
+
+# Silence after which the engine is taken for dead: it publishes its Status every
+# wire.HEARTBEAT_S from a thread of its own, so a busy engine is never silent this long.
+ENGINE_SILENT_S = 1.0
+# Past a request's deadline, how long a front end waits for the engine's own 504 before it
+# answers one itself (the engine drops the items at the deadline; this covers a lost reply).
+DEADLINE_SLACK_S = 0.5
+
+
+def endpoints(ipc_dir: Path) -> tuple[str, str]:
+    """The engine's request socket and status socket: Unix sockets in the supervisor's run
+    folder (ZeroMQ's ipc transport)."""
+    return f"ipc://{ipc_dir}/engine.sock", f"ipc://{ipc_dir}/status.sock"
+
+
+class EngineClient:
+    def __init__(self, ipc_dir: Path, metrics: Metrics) -> None:
+        self._ipc_dir = ipc_dir
+        self._metrics = metrics
+        self._context = zmq.asyncio.Context()
+        self._requests = self._context.socket(zmq.DEALER)
+        self._requests.setsockopt(zmq.LINGER, 0)
+        self._status = self._context.socket(zmq.SUB)
+        self._status.setsockopt(zmq.SUBSCRIBE, b"")
+        self._status.setsockopt(zmq.LINGER, 0)
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self.status: wire.Status | None = None
+        self._heard = 0.0  # monotonic time of the last Status
+        self.down: str | None = "the engine process is starting"
+        self.models: dict[str, RemoteModel] = {}
+        self._engine_pid: int | None = None
+
+    def connect(self) -> None:
+        requests, status = endpoints(self._ipc_dir)
+        self._requests.connect(requests)
+        self._status.connect(status)
+
+    def close(self) -> None:
+        self._fail_pending(Unavailable("the service is shutting down"))
+        self._requests.close()
+        self._status.close()
+        self._context.term()
+
+    async def follow(self, on_status: Callable[[wire.Status], Awaitable[None]], on_down: Callable[[str], None]) -> None:
+        """Read replies and Status messages until cancelled; `on_status` hears each Status,
+        `on_down` that the engine went silent."""
+        readers = [
+            asyncio.ensure_future(self._read_replies()),
+            asyncio.ensure_future(self._read_status(on_status)),
+            asyncio.ensure_future(self._watch(on_down)),
+        ]
+        try:
+            done, _ = await asyncio.wait(readers, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        finally:
+            for task in readers:
+                task.cancel()
+
+    async def _read_replies(self) -> None:
+        while True:
+            frames = await self._requests.recv_multipart(copy=False)
+            reply = wire.replies.decode(frames[-1].buffer)
+            future = self._pending.pop(reply.id, None)
+            if future is not None and not future.done():
+                future.set_result(reply)
+
+    async def _read_status(self, on_status: Callable[[wire.Status], Awaitable[None]]) -> None:
+        while True:
+            status = wire.statuses.decode(await self._status.recv())
+            self._heard = time.monotonic()
+            if self._engine_pid is not None and status.pid != self._engine_pid:
+                self._fail_pending(Unavailable("the engine process restarted while this request ran: retry"))
+            self._engine_pid = status.pid
+            self.status = status
+            self.down = None if status.unready is None else status.unready
+            for name, model in self.models.items():
+                model.room_now = status.room.get(name, 0)
+            await on_status(status)
+
+    async def _watch(self, on_down: Callable[[str], None]) -> None:
+        while True:
+            await asyncio.sleep(ENGINE_SILENT_S / 4)
+            if self._engine_pid is not None and time.monotonic() - self._heard > ENGINE_SILENT_S:
+                reason = f"the engine process is not answering (silent for over {ENGINE_SILENT_S:.0f}s): restarting"
+                self.down = reason
+                self._engine_pid = None
+                self._fail_pending(Unavailable("the engine process stopped while this request ran: retry"))
+                on_down(reason)
+
+    def _fail_pending(self, error: ServiceError) -> None:
+        pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(error)
+                future.exception()  # retrieved: a request that left must not log it
+
+    def ask(self, message: wire.Run | wire.Reload | wire.Metrics) -> asyncio.Future[Any]:
+        """Send a request now (queued in order on the socket) and give back what waits for its
+        reply."""
+        if self.down is not None:
+            raise Unavailable(self.down)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[message.id] = future
+        self._requests.send(wire.encoder.encode(message))
+        return future
+
+    def cancel(self, request_id: int) -> None:
+        if self._pending.pop(request_id, None) is not None and self.down is None:
+            self._requests.send(wire.encoder.encode(wire.Cancel(request_id)))
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    async def reload(self) -> wire.Reloaded:
+        reply = await self.ask(wire.Reload(self.next_id()))
+        if isinstance(reply, wire.Failed):
+            raise _error(reply)
+        assert isinstance(reply, wire.Reloaded)
+        return reply
+
+    async def metrics_text(self, timeout_s: float = 2.0) -> str | None:
+        """The engine's own metrics, or None when it does not answer."""
+        request_id = self.next_id()
+        try:
+            reply = await asyncio.wait_for(self.ask(wire.Metrics(request_id)), timeout_s)
+        except (TimeoutError, ServiceError):
+            self._pending.pop(request_id, None)
+            return None
+        return reply.text if isinstance(reply, wire.MetricsText) else None
+
+    def remote(self, info: wire.ModelInfo, pool: ThreadPoolExecutor) -> RemoteModel:
+        """The model as this front end serves it: the one already built when the engine still
+        serves the same identity (its tokenizer is loaded once), else a new one."""
+        known = self.models.get(info.name)
+        if known is not None and known.identity == info.identity:
+            known.info = info
+            return known
+        return RemoteModel(self, info, pool, self._metrics)
+
+
+def _error(failed: wire.Failed) -> ServiceError:
+    cls = BY_KIND.get(failed.kind, ServiceError)  # type: ignore[call-overload]
+    return cls(failed.message, failed.param)  # type: ignore[no-any-return]
+
+
+class RemoteModel:
+    """A model served by the engine process, as a front end sees it (the engine seam:
+    service/engine/seam.py). Its tokenizer is loaded here, from the same model directory."""
+
+    def __init__(self, client: EngineClient, info: wire.ModelInfo, pool: ThreadPoolExecutor, metrics: Metrics) -> None:
+        self._client = client
+        self.info = info
+        self.name = info.name
+        self.identity = info.identity
+        self.loaded_at = info.loaded_at
+        directory = Path(info.directory)
+        self.manifest = Manifest.read(directory)
+        self._encoder = TextEncoder(directory / "tokenizer.json", self.manifest.max_length)
+        self._pool = pool
+        self._tokenize_seconds = metrics.tokenize.labels(self.name)
+        self._rejections = metrics.rejections
+        self.users = 0
+        self.room_now = info.max_queue_items  # from the engine's last Status, less what was sent since
+
+    @property
+    def encoder(self) -> TextEncoder:
+        return self._encoder
+
+    @property
+    def queued(self) -> int:
+        status = self._client.status
+        return status.queued.get(self.name, 0) if status is not None else 0
+
+    @property
+    def sick(self) -> str | None:
+        status = self._client.status
+        return status.sick.get(self.name) if status is not None else None
+
+    @property
+    def info_labels(self) -> tuple[str, str, str, str]:
+        return self.info.info_labels
+
+    async def tokenize(
+        self, items: Sequence[str] | Sequence[tuple[str, str]], truncate: bool, max_second_tokens: int | None = None
+    ) -> Encoded:
+        return await tokenize(self._encoder, self._pool, self._tokenize_seconds, items, truncate, max_second_tokens)
+
+    async def run_now(
+        self, ids: Sequence[np.ndarray], deadline: float, ticket: Ticket | None
+    ) -> list[np.ndarray] | None:
+        return None  # the engine decides, in its process, whether a batch runs at once
+
+    def submit(
+        self,
+        ids: Sequence[np.ndarray],
+        deadline: float,
+        ticket: Ticket | None = None,
+        priority: Priority = INTERACTIVE,
+    ) -> Awaitable[list[np.ndarray]]:
+        """Send the rows to the engine now at their priority level (Overloaded when they do
+        not fit, as far as this front end knows; the engine checks again, the room of each
+        level included) and give back what waits for its reply."""
+        self._check_room(len(ids), priority)
+        loop = asyncio.get_running_loop()
+        request_id = self._client.next_id()
+        timeout = max(0.0, deadline - loop.time())
+        message = wire.Run(request_id, self.name, self.identity, wire.Rows.pack(ids), timeout, priority)
+        reply = self._client.ask(message)
+        self.room_now -= len(ids)
+        return self._answer(request_id, reply, deadline, ticket)
+
+    async def _answer(
+        self, request_id: int, reply: asyncio.Future[Any], deadline: float, ticket: Ticket | None
+    ) -> list[np.ndarray]:
+        remaining = deadline - asyncio.get_running_loop().time() + DEADLINE_SLACK_S
+        try:
+            done = await asyncio.wait_for(reply, timeout=max(remaining, 0.0))
+        except TimeoutError as exc:
+            self._client.cancel(request_id)
+            raise DeadlineExceeded(DEADLINE_PASSED + " before it finished") from exc
+        except asyncio.CancelledError:
+            self._client.cancel(request_id)  # the client left: the engine drops the items
+            raise
+        if isinstance(done, wire.Failed):
+            raise _error(done)
+        assert isinstance(done, wire.Done)
+        if ticket is not None:
+            ticket.queue_s = max(ticket.queue_s, done.queue_s)
+            ticket.queued_at = done.queued_at
+            ticket.runs.extend(BatchRun(r.started, r.seconds, r.items) for r in done.runs)
+        return done.rows.unpack()
+
+    def _check_room(self, items: int, priority: Priority) -> None:
+        # The engine's Status gives the room of the whole queue: a batch-priority request
+        # past its level's room is refused by the engine itself.
+        if self._client.down is not None:
+            raise Unavailable(self._client.down)
+        if items > self.room_now:
+            self._rejections.labels(self.name, "overloaded", priority).inc(items)
+            raise Overloaded(
+                f"queue full at {self.info.max_queue_items} items (BERTSERVE_MAX_QUEUE_ITEMS): retry later"
+            )
+
+    def check_admission(self, items: int, param: str, priority: Priority = INTERACTIVE) -> None:
+        capacity = self.info.max_queue_items
+        if items > capacity:
+            raise InvalidInput(
+                f"{param} has {items} items, more than the model's whole queue of {capacity} "
+                "(BERTSERVE_MAX_QUEUE_ITEMS): split the request",
+                param=param,
+            )
+        self._check_room(items, priority)
+
+    def room(self, priority: Priority = INTERACTIVE) -> int:
+        return max(0, self.room_now)
+
+    def full(self, priority: Priority = INTERACTIVE) -> bool:
+        return self.room_now <= 0
+
+    def count_refusal(self, priority: Priority = INTERACTIVE) -> None:
+        self._rejections.labels(self.name, "overloaded", priority).inc()
+
+    def idle(self) -> bool:
+        return self.users == 0
+
+    def limits(self) -> BatchLimits:
+        i = self.info
+        return BatchLimits(i.max_batch_size, i.max_batch_tokens, i.max_queue_items)
+
+    def stalls(self, now: float, limit_s: float) -> list[tuple[str, float]]:
+        return []  # the engine watches its own runs: a stall there is its Status's `unready`
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self.info.describe)

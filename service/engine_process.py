@@ -1,0 +1,305 @@
+"""The engine process: every model's sessions, batcher and cache, serving the front ends.
+
+Started by the supervisor (service/supervisor.py) when BERTSERVE_API_SERVERS is over 1. It
+loads the model repository as a single-process service does (service/lifecycle.py), then
+answers the front ends' requests (service/engine/wire.py) on a ZeroMQ ROUTER socket: each
+Run queues its rows on the model's batcher, so the rows of every front end ride in the same
+batches, and its reply carries the output rows and the request's queue and batch times.
+
+Its Status goes out on a PUB socket from a thread of its own, every wire.HEARTBEAT_S and
+soon after a change: a busy event loop never makes the engine look dead to the front ends.
+SIGHUP reloads the repository; SIGTERM answers what is in flight, then exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+
+import zmq
+import zmq.asyncio
+from prometheus_client import generate_latest
+
+from service import logs
+from service.batching import Ticket
+from service.engine import wire
+from service.engine.cache import ResultCache
+from service.engine.client import ENGINE_SILENT_S, endpoints
+from service.engine.model import LocalModel
+from service.errors import ServiceError, Unavailable
+from service.lifecycle import release, start_up
+from service.metrics import Metrics
+from service.priorities import INTERACTIVE, parse_priority
+from service.processes import IPC_DIR_VARIABLE
+from service.reload import reload
+from service.runtime.cpus import available_cpus
+from service.settings import Settings
+from service.state import AppState, watch_stalls
+from service.tasks import registry
+
+log = logging.getLogger("bertserve")
+EXIT_STARTUP = 2
+# A Status soon after a change (a request queued or answered), but at most this often.
+STATUS_COALESCE_S = 0.005
+
+
+class Engine:
+    def __init__(self, state: AppState, ipc_dir: Path) -> None:
+        self.state = state
+        self._context = zmq.asyncio.Context()
+        self._router = self._context.socket(zmq.ROUTER)
+        self._router.setsockopt(zmq.LINGER, 0)
+        self._ipc_dir = ipc_dir
+        self._running: dict[tuple[bytes, int], asyncio.Task[None]] = {}
+        self._chores: set[asyncio.Task[None]] = set()  # reloads under way: held until done
+        # Every model served since start, by identity, while anything holds it: a Run admitted
+        # by a front end just before a reload's swap still finds the model it was admitted on.
+        self._known: weakref.WeakValueDictionary[str, LocalModel] = weakref.WeakValueDictionary()
+        self._changed = threading.Event()
+        self._stop_publishing = threading.Event()
+        self._generation = 0
+        self._table: object = None
+
+    def bind(self) -> threading.Thread:
+        requests, status = endpoints(self._ipc_dir)
+        self._router.bind(requests)
+        publisher = threading.Thread(target=self._publish, args=(status,), name="engine-status", daemon=True)
+        publisher.start()
+        return publisher
+
+    async def serve(self) -> None:
+        while True:
+            identity, payload = await self._router.recv_multipart(copy=False)
+            message = wire.requests.decode(payload.buffer)
+            sender = identity.bytes
+            if isinstance(message, wire.Run):
+                key = (sender, message.id)
+                task = asyncio.ensure_future(self._run(sender, message))
+                self._running[key] = task
+                task.add_done_callback(partial(self._finished, key))
+            elif isinstance(message, wire.Cancel):
+                running = self._running.pop((sender, message.id), None)
+                if running is not None:
+                    running.cancel()
+            elif isinstance(message, wire.Reload):
+                reloading = asyncio.ensure_future(self._reload(sender, message.id))
+                self._chores.add(reloading)
+                reloading.add_done_callback(self._chores.discard)
+            else:
+                text = generate_latest(self.state.metrics.registry).decode()
+                self._reply(sender, wire.MetricsText(message.id, text))
+
+    def _finished(self, key: tuple[bytes, int], _: asyncio.Task[None]) -> None:
+        self._running.pop(key, None)
+
+    def _model(self, name: str, identity: str) -> LocalModel | None:
+        served = self.state.models.get(name)
+        if isinstance(served, LocalModel) and served.identity == identity:
+            return served
+        return self._known.get(identity)
+
+    async def _run(self, sender: bytes, message: wire.Run) -> None:
+        state = self.state
+        model = self._model(message.model, message.identity)
+        if model is None:
+            self._reply(sender, wire.Failed(message.id, "unavailable", "the model was replaced or removed: retry"))
+            return
+        ids = message.ids.unpack()
+        ticket = Ticket()
+        deadline = asyncio.get_running_loop().time() + message.timeout_s
+        model.users += 1
+        state.inflight += 1
+        state.connections += 1  # for the fast lane: one request in flight is an engine alone
+        self._changed.set()
+        try:
+            priority = parse_priority(message.priority) or INTERACTIVE
+            # Bulk work always queues, as in one process (service/tasks/common.py, run_ids).
+            rows = await model.run_now(ids, deadline, ticket) if priority == INTERACTIVE else None
+            if rows is None:
+                model.check_admission(len(ids), "input", priority)
+                rows = await model.submit(ids, deadline, ticket, priority)
+            runs = [wire.BatchRun(r.started, r.seconds, r.items) for r in ticket.runs]
+            self._reply(sender, wire.Done(message.id, wire.Rows.pack(rows), ticket.queue_s, runs, ticket.queued_at))
+        except ServiceError as exc:
+            self._reply(sender, wire.Failed(message.id, exc.kind, exc.message, exc.param))
+        except asyncio.CancelledError:
+            pass  # the front end's client left; the front end expects no reply
+        except Exception:
+            log.exception("engine request failed", extra={"model": message.model})
+            self._reply(sender, wire.Failed(message.id, "internal", "internal error"))
+        finally:
+            model.users -= 1
+            state.inflight -= 1
+            state.connections -= 1
+            self._changed.set()
+
+    async def _reload(self, sender: bytes, request_id: int) -> None:
+        try:
+            changes = await reload(self.state)
+        except ServiceError as exc:
+            self._reply(sender, wire.Failed(request_id, exc.kind, exc.message, exc.param))
+            return
+        self.remember()
+        self._reply(
+            sender, wire.Reloaded(request_id, changes.added, changes.replaced, changes.removed, changes.unchanged)
+        )
+
+    def remember(self) -> None:
+        for model in self.state.models.values():
+            if isinstance(model, LocalModel):
+                self._known[model.identity] = model
+        self._changed.set()
+
+    def _reply(self, sender: bytes, reply: wire.Reply) -> None:
+        self._router.send_multipart([sender, wire.encoder.encode(reply)])
+
+    def _status(self) -> wire.Status:
+        state = self.state
+        table = state.models
+        if table is not self._table:  # a start-up or a reload's swap: a new model table
+            self._table = table
+            self._generation += 1
+        models = dict(table)
+        infos, room, queued, sick = [], {}, {}, {}
+        for name, served in models.items():
+            limits = served.limits()
+            infos.append(
+                wire.ModelInfo(
+                    name,
+                    served.identity,
+                    str(served.model.directory) if isinstance(served, LocalModel) else "",
+                    served.loaded_at,
+                    served.describe(),
+                    limits.max_batch_size,
+                    limits.max_batch_tokens,
+                    limits.max_queue_items,
+                    served.info_labels,
+                )
+            )
+            room[name], queued[name] = served.room(), served.queued
+            if served.sick:
+                sick[name] = served.sick
+        defaults = {str(kind): name for kind, name in state.defaults.items()}
+        return wire.Status(os.getpid(), self._generation, infos, defaults, room, queued, state.unready_reason(), sick)
+
+    def _publish(self, address: str) -> None:
+        """The Status thread: its own socket (a ZeroMQ socket belongs to one thread)."""
+        context = zmq.Context()
+        socket = context.socket(zmq.PUB)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.bind(address)
+        try:
+            while not self._stop_publishing.is_set():
+                if self._changed.wait(wire.HEARTBEAT_S):
+                    time.sleep(STATUS_COALESCE_S)
+                    self._changed.clear()
+                try:
+                    socket.send(wire.encoder.encode(self._status()))
+                except RuntimeError:  # a dict changed size while read: the next round has it
+                    continue
+        finally:
+            socket.close()
+            context.term()
+
+    async def drain(self) -> None:
+        """Answer every request in flight (each within its deadline), then stop."""
+        self.state.start_draining()
+        while self._running:
+            await asyncio.sleep(0.01)
+
+    def close(self) -> None:
+        self._stop_publishing.set()
+        for task in self._running.values():
+            task.cancel()
+        self._router.close()
+        self._context.term()
+
+
+async def run_engine(settings: Settings, ipc_dir: Path) -> int:
+    state = AppState(settings, Metrics(), registry.serves())
+    state.cache = ResultCache(settings.cache_bytes) if settings.cache_bytes else None
+    state.retire_after_s = ENGINE_SILENT_S  # every front end has a Status of the new table by then
+    state.tokenize_pool = ThreadPoolExecutor(max_workers=min(4, available_cpus()), thread_name_prefix="tokenize")
+    engine = Engine(state, ipc_dir)
+    engine.bind()
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    failed: list[str] = []
+
+    def on_load_error(reason: str) -> None:
+        failed.append(reason)
+        stopping.set()
+
+    def on_hangup() -> None:
+        async def hangup() -> None:
+            try:
+                await reload(state)
+                engine.remember()
+            except ServiceError as exc:
+                log.error("reload refused", extra={"reason": exc.message})
+
+        task = loop.create_task(hangup(), name="sighup-reload")
+        state.reload_tasks.add(task)
+        task.add_done_callback(state.reload_tasks.discard)
+
+    loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    loop.add_signal_handler(signal.SIGINT, stopping.set)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    tasks = [
+        loop.create_task(start_up(state, on_load_error), name="load"),
+        loop.create_task(engine.serve(), name="engine"),
+        loop.create_task(watch_stalls(state), name="stall-watchdog"),
+    ]
+    ready = loop.create_task(_remember_when_ready(state, engine))
+    await stopping.wait()
+    ready.cancel()
+    if failed:
+        print(f"bertserve serve: error: {failed[0]}", file=sys.stderr, flush=True)
+    else:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(engine.drain(), settings.request_timeout_s + 1)
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    for served in list(state.models.values()):
+        if isinstance(served, LocalModel):
+            await release(served)
+    engine.close()
+    state.tokenize_pool.shutdown(wait=False, cancel_futures=True)
+    return EXIT_STARTUP if failed else 0
+
+
+async def _remember_when_ready(state: AppState, engine: Engine) -> None:
+    while not state.ready:
+        await asyncio.sleep(0.01)
+    engine.remember()
+
+
+def main() -> int:
+    settings = Settings()
+    logs.configure(settings.log_level)
+    ipc_dir = Path(os.environ[IPC_DIR_VARIABLE])
+    try:
+        import uvloop  # the loop uvicorn runs the front ends on, where installed
+
+        return uvloop.run(run_engine(settings, ipc_dir))
+    except ImportError:
+        return asyncio.run(run_engine(settings, ipc_dir))
+    except Unavailable as exc:
+        print(f"bertserve serve: error: {exc.message}", file=sys.stderr, flush=True)
+        return EXIT_STARTUP
+
+
+if __name__ == "__main__":
+    sys.exit(main())
