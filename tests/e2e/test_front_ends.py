@@ -147,6 +147,15 @@ def test_a_deadline_travels_to_the_engine(two: Server) -> None:
     assert r.json()["error"]["type"] == "timeout"
 
 
+def test_the_priority_travels_to_the_engine(two: Server) -> None:
+    series = 'bertserve_queue_wait_seconds_count{model="minilm-sentiment",priority="batch"}'
+    text = _scrape(two)
+    before = _sample(text, series) if series in text else 0.0
+    r = httpx.post(f"{two.url}/classify", json={"inputs": ["a", "b"]}, headers={"X-Priority": "batch"}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert _sample(_scrape(two), series) == before + 2  # both items queued at batch priority
+
+
 def test_a_client_that_leaves_has_its_items_dropped_in_the_engine(two: Server) -> None:
     series = 'bertserve_rejections_total{model="all-minilm-l6-v2",priority="interactive",reason="cancelled"}'
     text = _scrape(two)
