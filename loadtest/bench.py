@@ -4,8 +4,8 @@
 
 Starts every process itself, drives it with wrk over a concurrency sweep, and writes
 DIR/benchmarks.md, DIR/benchmarks.png and DIR/benchmarks.json (default DIR: docs/).
---only runs some of the later parts alone (bert-base, latency, floor, instances, front-ends, long), to check them,
-into DIR/benchmarks-parts.md and .json.
+--only runs some of the later parts alone (bert-base, latency, floor, instances, front-ends,
+long, bulk), to check them, into DIR/benchmarks-parts.md and .json.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from loadtest import bert_base, floor, front_ends, long_bench, procs, raw_engine, wrk
+from loadtest import bert_base, bulk, floor, front_ends, long_bench, procs, raw_engine, wrk
 from loadtest.report import write_parts_report, write_report
 from loadtest.texts import rerank_sets, short_sentences, zipf_sentences
 from service.manifest import Manifest
@@ -56,6 +56,8 @@ class Plan:
     floor_slice_seconds: float = 1
     # The smoke leaves BERT-base out: building it takes minutes, `make test` must not.
     bert_base: bool = True
+    # Each measurement of the bulk part (loadtest/bulk.py): run-batch beside live traffic.
+    bulk_seconds: float = 10
 
     @classmethod
     def smoke(cls) -> Plan:
@@ -74,6 +76,7 @@ class Plan:
             floor_slices=2,
             floor_slice_seconds=1,
             bert_base=False,
+            bulk_seconds=1,
         )
 
 
@@ -291,7 +294,7 @@ def run_floor(plan: Plan, fastest: dict[str, raw_engine.LatencyResult], work: Pa
     return out
 
 
-PARTS = ("bert-base", "latency", "floor", "instances", "front-ends", "long")
+PARTS = ("bert-base", "latency", "floor", "instances", "front-ends", "long", "bulk")
 
 
 def run_parts(parts: list[str], plan: Plan, work: Path, classify: Path) -> dict[str, object]:
@@ -341,6 +344,10 @@ def run_parts(parts: list[str], plan: Plan, work: Path, classify: Path) -> dict[
         long["rows"] = {k: [asdict(s) for s in v] for k, v in long["rows"].items()}
         out["long"] = long
         seconds["long"] = time.perf_counter() - started
+    if "bulk" in parts:
+        started = time.perf_counter()
+        out["bulk"] = asdict(bulk.run(plan.bulk_seconds, plan.raw_seconds, work))
+        seconds["bulk"] = time.perf_counter() - started
     out["part_seconds"] = {k: round(v, 1) for k, v in seconds.items()}
     return out
 

@@ -8,7 +8,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from loadtest import front_ends, long_bench
+from loadtest import bulk, front_ends, long_bench
 from loadtest.floor import Paired
 from service.runtime.cpus import available_cpus
 
@@ -402,6 +402,8 @@ def later_targets(res: Results) -> list[tuple[str, str, bool]]:
         out += front_ends.targets(res["front_ends"])
     if "long" in res:
         out += long_bench.targets(res["long"])
+    if "bulk" in res:
+        out += bulk.targets(res["bulk"])
     return out
 
 
@@ -498,6 +500,8 @@ def later_sections(res: Results) -> list[str]:
         lines += front_ends.section(res["front_ends"], _sweep_table)
     if "long" in res:
         lines += long_bench.section(res["long"], _sweep_table)
+    if "bulk" in res:
+        lines += bulk.section(res["bulk"])
     if "part_seconds" in res:
         took = ", ".join(f"{k} {v:.0f} s" for k, v in res["part_seconds"].items())
         built = f" (BERT-base built first: {res['bert_build_seconds']:.0f} s)" if res.get("bert_build_seconds") else ""

@@ -166,7 +166,7 @@ def create_app(
             EnvelopedCORS,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["authorization", "content-type", "x-request-id", "x-request-timeout"],
+            allow_headers=["authorization", "content-type", "x-request-id", "x-request-timeout", "x-priority"],
             expose_headers=["x-request-id", "retry-after"],
         )
     # Added last, so outermost: every answer, a refused CORS preflight included, has its id.

@@ -1,4 +1,4 @@
-"""The `bertserve` command: `serve` and `export`.
+"""The `bertserve` command: `serve`, `export` and `run-batch`.
 
 Usage mistakes are one line and exit 2, never a traceback. No option may be shortened: an
 abbreviation that argparse would complete (`--model` for `--models`) is refused rather than
@@ -12,6 +12,7 @@ import argparse
 import re
 import shutil
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -31,7 +32,8 @@ examples:
   bertserve serve                       serve models/ on http://127.0.0.1:8000
   BERTSERVE_PORT=8100 bertserve serve   on port 8100: every setting is a BERTSERVE_* variable
   bertserve serve --help                its options, and every setting by name
-  bertserve export path/to/checkpoint models/my-classifier --task classify --int8"""
+  bertserve export path/to/checkpoint models/my-classifier --task classify --int8
+  bertserve run-batch --input requests.jsonl --output answers.jsonl --url http://127.0.0.1:8000"""
 
 SERVE_DESCRIPTION = """\
 Serve every model directory of the model repository over HTTP. The port answers
@@ -46,6 +48,14 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
     def _format_action(self, action: argparse.Action) -> str:
         text = super()._format_action(action)
         return text.split("\n", 1)[1] if action.nargs == argparse.PARSER else text
+
+    def add_argument(self, action: argparse.Action) -> None:
+        # argparse measures the commands without the indent it then writes them with, so the
+        # longest name (run-batch) would have its help pushed to the next line.
+        super().add_argument(action)
+        if action.nargs == argparse.PARSER:
+            longest = max(len(self._format_action_invocation(sub)) for sub in self._iter_indented_subactions(action))
+            self._action_max_length = max(self._action_max_length, longest + self._current_indent + 2)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -257,11 +267,86 @@ def _add_cache(sub: Any) -> argparse.ArgumentParser:
     return cache
 
 
+RUN_BATCH_DESCRIPTION = """\
+Answer a file of requests in OpenAI's batch format (one JSON object a line:
+custom_id, method POST, url a model route such as /classify, body) into an output
+file in the same format. With --url, a running service answers at batch priority;
+without it, this process does, on the model repository (--models), with no HTTP.
+An output that already holds some custom_ids is appended to and those lines are
+skipped; a bad line gets its error in the output and the job goes on."""
+
+
+def _run_batch(args: argparse.Namespace) -> int:
+    from service.batch_jobs.job import Job, run
+    from service.batch_jobs.lines import DuplicateId
+
+    job = Job(
+        Path(args.input),
+        Path(args.output),
+        url=args.url,
+        models=Path(args.models or Settings.model_fields["models"].default),
+        concurrency=args.concurrency,
+        api_key=args.api_key,
+    )
+    if not job.input.is_file():
+        print(f"bertserve run-batch: error: no input file {job.input}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        _event_loop_run(run(job))
+    except DuplicateId as exc:
+        print(f"bertserve run-batch: error: {exc}: custom_ids must be unique", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130  # what was written is whole lines: run it again to resume
+    return 0
+
+
+def _event_loop_run(work: Coroutine[Any, Any, object]) -> None:
+    """On uvloop where it is installed, as the server runs: less of the CPU per request goes
+    to the loop, and on a small box the job's client shares the CPUs with the service."""
+    try:
+        import uvloop
+    except ImportError:
+        import asyncio
+
+        asyncio.run(work)
+    else:
+        uvloop.run(work)
+
+
+def _add_run_batch(sub: Any) -> argparse.ArgumentParser:
+    from service.batch_jobs.job import DEFAULT_CONCURRENCY
+
+    job: argparse.ArgumentParser = sub.add_parser(
+        "run-batch", help="answer a file of batch requests", description=RUN_BATCH_DESCRIPTION
+    )
+    job.add_argument("--input", required=True, metavar="FILE", help="requests, one JSON object a line")
+    job.add_argument("--output", required=True, metavar="FILE", help="answers, appended to (resumed) if it exists")
+    job.add_argument("--url", metavar="URL", help="a running service, e.g. http://127.0.0.1:8000; none: in-process")
+    job.add_argument("--models", metavar="DIR", help=f"in-process: model repository ({_variable('models')})")
+    job.add_argument(
+        "--concurrency",
+        type=int,
+        default=DEFAULT_CONCURRENCY,
+        metavar="N",
+        help=f"requests in flight (default {DEFAULT_CONCURRENCY})",
+    )
+    job.add_argument("--api-key", metavar="KEY", help="--url: the service's API key, if it has keys")
+    job.set_defaults(func=_run_batch)
+    return job
+
+
 def _build() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = _Parser(prog="bertserve", description=DESCRIPTION, epilog=EXAMPLES)
     parser.add_argument("--version", action="version", version=f"bertserve {__version__}", help="show the version")
     sub = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND", required=True)
-    return parser, {"serve": _add_serve(sub), "export": _add_export(sub), "cache": _add_cache(sub)}
+    commands = {
+        "serve": _add_serve(sub),
+        "export": _add_export(sub),
+        "run-batch": _add_run_batch(sub),
+        "cache": _add_cache(sub),
+    }
+    return parser, commands
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -39,6 +39,7 @@ from service.engine.model import LocalModel
 from service.errors import ServiceError, Unavailable
 from service.lifecycle import release, start_up
 from service.metrics import Metrics
+from service.priorities import INTERACTIVE, parse_priority
 from service.processes import IPC_DIR_VARIABLE
 from service.reload import reload
 from service.runtime.cpus import available_cpus
@@ -121,10 +122,12 @@ class Engine:
         state.connections += 1  # for the fast lane: one request in flight is an engine alone
         self._changed.set()
         try:
-            rows = await model.run_now(ids, deadline, ticket)
+            priority = parse_priority(message.priority) or INTERACTIVE
+            # Bulk work always queues, as in one process (service/tasks/common.py, run_ids).
+            rows = await model.run_now(ids, deadline, ticket) if priority == INTERACTIVE else None
             if rows is None:
-                model.check_admission(len(ids), "input")
-                rows = await model.submit(ids, deadline, ticket)
+                model.check_admission(len(ids), "input", priority)
+                rows = await model.submit(ids, deadline, ticket, priority)
             runs = [wire.BatchRun(r.started, r.seconds, r.items) for r in ticket.runs]
             self._reply(sender, wire.Done(message.id, wire.Rows.pack(rows), ticket.queue_s, runs, ticket.queued_at))
         except ServiceError as exc:

@@ -12,6 +12,8 @@ from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from service.priorities import INTERACTIVE, LEVELS, Priority
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 TOKEN_BUCKETS = (16, 64, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
@@ -100,8 +102,8 @@ class Metrics:
         )
         self.queue_wait = Histogram(
             "bertserve_queue_wait_seconds",
-            "Time items wait in the queue",
-            ["model"],
+            "Time items wait in the queue, by the priority level they were queued at",
+            ["model", "priority"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
@@ -125,9 +127,14 @@ class Metrics:
             buckets=TOKEN_BUCKETS,
             registry=r,
         )
-        self.queue_depth = Gauge("bertserve_queue_depth", "Items waiting in the queue", ["model"], registry=r)
+        self.queue_depth = Gauge(
+            "bertserve_queue_depth", "Items waiting in the queue, by priority level", ["model", "priority"], registry=r
+        )
         self.rejections = Counter(
-            "bertserve_rejections", "Items refused or dropped, by reason", ["model", "reason"], registry=r
+            "bertserve_rejections",
+            "Items refused or dropped, by reason and priority level",
+            ["model", "reason", "priority"],
+            registry=r,
         )
         self.batch_failures = Counter(
             "bertserve_batch_failures",
@@ -181,8 +188,8 @@ class ModelObserver:
     """The batcher's view of the metrics, bound to one model."""
 
     def __init__(self, metrics: Metrics, model: str) -> None:
-        self._depth = metrics.queue_depth.labels(model)
-        self._wait = metrics.queue_wait.labels(model)
+        self._depth = {level: metrics.queue_depth.labels(model, level) for level in LEVELS}
+        self._wait = {level: metrics.queue_wait.labels(model, level) for level in LEVELS}
         self._inference = metrics.inference.labels(model)
         self._size = metrics.batch_size.labels(model)
         self._tokens = metrics.batch_tokens.labels(model)
@@ -190,18 +197,22 @@ class ModelObserver:
         self._failures = metrics.batch_failures.labels(model)
         self._model = model
 
-    def queue_depth(self, items: int) -> None:
-        self._depth.set(items)
+    def queue_depth(self, items: int, priority: Priority = INTERACTIVE) -> None:
+        self._depth[priority].set(items)
 
-    def rejected(self, reason: str, items: int) -> None:
-        self._rejections.labels(self._model, reason).inc(items)
+    def rejected(self, reason: str, items: int, priority: Priority = INTERACTIVE) -> None:
+        self._rejections.labels(self._model, reason, priority).inc(items)
 
-    def batch(self, items: int, padded_tokens: int, queue_waits: list[float], seconds: float) -> None:
+    def batch(
+        self, items: int, padded_tokens: int, queue_waits: list[float], seconds: float, levels: Sequence[Priority] = ()
+    ) -> None:
         self._size.observe(items)
         self._tokens.observe(padded_tokens)
         self._inference.observe(seconds)
-        for wait in queue_waits:
-            self._wait.observe(wait)
+        if not levels:
+            levels = [INTERACTIVE] * len(queue_waits)
+        for wait, level in zip(queue_waits, levels, strict=True):
+            self._wait[level].observe(wait)
 
     def failed(self, items: int) -> None:
         self._failures.inc()

@@ -144,6 +144,23 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(
         30.0, gt=0, description="per-request deadline (a header can lower it): 504 after it"
     )
+    # Priority levels (service/batching/queues.py). 5 s: twice the time a full default queue
+    # takes to drain on a 2-core CPU (about 2.5 s), so a burst of live traffic that fills the
+    # queue is still served first, whole; and far enough within the request timeout that an
+    # aged bulk item, then behind at most one batch, is never answered 504.
+    batch_max_wait_s: float = Field(
+        5.0,
+        gt=0,
+        description="a batch-priority item waiting longer than this is served as interactive (aging), "
+        "so bulk work progresses under any live load",
+    )
+    batch_queue_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="share of the queue (BERTSERVE_MAX_QUEUE_ITEMS) that batch-priority items may hold; "
+        "past it they get 429 while interactive requests are still admitted",
+    )
 
     # request limits
     max_inputs: int = Field(64, ge=1, description="inputs per request")

@@ -46,6 +46,9 @@ def test_bench_smoke_writes_a_complete_report(tmp_path: Path) -> None:
     long = results["long"]  # long inputs read whole against one window a request
     assert long["mean_windows"] > 1 and all(s["result"]["errors"] == 0 for v in long["rows"].values() for s in v)
     assert "## Long inputs" in report
+    bulk = results["bulk"]  # run-batch beside live traffic, alone, and in-process
+    assert min(bulk["bulk_lines_per_s"], bulk["in_process_lines_per_s"], bulk["starvation"]["batch_answered"]) > 0
+    assert "## Bulk work beside live traffic" in report
     assert (tmp_path / "benchmarks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

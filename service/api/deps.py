@@ -10,11 +10,14 @@ from fastapi import Depends, Request
 from starlette.types import Receive
 
 from service.errors import InvalidInput, Unauthorized
+from service.priorities import LEVELS, parse_priority
 from service.request_context import RequestContext, context_of
 from service.state import AppState
 from service.tasks.common import Call
+from service.tasks.wire import StrictRequest
 
 TIMEOUT_HEADER = b"x-request-timeout"
+PRIORITY_HEADER = b"x-priority"
 
 
 # Dependencies are `async def` on purpose: FastAPI runs plain `def` dependencies in its
@@ -79,9 +82,24 @@ def new_call(context: RequestContext, headers: dict[bytes, bytes], receive: Rece
     timeout = headers.get(TIMEOUT_HEADER)
     if timeout is not None:
         call.timeout_s, call.timeout_error = _timeout(timeout)
+    priority = headers.get(PRIORITY_HEADER)
+    if priority is not None:
+        level = parse_priority(priority.decode("latin-1").strip().lower())
+        if level is None:
+            name = PRIORITY_HEADER.decode()
+            call.priority_error = InvalidInput(f"{name} must be one of {', '.join(LEVELS)}", param=name)
+        else:
+            call.priority = level
     if context.release_room is not None:
         call.queued = context.release_room
     context.call = call
+    return call
+
+
+def with_body(call: Call, body: object) -> Call:
+    """The call once its body is validated: a priority the body states wins over the header's."""
+    if isinstance(body, StrictRequest):
+        call.prioritise(body.level())
     return call
 
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from service.api.deps import needs_full_path, new_call
+from service.api.deps import needs_full_path, new_call, with_body
 from service.api.errors import respond
 from service.api.routes import render
 from service.errors import ServiceError
@@ -64,7 +64,7 @@ async def dispatch(
     context.route_path = scope["path"]
     response: Response
     try:
-        call = new_call(context, headers, receive)
+        call = with_body(new_call(context, headers, receive), body)
         response = render(await route.handle(body, state, call))
     except ServiceError as exc:
         response = respond(exc, context.request_id)

@@ -118,7 +118,8 @@ class RequestMiddleware:
                 call.release()
             self.state.inflight -= 1
             self.metrics.inflight.dec()
-            self._record(scope, context, int(status["code"]), time.perf_counter() - started)
+            priority = call.priority if call is not None else ""
+            self._record(scope, context, int(status["code"]), time.perf_counter() - started, priority)
 
     async def _read_body(self, receive: Receive, headers: dict[bytes, bytes]) -> bytes | None:
         """Read the body up to the limit, never past it: None means too large."""
@@ -140,7 +141,7 @@ class RequestMiddleware:
                 break
         return b"".join(chunks)
 
-    def _record(self, scope: Scope, context: RequestContext, status: int, seconds: float) -> None:
+    def _record(self, scope: Scope, context: RequestContext, status: int, seconds: float, priority: str) -> None:
         route = scope.get("route")
         path = getattr(route, "path", None) or context.route_path or "unmatched"
         model = context.model
@@ -161,6 +162,7 @@ class RequestMiddleware:
                     "route": path,
                     "method": scope.get("method"),
                     "model": model,
+                    "priority": priority,  # the level it was served at; empty off the model routes
                     "status": status,
                     "duration_ms": round(seconds * 1000, 2),
                 },

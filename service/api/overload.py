@@ -20,8 +20,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from service.api.deps import needs_full_path
+from service.api.deps import PRIORITY_HEADER, needs_full_path
 from service.errors import Overloaded
+from service.priorities import INTERACTIVE, parse_priority
 from service.state import AppState
 from service.tasks.registry import queued_routes
 
@@ -54,6 +55,9 @@ def fast_path(state: AppState, method: str, path: str, headers: dict[bytes, byte
         # Room beyond what was promised to the held connections: reserved until the request
         # is in the app, so the resumer does not promise it again meanwhile.
         return FastPath(task, release=held.reserve(task))
+    # Counted at the header's level when it names one (the body is not read): a full queue
+    # refuses both levels alike.
+    level = parse_priority(headers.get(PRIORITY_HEADER, b"").decode("latin-1").strip().lower()) or INTERACTIVE
     for model in models:
-        model.count_refusal()
+        model.count_refusal(level)
     return FastPath(task, refused=Overloaded(f"every {task} queue is full (BERTSERVE_MAX_QUEUE_ITEMS): retry later"))

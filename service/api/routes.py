@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.responses import Response
 
-from service.api.deps import Authorized, CallOf, State
+from service.api.deps import Authorized, CallOf, State, with_body
 from service.api.responses import JSONBytes
 from service.api.schemas import MODEL_ROUTE_RESPONSES
 from service.tasks.registry import TASKS
@@ -28,7 +28,7 @@ def endpoint(route: Route) -> Callable[..., Awaitable[Response]]:
     handle = route.handle
 
     async def run(body: Any, state: Any, call: Any, _: None) -> Response:
-        return render(await handle(body, state, call))
+        return render(await handle(body, state, with_body(call, body)))
 
     def param(name: str, annotation: Any) -> inspect.Parameter:
         return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation)

@@ -2,5 +2,17 @@
 
 from service.batching.batcher import Batcher, BatchObserver, NullObserver
 from service.batching.policy import Item, Ticket, select_batch
+from service.priorities import BATCH, INTERACTIVE, LEVELS, Priority
 
-__all__ = ["BatchObserver", "Batcher", "Item", "NullObserver", "Ticket", "select_batch"]
+__all__ = [
+    "BATCH",
+    "INTERACTIVE",
+    "LEVELS",
+    "BatchObserver",
+    "Batcher",
+    "Item",
+    "NullObserver",
+    "Priority",
+    "Ticket",
+    "select_batch",
+]

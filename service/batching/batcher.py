@@ -6,6 +6,10 @@ does the work off the event loop, so new requests keep arriving and queueing mea
 model served by several sessions (instances) has one runner each: the next batch goes to
 whichever is free, the lowest-numbered first, as Triton's instance groups do.
 
+Each item has a priority level: interactive items go first, batch items fill the room left
+in a batch and age into interactive ones, and each level has its room in the queue (see
+service/batching/queues.py). Deadlines, cancellation and stops hold the same for both.
+
 Invariant: every future handed out by `submit` is resolved, whatever happens.
 """
 
@@ -15,13 +19,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
-from itertools import islice
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Generic, Protocol, TypeVar
 
 from service.batching.policy import WINDOW_BATCHES, Item, Ticket, select_batch
+from service.batching.queues import LevelQueues
 from service.errors import DEADLINE_PASSED, DeadlineExceeded, InferenceFailed, Overloaded, ServiceError, Unavailable
+from service.priorities import BATCH, INTERACTIVE, LEVELS, Priority
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -34,22 +38,33 @@ log = logging.getLogger("bertserve.batcher")
 # walks the whole queue, and under a storm refusals come by the thousand per second.
 SWEEP_INTERVAL_S = 0.05
 
+# The defaults of the per-level settings (service/settings.py says why these figures).
+AGING_S = 5.0
+BATCH_SHARE = 0.5
+
 
 class BatchObserver(Protocol):
-    def queue_depth(self, items: int) -> None: ...
-    def rejected(self, reason: str, items: int) -> None: ...
-    def batch(self, items: int, padded_tokens: int, queue_waits: list[float], seconds: float) -> None: ...
+    """What the batcher reports, per priority level where it has one. `levels`: each item's
+    level, beside its queue wait."""
+
+    def queue_depth(self, items: int, priority: Priority = INTERACTIVE) -> None: ...
+    def rejected(self, reason: str, items: int, priority: Priority = INTERACTIVE) -> None: ...
+    def batch(
+        self, items: int, padded_tokens: int, queue_waits: list[float], seconds: float, levels: Sequence[Priority] = ()
+    ) -> None: ...
     def failed(self, items: int) -> None: ...
 
 
 class NullObserver:
-    def queue_depth(self, items: int) -> None:
+    def queue_depth(self, items: int, priority: Priority = INTERACTIVE) -> None:
         pass
 
-    def rejected(self, reason: str, items: int) -> None:
+    def rejected(self, reason: str, items: int, priority: Priority = INTERACTIVE) -> None:
         pass
 
-    def batch(self, items: int, padded_tokens: int, queue_waits: list[float], seconds: float) -> None:
+    def batch(
+        self, items: int, padded_tokens: int, queue_waits: list[float], seconds: float, levels: Sequence[Priority] = ()
+    ) -> None:
         pass
 
     def failed(self, items: int) -> None:
@@ -69,7 +84,14 @@ class Batcher(Generic[P, R]):
         observer: BatchObserver | None = None,
         name: str = "model",
         window: int | None = None,
+        aging_s: float = AGING_S,
+        batch_share: float = BATCH_SHARE,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
+        """`aging_s`: a batch item older than this is served as interactive. `batch_share`:
+        the share of `max_queue_items` that batch items may hold. `clock`: when items were
+        queued, for their queue wait and their age (perf_counter: uvloop's clock counts
+        whole milliseconds, and a queue wait is often less than one)."""
         self._runners: list[Runner[P, R]] = [runners] if callable(runners) else list(runners)
         if not self._runners:
             raise ValueError("a batcher needs at least one runner")
@@ -80,9 +102,13 @@ class Batcher(Generic[P, R]):
         self.min_fill = min_fill
         # Batches are picked among the oldest `window` items only (see select_batch).
         self.window = window if window is not None else WINDOW_BATCHES * max_batch_size
+        self.aging_s = aging_s
+        # At least one item, so a batch request always fits an empty queue.
+        self.batch_room = max(1, int(max_queue_items * batch_share))
+        self._clock = clock
         self._observer = observer or NullObserver()
         self._name = name
-        self._pending: deque[Item[P]] = deque()
+        self._pending: LevelQueues[P] = LevelQueues()
         self._swept_at = float("-inf")
         self._running: dict[int, list[Item[P]]] = {}  # runner -> its batch; resolved on stop too
         self._started: dict[int, float] = {}  # runner -> monotonic start of its batch, for stall checks
@@ -94,6 +120,20 @@ class Batcher(Generic[P, R]):
     @property
     def queued(self) -> int:
         return len(self._pending)
+
+    def queued_at(self, priority: Priority) -> int:
+        return self._pending.count(priority)
+
+    def capacity(self, priority: Priority = INTERACTIVE) -> int:
+        """The most items of a level the queue ever holds: a request of more never fits."""
+        return self.max_queue_items if priority == INTERACTIVE else self.batch_room
+
+    def room(self, priority: Priority = INTERACTIVE) -> int:
+        """Items of a level the queue takes now."""
+        room = self.max_queue_items - len(self._pending)
+        if priority == BATCH:
+            room = min(room, self.batch_room - self._pending.count(BATCH))
+        return max(0, room)
 
     @property
     def runners(self) -> int:
@@ -123,38 +163,48 @@ class Batcher(Generic[P, R]):
         self._task = None
         self._fail_all(Unavailable("the service is shutting down"))
 
-    def check_room(self, items: int) -> None:
-        """429 now if `items` would not fit in the queue; `submit` checks again atomically."""
+    def check_room(self, items: int, priority: Priority = INTERACTIVE) -> None:
+        """429 now if `items` of the level would not fit in the queue; `submit` checks again
+        atomically. Batch items meet their level's room first, while interactive ones still
+        fit."""
         if self._task is None:
             raise Unavailable("the model is not serving")
-        if len(self._pending) + items > self.max_queue_items and not self._room_after_sweep(items):
-            self._observer.rejected("overloaded", items)
+        if self.room(priority) < items and not self._room_after_sweep(items, priority):
+            self._observer.rejected("overloaded", items, priority)
+            if priority == BATCH and len(self._pending) + items <= self.max_queue_items:
+                raise Overloaded(
+                    f"batch-priority room full at {self.batch_room} items (BERTSERVE_BATCH_QUEUE_SHARE of "
+                    "BERTSERVE_MAX_QUEUE_ITEMS): retry later"
+                )
             raise Overloaded(f"queue full at {self.max_queue_items} items (BERTSERVE_MAX_QUEUE_ITEMS): retry later")
 
-    def full(self) -> bool:
-        """No request, however small, would fit now (after a sweep of dead items)."""
-        return len(self._pending) >= self.max_queue_items and not self._room_after_sweep(1)
+    def full(self, priority: Priority = INTERACTIVE) -> bool:
+        """No request of the level, however small, would fit now (after a sweep of dead items)."""
+        return self.room(priority) < 1 and not self._room_after_sweep(1, priority)
 
-    def count_refusal(self) -> None:
+    def count_refusal(self, priority: Priority = INTERACTIVE) -> None:
         """A request refused before its size was known (the fast 429): counted as one item."""
-        self._observer.rejected("overloaded", 1)
+        self._observer.rejected("overloaded", 1, priority)
 
     def submit(
-        self, payloads: Sequence[tuple[P, int]], deadline: float, ticket: Ticket | None = None
+        self,
+        payloads: Sequence[tuple[P, int]],
+        deadline: float,
+        ticket: Ticket | None = None,
+        priority: Priority = INTERACTIVE,
     ) -> list[asyncio.Future[R]]:
-        """Queue (payload, tokens) pairs as one request: all of them or none (429). The
-        ticket, if any, hears of the queue wait and the batches its items ride in."""
-        self.check_room(len(payloads))
+        """Queue (payload, tokens) pairs as one request at a priority level: all of them or
+        none (429). The ticket, if any, hears of the queue wait and the batches its items
+        ride in."""
+        self.check_room(len(payloads), priority)
         loop = asyncio.get_running_loop()
-        # perf_counter, not the loop's clock: uvloop's counts whole milliseconds, and the
-        # queue wait (a header, a metric) is often less than one.
-        now = time.perf_counter()
+        now = self._clock()
         futures: list[asyncio.Future[R]] = []
         for payload, tokens in payloads:
             future: asyncio.Future[R] = loop.create_future()
-            self._pending.append(Item(payload, tokens, deadline, now, future, ticket))
+            self._pending.append(Item(payload, tokens, deadline, now, future, ticket, priority))
             futures.append(future)
-        self._observer.queue_depth(len(self._pending))
+        self._observer.queue_depth(self._pending.count(priority), priority)
         self._wakeup.set()
         _mark_queued(ticket, now)
         return futures
@@ -171,14 +221,15 @@ class Batcher(Generic[P, R]):
             return None
         if deadline <= asyncio.get_running_loop().time():
             return None  # the queue answers it with its 504
-        started = time.perf_counter()
+        started = self._clock()
         try:
             (result,) = run([payload])
         except Exception:  # queued by the caller: retried and logged there
             return None
-        # Never queued: counted as queued at its start.
+        # Never queued: counted as queued at its start. Only ever interactive (the caller's
+        # choice: a batch item has nothing to gain from skipping a queue that is empty).
         _mark_queued(ticket, started)
-        self._count_batch([ticket], [0.0], tokens, time.perf_counter() - started, started)
+        self._count_batch([ticket], [0.0], tokens, self._clock() - started, started, [INTERACTIVE])
         return result
 
     async def _loop(self) -> None:
@@ -216,9 +267,10 @@ class Batcher(Generic[P, R]):
     async def _should_wait(self) -> bool:
         """With max_wait > 0 and a batch not yet full, wait for more items, up to the oldest
         item's age limit. Returns True when it waited (the queue may have changed)."""
-        if self.max_wait_s <= 0 or len(self._pending) >= self.max_batch_size:
+        oldest = self._pending.oldest()
+        if self.max_wait_s <= 0 or oldest is None or len(self._pending) >= self.max_batch_size:
             return False
-        remaining = self._pending[0].enqueued + self.max_wait_s - time.perf_counter()
+        remaining = oldest.enqueued + self.max_wait_s - self._clock()
         if remaining <= 0:
             return False
         self._wakeup.clear()
@@ -227,61 +279,53 @@ class Batcher(Generic[P, R]):
         return True
 
     def _take_batch(self) -> list[Item[P]]:
-        """Take the next batch off the queue. Only the window at the head is touched: dead
-        items in it are dropped, the batch is picked from the live ones, and the rest go back
-        to the head in their order; the cost does not grow with the queue behind it."""
+        """Take the next batch off the queue (service/batching/queues.py says which items);
+        dead items met on the way are dropped."""
         now = asyncio.get_running_loop().time()
-        pending = self._pending
-        head = list(islice(pending, self.window))
-        window = [it for it in head if it.deadline > now and not it.future.done()]
-        if len(window) < len(head):
-            for item in head:
-                self._alive(item, now)  # resolves and counts the dead ones
-        batch = select_batch(window, self.max_batch_size, self.max_batch_tokens, self.min_fill, self.window)
-        # Only now off the queue: whatever happens above, every item is still in it.
-        for _ in range(len(head)):
-            pending.popleft()
-        if len(batch) < len(window):
-            chosen = set(map(id, batch))
-            pending.extendleft(reversed([it for it in window if id(it) not in chosen]))
-        self._observer.queue_depth(len(pending))
+        before = {level: self._pending.count(level) for level in LEVELS}
+        batch = self._pending.take(
+            self.window,
+            now,
+            self._clock() - self.aging_s,
+            lambda item: self._alive(item, now),
+            lambda urgent, fill: select_batch(
+                urgent, self.max_batch_size, self.max_batch_tokens, self.min_fill, self.window, fill
+            ),
+        )
+        self._report_depth(level for level in LEVELS if self._pending.count(level) != before[level])
         return batch
 
     def _drop_dead_head(self) -> bool:
-        """Drop expired and cancelled items at the head, so the oldest is a live one; True if
-        any item remains. Dead items further back go when they reach the window."""
-        pending = self._pending
-        if pending:
+        """Drop expired and cancelled items at the head of each level, so the oldest is a
+        live one; True if any item remains. Dead items further back go when they reach the
+        window."""
+        if self._pending:
             now = asyncio.get_running_loop().time()
-            dropped = False
-            while pending and not self._alive(pending[0], now):
-                pending.popleft()
-                dropped = True
-            if dropped:
-                self._observer.queue_depth(len(pending))
-        return bool(pending)
+            self._report_depth(self._pending.drop_dead_heads(lambda item: self._alive(item, now)))
+        return bool(self._pending)
 
-    def _room_after_sweep(self, items: int) -> bool:
+    def _room_after_sweep(self, items: int, priority: Priority) -> bool:
         """Before refusing: drop every dead item in the queue (at most once per sweep
-        interval) and say whether `items` now fit."""
+        interval) and say whether `items` of the level now fit."""
         now = asyncio.get_running_loop().time()
         if now - self._swept_at < SWEEP_INTERVAL_S:
             return False
         self._swept_at = now
-        alive = [item for item in self._pending if self._alive(item, now)]
-        if len(alive) != len(self._pending):
-            self._pending = deque(alive)
-            self._observer.queue_depth(len(alive))
-        return len(alive) + items <= self.max_queue_items
+        self._report_depth(self._pending.keep(lambda item: self._alive(item, now)))
+        return self.room(priority) >= items
+
+    def _report_depth(self, levels: Iterable[Priority]) -> None:
+        for level in levels:
+            self._observer.queue_depth(self._pending.count(level), level)
 
     def _alive(self, item: Item[P], now: float) -> bool:
         """False for an item not worth running, which is then resolved (if it was not) and counted."""
         if item.deadline <= now:
-            self._observer.rejected("timeout", 1)
+            self._observer.rejected("timeout", 1, item.priority)
             _resolve_error(item, DeadlineExceeded(DEADLINE_PASSED + " before it ran"))
             return False
         if item.future.done():
-            self._observer.rejected("cancelled", 1)
+            self._observer.rejected("cancelled", 1, item.priority)
             return False
         return True
 
@@ -289,7 +333,7 @@ class Batcher(Generic[P, R]):
         """Run one batch on a runner and resolve its futures. If it raises, each item is run
         alone on the same runner, so one poison input fails alone and the others still get
         their answers."""
-        started = time.perf_counter()
+        started = self._clock()
         waits = [started - it.enqueued for it in batch]
         self._started[runner] = time.monotonic()
         try:
@@ -309,17 +353,24 @@ class Batcher(Generic[P, R]):
         finally:
             self._started.pop(runner, None)
         padded = len(batch) * max(it.tokens for it in batch)
-        self._count_batch([it.ticket for it in batch], waits, padded, time.perf_counter() - started, started)
+        levels = [it.priority for it in batch]
+        self._count_batch([it.ticket for it in batch], waits, padded, self._clock() - started, started, levels)
         for item, result in zip(batch, results, strict=True):
             if not item.future.done():
                 item.future.set_result(result)
 
     def _count_batch(
-        self, tickets: list[Ticket | None], waits: list[float], padded: int, seconds: float, started: float
+        self,
+        tickets: list[Ticket | None],
+        waits: list[float],
+        padded: int,
+        seconds: float,
+        started: float,
+        levels: list[Priority],
     ) -> None:
         """A batch that ran: to the observer, and to the ticket of each of its items."""
         self._batches_run += 1
-        self._observer.batch(len(tickets), padded, waits, seconds)
+        self._observer.batch(len(tickets), padded, waits, seconds, levels)
         for ticket, waited in zip(tickets, waits, strict=True):
             if ticket is not None:
                 ticket.rode(waited, self._batches_run, len(tickets), seconds, started)
@@ -327,7 +378,8 @@ class Batcher(Generic[P, R]):
     def _fail_all(self, error: ServiceError) -> None:
         for item in [*(it for batch in self._running.values() for it in batch), *self._pending]:
             _resolve_error(item, error)
-        self._pending = deque()
+        self._pending.clear()
+        self._report_depth(LEVELS)
 
 
 def _mark_queued(ticket: Ticket | None, at: float) -> None:

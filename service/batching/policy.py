@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, NamedTuple, TypeVar
 
+from service.priorities import INTERACTIVE, Priority
+
 P = TypeVar("P")
 
 # How many of the oldest items a batch is picked from, in batches: 32 x 32 = 1,024 items at
@@ -79,10 +81,16 @@ class Item(Generic[P]):
     enqueued: float
     future: asyncio.Future[Any] = field(repr=False)
     ticket: Ticket | None = field(default=None, repr=False)
+    priority: Priority = INTERACTIVE
 
 
 def select_batch(
-    pending: Sequence[Item[P]], max_items: int, max_tokens: int, min_fill: float = 0.0, window: int | None = None
+    pending: Sequence[Item[P]],
+    max_items: int,
+    max_tokens: int,
+    min_fill: float = 0.0,
+    window: int | None = None,
+    fill: Sequence[Item[P]] = (),
 ) -> list[Item[P]]:
     """Pick the next batch from `pending` (oldest first).
 
@@ -93,31 +101,37 @@ def select_batch(
     on a CPU, where a batch costs about its padded token count, a loosely packed batch is
     slower than its rows run apart.
 
-    Only the oldest `window` items are candidates (all of them when None): the work is
-    bounded by the window, not the queue, and an item waits at most until it is in the
+    `fill` (oldest first) is considered only after every candidate of `pending`: the lower
+    priority level, which takes the room the higher one leaves in the batch.
+
+    Only the oldest `window` items of each are candidates (all of them when None): the work
+    is bounded by the window, not the queue, and an item waits at most until it is in the
     window, then until it is the oldest.
     """
     if not pending:
         return []
-    count = len(pending) if window is None else max(1, min(window, len(pending)))
     oldest = pending[0]
     chosen = [oldest]
     if max_items <= 1:
         return chosen
+    bound = len(pending) if window is None else max(1, window)
     target = oldest.tokens
-    tokens = [pending[i].tokens for i in range(count)]
-    distance = [abs(t - target) for t in tokens]
-    # The sort is stable: equal distances stay in queue order, so age breaks the ties.
-    by_affinity = sorted(range(1, count), key=distance.__getitem__)
     longest = real = target
-    for index in by_affinity:
-        size = tokens[index]
-        padded = max(longest, size) * (len(chosen) + 1)
-        if padded > max_tokens or real + size < min_fill * padded:
-            continue
-        chosen.append(pending[index])
-        if len(chosen) >= max_items:
-            break
-        longest = max(longest, size)
-        real += size
+    for candidates in (pending[1:bound], fill[:bound]):
+        for item in _by_affinity(candidates, target):
+            size = item.tokens
+            padded = max(longest, size) * (len(chosen) + 1)
+            if padded > max_tokens or real + size < min_fill * padded:
+                continue
+            chosen.append(item)
+            if len(chosen) >= max_items:
+                return chosen
+            longest = max(longest, size)
+            real += size
     return chosen
+
+
+def _by_affinity(items: Sequence[Item[P]], target: int) -> list[Item[P]]:
+    """Closest token count to `target` first; the sort is stable, so age breaks the ties."""
+    distance = [abs(it.tokens - target) for it in items]
+    return [items[i] for i in sorted(range(len(items)), key=distance.__getitem__)]

@@ -27,7 +27,7 @@ import numpy as np
 import zmq
 import zmq.asyncio
 
-from service.batching import Ticket
+from service.batching import INTERACTIVE, Priority, Ticket
 from service.batching.policy import BatchRun
 from service.engine import wire
 from service.engine.seam import BatchLimits
@@ -249,14 +249,20 @@ class RemoteModel:
         return None  # the engine decides, in its process, whether a batch runs at once
 
     def submit(
-        self, ids: Sequence[np.ndarray], deadline: float, ticket: Ticket | None = None
+        self,
+        ids: Sequence[np.ndarray],
+        deadline: float,
+        ticket: Ticket | None = None,
+        priority: Priority = INTERACTIVE,
     ) -> Awaitable[list[np.ndarray]]:
-        """Send the rows to the engine now (Overloaded when they do not fit, as far as this
-        front end knows; the engine checks again) and give back what waits for its reply."""
-        self._check_room(len(ids))
+        """Send the rows to the engine now at their priority level (Overloaded when they do
+        not fit, as far as this front end knows; the engine checks again, the room of each
+        level included) and give back what waits for its reply."""
+        self._check_room(len(ids), priority)
         loop = asyncio.get_running_loop()
         request_id = self._client.next_id()
-        message = wire.Run(request_id, self.name, self.identity, wire.Rows.pack(ids), max(0.0, deadline - loop.time()))
+        timeout = max(0.0, deadline - loop.time())
+        message = wire.Run(request_id, self.name, self.identity, wire.Rows.pack(ids), timeout, priority)
         reply = self._client.ask(message)
         self.room_now -= len(ids)
         return self._answer(request_id, reply, deadline, ticket)
@@ -282,16 +288,18 @@ class RemoteModel:
             ticket.runs.extend(BatchRun(r.started, r.seconds, r.items) for r in done.runs)
         return done.rows.unpack()
 
-    def _check_room(self, items: int) -> None:
+    def _check_room(self, items: int, priority: Priority) -> None:
+        # The engine's Status gives the room of the whole queue: a batch-priority request
+        # past its level's room is refused by the engine itself.
         if self._client.down is not None:
             raise Unavailable(self._client.down)
         if items > self.room_now:
-            self._rejections.labels(self.name, "overloaded").inc(items)
+            self._rejections.labels(self.name, "overloaded", priority).inc(items)
             raise Overloaded(
                 f"queue full at {self.info.max_queue_items} items (BERTSERVE_MAX_QUEUE_ITEMS): retry later"
             )
 
-    def check_admission(self, items: int, param: str) -> None:
+    def check_admission(self, items: int, param: str, priority: Priority = INTERACTIVE) -> None:
         capacity = self.info.max_queue_items
         if items > capacity:
             raise InvalidInput(
@@ -299,16 +307,16 @@ class RemoteModel:
                 "(BERTSERVE_MAX_QUEUE_ITEMS): split the request",
                 param=param,
             )
-        self._check_room(items)
+        self._check_room(items, priority)
 
-    def room(self) -> int:
+    def room(self, priority: Priority = INTERACTIVE) -> int:
         return max(0, self.room_now)
 
-    def full(self) -> bool:
+    def full(self, priority: Priority = INTERACTIVE) -> bool:
         return self.room_now <= 0
 
-    def count_refusal(self) -> None:
-        self._rejections.labels(self.name, "overloaded").inc()
+    def count_refusal(self, priority: Priority = INTERACTIVE) -> None:
+        self._rejections.labels(self.name, "overloaded", priority).inc()
 
     def idle(self) -> bool:
         return self.users == 0

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from service.batching import Batcher, Ticket
+from service.batching import INTERACTIVE, Batcher, Priority, Ticket
 from service.batching.sizing import (
     CPU_BATCH_SIZE,
     CPU_MIN_FILL,
@@ -112,6 +112,8 @@ class LocalModel:
             min_fill=_or_provider_default(settings.min_batch_fill, model, CPU_MIN_FILL, 0.0),
             observer=metrics.observer(self.name),
             name=self.name,
+            aging_s=settings.batch_max_wait_s,
+            batch_share=settings.batch_queue_share,
         )
 
     async def _run(self, instance: int, rows: list[np.ndarray]) -> Sequence[np.ndarray]:
@@ -221,20 +223,36 @@ class LocalModel:
         )
 
     def submit(
-        self, ids: Sequence[np.ndarray], deadline: float, ticket: Ticket | None = None
+        self,
+        ids: Sequence[np.ndarray],
+        deadline: float,
+        ticket: Ticket | None = None,
+        priority: Priority = INTERACTIVE,
     ) -> Awaitable[list[np.ndarray]]:
-        """Queue the rows now, batched with whatever else is queued (Overloaded when they do
-        not fit), and give back what waits for them: one row of model output per input (a row
-        of a per-token output keeps its batch's padded length)."""
+        """Queue the rows now at a priority level, batched with whatever else is queued
+        (Overloaded when they do not fit), and give back what waits for them: one row of model
+        output per input (a row of a per-token output keeps its batch's padded length)."""
         if self._cache is None:
-            return _within(self.batcher.submit([(row, row.shape[-1]) for row in ids], deadline, ticket), deadline)
-        return self._cached(self._queue_cached(ids, deadline, ticket), ids, deadline, ticket)
+            rows = [(row, row.shape[-1]) for row in ids]
+            return _within(self.batcher.submit(rows, deadline, ticket, priority), deadline)
+        return self._cached(self._queue_cached(ids, deadline, ticket, priority), ids, deadline, ticket, priority)
 
-    async def run(self, ids: Sequence[np.ndarray], deadline: float, ticket: Ticket | None = None) -> list[np.ndarray]:
-        return await self.submit(ids, deadline, ticket)
+    async def run(
+        self,
+        ids: Sequence[np.ndarray],
+        deadline: float,
+        ticket: Ticket | None = None,
+        priority: Priority = INTERACTIVE,
+    ) -> list[np.ndarray]:
+        return await self.submit(ids, deadline, ticket, priority)
 
     def _queue_cached(
-        self, ids: Sequence[np.ndarray], deadline: float, ticket: Ticket | None, share: bool = True
+        self,
+        ids: Sequence[np.ndarray],
+        deadline: float,
+        ticket: Ticket | None,
+        priority: Priority,
+        share: bool = True,
     ) -> _Lookup:
         """Hits answered from the cache, never queued; rows identical to one already queued
         wait for it (in-flight deduplication); the rest are queued once each."""
@@ -254,21 +272,21 @@ class LocalModel:
         self._cache_metrics.counted(hits=sum(r is not None for r in rows), shared=len(waiting), misses=len(fresh))
         own: list[asyncio.Future[np.ndarray]] = []
         if fresh:
-            own = self.batcher.submit([(row, row.shape[-1]) for row in fresh.values()], deadline, ticket)
+            own = self.batcher.submit([(row, row.shape[-1]) for row in fresh.values()], deadline, ticket, priority)
             for key, future in zip(fresh, own, strict=True):
                 self._inflight[key] = future
                 future.add_done_callback(partial(self._settle, key))
         return _Lookup(keys, rows, [*fresh, *waiting], own, list(waiting.values()))
 
     async def _cached(
-        self, lookup: _Lookup, ids: Sequence[np.ndarray], deadline: float, ticket: Ticket | None
+        self, lookup: _Lookup, ids: Sequence[np.ndarray], deadline: float, ticket: Ticket | None, priority: Priority
     ) -> list[np.ndarray]:
         try:
             return await _answer(lookup, deadline)
         except _SharedDropped:
             # The request whose item this one shared left (its client went away) and took the
             # item with it: queue our own this time.
-            return await _answer(self._queue_cached(ids, deadline, ticket, share=False), deadline)
+            return await _answer(self._queue_cached(ids, deadline, ticket, priority, share=False), deadline)
 
     def _settle(self, key: tuple[str, bytes], future: asyncio.Future[np.ndarray]) -> None:
         if self._inflight.get(key) is future:
@@ -281,28 +299,29 @@ class LocalModel:
     # `run_now`, `start` and `stop`: its queue's room, its limits, its health. Nothing outside
     # service/engine/ reaches its batcher or sessions (tests/unit/test_layout.py holds it).
 
-    def check_admission(self, items: int, param: str) -> None:
-        """A request of `items` bigger than the whole queue can never fit (InvalidInput);
-        one that does not fit now is refused at once (Overloaded)."""
-        capacity = self.batcher.max_queue_items
+    def check_admission(self, items: int, param: str, priority: Priority = INTERACTIVE) -> None:
+        """A request of `items` bigger than its level's whole room in the queue can never fit
+        (InvalidInput); one that does not fit now is refused at once (Overloaded)."""
+        capacity = self.batcher.capacity(priority)
         if items > capacity:
-            raise InvalidInput(
-                f"{param} has {items} items, more than the model's whole queue of {capacity} "
-                "(BERTSERVE_MAX_QUEUE_ITEMS): split the request",
-                param=param,
+            room = (
+                f"whole queue of {capacity} (BERTSERVE_MAX_QUEUE_ITEMS)"
+                if priority == INTERACTIVE
+                else f"room of {capacity} for batch priority (BERTSERVE_BATCH_QUEUE_SHARE)"
             )
-        self.batcher.check_room(items)
+            raise InvalidInput(f"{param} has {items} items, more than the model's {room}: split the request", param)
+        self.batcher.check_room(items, priority)
 
-    def room(self) -> int:
-        """Items the queue takes now."""
-        return max(0, self.batcher.max_queue_items - self.batcher.queued)
+    def room(self, priority: Priority = INTERACTIVE) -> int:
+        """Items of a level the queue takes now."""
+        return self.batcher.room(priority)
 
-    def full(self) -> bool:
-        return self.batcher.full()
+    def full(self, priority: Priority = INTERACTIVE) -> bool:
+        return self.batcher.full(priority)
 
-    def count_refusal(self) -> None:
+    def count_refusal(self, priority: Priority = INTERACTIVE) -> None:
         """A request refused before its size was known (the fast 429)."""
-        self.batcher.count_refusal()
+        self.batcher.count_refusal(priority)
 
     @property
     def queued(self) -> int:

@@ -2,7 +2,7 @@
 every route:
 
 1. the texts within the request limits (count, characters)        422
-2. the deadline (a header may lower it)                            422
+2. the deadline (a header may lower it), the priority's header    422
 3. admission: ready, not draining, not stalled                     503
 4. the model: named, or the default for the task                   404
 5. the task's own options against the model (e.g. dimensions)      422
@@ -31,6 +31,7 @@ import numpy as np
 from service.batching import Ticket
 from service.engine.seam import ServedModel
 from service.errors import ClientClosed, InvalidInput
+from service.priorities import INTERACTIVE, Priority
 from service.runtime.tokenizer import Cut, InputTooLong
 from service.settings import env_name
 from service.state import AppState
@@ -61,6 +62,11 @@ class Call:
     timeout_s: float | None = None
     # What was wrong with the client's limit as sent: refused at its step of the check order.
     timeout_error: InvalidInput | None = None
+    # The level its items queue at: from the body's `priority` when it has one, else from the
+    # X-Priority header (the HTTP layer reads both), else interactive. A header naming no
+    # level is refused beside the deadline's, unless the body says which.
+    priority: Priority = INTERACTIVE
+    priority_error: InvalidInput | None = None
     # When the request entered the app (monotonic): one accepted before a drain is served.
     entered_at: float = field(default_factory=time.monotonic)
     disconnected: Callable[[], Awaitable[None]] = _never
@@ -83,6 +89,12 @@ class Call:
         for model in self.in_use:
             model.users -= 1
         self.in_use.clear()
+
+    def prioritise(self, asked: Priority | None) -> None:
+        """The body's priority, when it states one: it wins over the header's, which is for
+        clients that cannot add a field to the body."""
+        if asked is not None:
+            self.priority, self.priority_error = asked, None
 
 
 @dataclass(frozen=True)
@@ -135,6 +147,7 @@ class Texts:
 class Admitted:
     model: ServedModel
     deadline: float
+    priority: Priority = INTERACTIVE
 
 
 @dataclass(frozen=True)
@@ -169,6 +182,8 @@ def admit(
         check_limits(texts, getattr(settings, items_limit), settings.max_input_chars, items_limit)
     if call.timeout_error is not None:
         raise call.timeout_error
+    if call.priority_error is not None:
+        raise call.priority_error
     deadline = state.deadline(call.timeout_s)
     state.admit(call.entered_at)
     model = state.resolve(task, model_name)
@@ -180,13 +195,13 @@ def admit(
         )
     if check_model is not None:
         check_model(model)
-    return Admitted(model, deadline)
+    return Admitted(model, deadline, call.priority)
 
 
 async def run(call: Call, admitted: Admitted, texts: Texts, truncate: bool) -> Output:
     """Steps 6 to 9: queue the items, batched with everything else, and wait for the rows."""
     model = admitted.model
-    check_queue(model, len(texts.items), texts.param)
+    check_queue(model, len(texts.items), texts.param, admitted.priority)
     started = call.timing.tokenize_started = time.perf_counter()
     try:
         encoded = await model.tokenize(texts.items, truncate, texts.max_second_tokens)
@@ -213,9 +228,10 @@ def coverage(texts: Texts, cuts: Sequence[Cut]) -> tuple[list[bool], list[int | 
     return truncated, covered
 
 
-def check_queue(model: ServedModel, count: int, param: str) -> None:
-    """Steps 6 and 7: a request bigger than the whole queue (422), then room now (429)."""
-    model.check_admission(count, param)  # refuse before spending the tokenizer on it
+def check_queue(model: ServedModel, count: int, param: str, priority: Priority = INTERACTIVE) -> None:
+    """Steps 6 and 7: a request bigger than the whole queue (422), then room now (429), at
+    the request's priority level."""
+    model.check_admission(count, param, priority)  # refuse before spending the tokenizer on it
 
 
 def too_long(texts: Texts, exc: InputTooLong) -> InvalidInput:
@@ -231,12 +247,13 @@ async def run_ids(call: Call, admitted: Admitted, ids: Sequence[np.ndarray]) -> 
     """Step 9 for items already tokenized: one output row per item, in order."""
     # At low load a single short input may run at once on this thread (the fast lane's inline
     # run): nothing to wait for but one turn of the loop, so no disconnect watcher either.
-    model, ticket = admitted.model, call.timing.ticket
-    now = await model.run_now(ids, admitted.deadline, ticket)
+    # Bulk work always queues: the shortcut is for live latency, and bulk comes many at once.
+    model, ticket, priority = admitted.model, call.timing.ticket, admitted.priority
+    now = await model.run_now(ids, admitted.deadline, ticket) if priority == INTERACTIVE else None
     if now is not None:
         call.queued()  # ran: any room reserved for the request is free again
         return now
-    pending = model.submit(ids, admitted.deadline, ticket)
+    pending = model.submit(ids, admitted.deadline, ticket, priority)
     call.queued()
     return await until_disconnect(call, pending)
 

@@ -7,6 +7,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.priorities import Priority
+
 # A text holds at least one non-space character.
 Text = Annotated[str, Field(min_length=1, pattern=r"\S")]
 TextList = Annotated[list[Text], Field(min_length=1)]
@@ -18,6 +20,24 @@ TextsOrPairs = Annotated[list[Text | TextPair], Field(min_length=1)]
 class StrictRequest(BaseModel):
     # Strict: 0 is not false and "5" is not 5; the schema says what is accepted, exactly.
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    def level(self) -> Priority | None:
+        """The priority level the body asks for, if it says one."""
+        return None
+
+
+class Prioritised(StrictRequest):
+    """A body whose items queue: it may say their priority level."""
+
+    priority: Priority | None = Field(
+        None,
+        description="interactive (the default: live traffic, served first) or batch (bulk work: fills the "
+        "room live traffic leaves, served as interactive after BERTSERVE_BATCH_MAX_WAIT_S); "
+        "wins over the X-Priority header",
+    )
+
+    def level(self) -> Priority | None:
+        return self.priority
 
 
 class Usage(BaseModel):

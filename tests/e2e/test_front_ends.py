@@ -156,8 +156,17 @@ def test_a_deadline_travels_to_the_engine(two: Server) -> None:
     assert r.json()["error"]["type"] == "timeout"
 
 
+def test_the_priority_travels_to_the_engine(two: Server) -> None:
+    series = 'bertserve_queue_wait_seconds_count{model="minilm-sentiment",priority="batch"}'
+    text = _scrape(two)
+    before = _sample(text, series) if series in text else 0.0
+    r = httpx.post(f"{two.url}/classify", json={"inputs": ["a", "b"]}, headers={"X-Priority": "batch"}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert _sample(_scrape(two), series) == before + 2  # both items queued at batch priority
+
+
 def test_a_client_that_leaves_has_its_items_dropped_in_the_engine(two: Server) -> None:
-    series = 'bertserve_rejections_total{model="all-minilm-l6-v2",reason="cancelled"}'
+    series = 'bertserve_rejections_total{model="all-minilm-l6-v2",priority="interactive",reason="cancelled"}'
     text = _scrape(two)
     before = _sample(text, series) if series in text else 0.0
     long_texts = [f"{REVIEW} " * 12 + str(i) for i in range(64)]  # BERTSERVE_MAX_INPUTS
@@ -172,7 +181,7 @@ def test_a_client_that_leaves_has_its_items_dropped_in_the_engine(two: Server) -
     leaving = socket.create_connection(("127.0.0.1", two.port))
     leaving.sendall(head.encode() + busy)
     until(
-        lambda: _sample(_scrape(two), 'bertserve_queue_depth{model="all-minilm-l6-v2"}') > 32,
+        lambda: _sample(_scrape(two), 'bertserve_queue_depth{model="all-minilm-l6-v2",priority="interactive"}') > 32,
         timeout=60,
         what="the second request's items queued",
     )

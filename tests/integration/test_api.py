@@ -221,7 +221,7 @@ async def test_queue_full_is_429_with_retry_after(make_client: Client) -> None:
         assert "(BERTSERVE_MAX_QUEUE_ITEMS)" in r.json()["error"]["message"]
         assert r.headers["x-request-id"]
         metrics = (await c.get("/metrics")).text
-        assert 'bertserve_rejections_total{model="tiny-clf",reason="overloaded"} 1.0' in metrics
+        assert 'bertserve_rejections_total{model="tiny-clf",priority="interactive",reason="overloaded"} 1.0' in metrics
         assert 'bertserve_requests_total{model="",route="/classify",status="429"} 1.0' in metrics
 
 

@@ -69,8 +69,8 @@ def test_an_option_is_never_taken_from_a_prefix(
 
 def test_no_parser_completes_abbreviations() -> None:
     parser, commands = _build()
-    assert set(commands) == {"serve", "export", "cache"}
-    assert [p.allow_abbrev for p in (parser, *commands.values())] == [False, False, False, False]
+    assert set(commands) == {"serve", "export", "run-batch", "cache"}
+    assert all(not p.allow_abbrev for p in (parser, *commands.values()))
 
 
 def test_the_version_comes_from_the_package_metadata(capsys: pytest.CaptureFixture[str]) -> None:
@@ -86,7 +86,7 @@ def test_the_help_is_written_for_users(capsys: pytest.CaptureFixture[str], monke
     assert out.startswith("usage: bertserve [-h] [--version] COMMAND ...\n\nServe fine-tuned BERT-family models")
     assert "one-line errors" not in out  # the module's docstring is for its developers
     commands = out.split("commands:\n", 1)[1].split("\n\n", 1)[0].split("\n")
-    assert [line.split()[0] for line in commands] == ["serve", "export", "cache"]
+    assert [line.split()[0] for line in commands] == ["serve", "export", "run-batch", "cache"]
     assert "BERTSERVE_PORT=8100 bertserve serve" in out
 
 

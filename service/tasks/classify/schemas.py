@@ -6,10 +6,19 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from service.tasks.wire import Covered, StrictRequest, Stride, Text, TextsOrPairs, Truncated, Usage, Windows
+from service.tasks.wire import (
+    Covered,
+    Prioritised,
+    Stride,
+    Text,
+    TextsOrPairs,
+    Truncated,
+    Usage,
+    Windows,
+)
 
 
-class ClassifyRequest(StrictRequest):
+class ClassifyRequest(Prioritised):
     inputs: Text | TextsOrPairs = Field(
         description="one text, a list of texts, or a list of text pairs ([first, second]); "
         "pairs need a model exported for pairs"

@@ -6,10 +6,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from service.tasks.wire import Covered, StrictRequest, Stride, Text, TextList, Truncated, Usage, Windows
+from service.tasks.wire import Covered, Prioritised, Stride, Text, TextList, Truncated, Usage, Windows
 
 
-class EmbedRequest(StrictRequest):
+class EmbedRequest(Prioritised):
     inputs: Text | TextList = Field(description="one text or a list of texts")
     model: str | None = Field(None, description="model name; optional when one embedding model is served")
     normalize: bool = Field(True, description="L2-normalise each vector")
@@ -41,7 +41,7 @@ class EmbedResponse(BaseModel):
     usage: Usage
 
 
-class OpenAIEmbeddingRequest(StrictRequest):
+class OpenAIEmbeddingRequest(Prioritised):
     input: Text | TextList | list[int] | list[list[int]] = Field(
         description="text or list of texts (token-id inputs are refused)"
     )

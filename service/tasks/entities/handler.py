@@ -46,7 +46,7 @@ async def tag_texts(
     items: list[str] = texts.items  # type: ignore[assignment]
     # Every text takes a window at least: the queue is checked before anything is tokenized,
     # and again once a stride has made the windows more.
-    check_queue(served, len(items), texts.param)
+    check_queue(served, len(items), texts.param, admitted.priority)
     if sum(map(len, items)) <= INLINE_TOKENIZE_CHARS:
         splits = windows.split(items, stride)
     else:
@@ -57,7 +57,7 @@ async def tag_texts(
                 raise too_long(texts, InputTooLong(index, split.tokens, windows.max_length))
     ids = [w.ids for split in splits for w in split.windows]
     if len(ids) > len(items):
-        check_queue(served, len(ids), texts.param)
+        check_queue(served, len(ids), texts.param, admitted.priority)
     rows = iter(await run_ids(call, admitted, ids))
     logits = [[next(rows)[: len(w)] for w in split.windows] for split in splits]
     labels = served.manifest.labels or []

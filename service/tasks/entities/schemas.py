@@ -7,10 +7,10 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from service.tasks.entities.post import DEFAULT_STRATEGY
-from service.tasks.wire import StrictRequest, Text, TextList, Usage
+from service.tasks.wire import Prioritised, Text, TextList, Usage
 
 
-class EntitiesRequest(StrictRequest):
+class EntitiesRequest(Prioritised):
     inputs: Text | TextList = Field(description="one text or a list of texts")
     model: str | None = Field(None, description="model name; optional when one token classifier is served")
     aggregation: Literal["none", "simple", "first", "average", "max"] = Field(

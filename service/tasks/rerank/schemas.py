@@ -7,12 +7,13 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-from service.tasks.wire import StrictRequest, Text
+from service.priorities import BATCH, INTERACTIVE, Priority
+from service.tasks.wire import Prioritised, StrictRequest, Text
 
 Documents = Annotated[list[Text], Field(min_length=1)]
 
 
-class RerankRequest(StrictRequest):
+class RerankRequest(Prioritised):
     query: Text
     texts: Documents = Field(description="the candidates to rank against the query")
     model: str | None = Field(
@@ -38,7 +39,18 @@ class CohereRerankRequest(StrictRequest):
     documents: Documents
     top_n: int | None = Field(None, ge=1, description="keep the n best; above the count, every document")
     max_tokens_per_doc: int | None = Field(None, ge=1, description="cut each document to this many tokens")
-    priority: int | None = Field(None, description="accepted and ignored")
+    # Cohere's meaning (its client's own types): lower is more urgent, 0 (its default) the
+    # most. 0 is served as interactive, anything above as batch.
+    priority: int | None = Field(
+        None,
+        ge=0,
+        description="Cohere's: lower is more urgent; 0 (the default) is served as interactive, 1 and above as batch",
+    )
+
+    def level(self) -> Priority | None:
+        if self.priority is None:
+            return None
+        return INTERACTIVE if self.priority == 0 else BATCH
 
 
 class CohereResult(BaseModel):

@@ -10,6 +10,7 @@ import pytest
 from service.batching import Batcher
 from service.batching.policy import WINDOW_BATCHES
 from service.errors import DeadlineExceeded, InferenceFailed, Overloaded, Unavailable
+from service.priorities import Priority
 from tests.sync import until_async
 
 
@@ -20,16 +21,26 @@ class Recorder:
         self.batches: list[int] = []
         self.failures: list[int] = []
         self.rejections: dict[str, int] = {}
-        self.depth = 0
+        self.by_level: dict[tuple[str, Priority], int] = {}  # (reason, level) -> items
+        self.depths: dict[Priority, int] = {}
+        self.waits: list[tuple[Priority, float]] = []
 
-    def queue_depth(self, items: int) -> None:
-        self.depth = items
+    @property
+    def depth(self) -> int:
+        return sum(self.depths.values())
 
-    def rejected(self, reason: str, items: int) -> None:
+    def queue_depth(self, items: int, priority: Priority = "interactive") -> None:
+        self.depths[priority] = items
+
+    def rejected(self, reason: str, items: int, priority: Priority = "interactive") -> None:
         self.rejections[reason] = self.rejections.get(reason, 0) + items
+        self.by_level[reason, priority] = self.by_level.get((reason, priority), 0) + items
 
-    def batch(self, items: int, padded_tokens: int, queue_waits: list[float], seconds: float) -> None:
+    def batch(
+        self, items: int, padded_tokens: int, queue_waits: list[float], seconds: float, levels: Sequence[Priority] = ()
+    ) -> None:
         self.batches.append(items)
+        self.waits += zip(levels, queue_waits, strict=True)
 
     def failed(self, items: int) -> None:
         self.failures.append(items)

@@ -92,3 +92,16 @@ def test_nothing_starves_under_a_steady_stream_of_better_matches() -> None:
             assert round_ == 1  # second in the queue: rides in the second batch, as the oldest
             return
     raise AssertionError("the odd item never rode")
+
+
+def test_fill_items_take_only_the_room_the_others_leave() -> None:
+    urgent = items(20, 80, 21)
+    fill = items(20, 20, 20)
+    for item in fill:
+        item.payload = "f" + item.payload
+    # The urgent ones first, each by affinity (80 is far, but still urgent), then the fill.
+    batch = select_batch(urgent, 5, 10_000, fill=fill)
+    assert [b.payload for b in batch] == ["p0", "p2", "p1", "fp0", "fp1"]
+    # Within the token budget: 4 rows of 21 fit in 90, the 80-token row does not.
+    batch = select_batch(urgent, 8, 90, fill=fill)
+    assert [b.payload for b in batch] == ["p0", "p2", "fp0", "fp1"]

@@ -1,0 +1,79 @@
+"""The `--url` mode: every line sent to a running service at batch priority (the X-Priority
+header; a body that states its own priority keeps it), with at most `concurrency` requests
+in flight. A 429 or a 503 (queue full, draining, restarting) and a connection that fails are
+retried: after the Retry-After the service sent, or an exponential backoff with jitter if
+that is longer, up to `ATTEMPTS` tries; then the line gets the last answer or error."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import httpx
+import orjson
+
+from service.batch_jobs.lines import Request, answered, failed
+from service.http_errors import TABLE
+
+ATTEMPTS = 10
+BACKOFF_S = 0.25  # the first wait; doubled each try
+MAX_BACKOFF_S = 30.0
+# Queue full, and not ready or draining: the service's answers that say "later".
+RETRIED = frozenset({TABLE["overloaded"].status, TABLE["unavailable"].status})
+# Above the service's default request timeout (30 s), so its own 504 comes first.
+READ_TIMEOUT_S = 120.0
+
+
+def client(url: str, concurrency: int, api_key: str | None) -> httpx.AsyncClient:
+    headers = {"content-type": "application/json", "x-priority": "batch"}
+    if api_key:
+        headers["authorization"] = f"Bearer {api_key}"
+    return httpx.AsyncClient(
+        base_url=url,
+        headers=headers,
+        timeout=httpx.Timeout(READ_TIMEOUT_S, connect=10.0),
+        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+    )
+
+
+def backoff(attempt: int, first_s: float = BACKOFF_S) -> float:
+    """Jittered (AWS's "Exponential Backoff And Jitter"): senders that were refused together
+    do not come back together."""
+    return random.uniform(0.5, 1.0) * min(MAX_BACKOFF_S, first_s * 2.0**attempt)
+
+
+def retry_after(response: httpx.Response) -> float:
+    try:
+        return max(0.0, float(response.headers.get("retry-after", "0")))
+    except ValueError:
+        return 0.0
+
+
+class Sender:
+    def __init__(self, http: httpx.AsyncClient, attempts: int = ATTEMPTS, backoff_s: float = BACKOFF_S) -> None:
+        self.http = http
+        self.attempts = attempts
+        self.backoff_s = backoff_s
+
+    async def __call__(self, request: Request) -> tuple[bytes, bool]:
+        content = orjson.dumps(request.body)
+        last: httpx.Response | None = None
+        problem = ""
+        for attempt in range(self.attempts):
+            try:
+                last = await self.http.post(request.url, content=content)
+            except httpx.TransportError as exc:
+                last, problem = None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                wait = backoff(attempt, self.backoff_s)
+            else:
+                if last.status_code not in RETRIED:
+                    break
+                wait = max(retry_after(last), backoff(attempt, self.backoff_s))
+            if attempt + 1 < self.attempts:
+                await asyncio.sleep(wait)
+        if last is None:
+            message = f"no answer after {self.attempts} tries: {problem}"
+            return failed(request, "unreachable", message), True
+        request_id = last.headers.get("x-request-id", "")
+        line = answered(request.custom_id, last.status_code, request_id, last.content, trusted=False)
+        return line, last.is_error
