@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.e2e.procs import DEFAULT_MODELS, Server
+from tests.e2e.test_drain import _until_status
 from tests.load import SteadyLoad
 from tests.sync import until
 
@@ -296,11 +297,3 @@ def test_a_killed_front_end_leaves_the_other_serving(two: Server) -> None:
         timeout=30,
         what="the front end restarted",
     )
-
-
-def _until_status(url: str, status: int, timeout_s: float = 5) -> httpx.Response:
-    deadline = time.monotonic() + timeout_s
-    while (r := httpx.get(url, timeout=5)).status_code != status:
-        assert time.monotonic() < deadline, f"{url} still {r.status_code}"
-        time.sleep(0.01)
-    return r
