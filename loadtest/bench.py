@@ -18,6 +18,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -297,6 +298,11 @@ def run_floor(plan: Plan, fastest: dict[str, raw_engine.LatencyResult], work: Pa
 PARTS = ("bert-base", "latency", "floor", "instances", "front-ends", "long", "bulk")
 
 
+def _steps_as_dicts(part: dict[str, Any]) -> dict[str, Any]:
+    """A part's result with its sweeps (`rows`: name -> steps) as plain dicts, for the JSON."""
+    return {**part, "rows": {k: [asdict(s) for s in v] for k, v in part["rows"].items()}}
+
+
 def run_parts(parts: list[str], plan: Plan, work: Path, classify: Path) -> dict[str, object]:
     """The later parts, each timed: what the full run adds to the report, or --only alone."""
     out: dict[str, object] = {"known_settings": known_settings()}
@@ -334,15 +340,11 @@ def run_parts(parts: list[str], plan: Plan, work: Path, classify: Path) -> dict[
         seconds["instances"] = time.perf_counter() - started
     if "front-ends" in parts:
         started = time.perf_counter()
-        fronts = front_ends.run(sweep, plan.front_concurrency, plan.seconds, work)
-        fronts["rows"] = {k: [asdict(s) for s in v] for k, v in fronts["rows"].items()}
-        out["front_ends"] = fronts
+        out["front_ends"] = _steps_as_dicts(front_ends.run(sweep, plan.front_concurrency, plan.seconds, work))
         seconds["front-ends"] = time.perf_counter() - started
     if "long" in parts:
         started = time.perf_counter()
-        long = long_bench.run(sweep, plan.seconds, plan.long_concurrency, work)
-        long["rows"] = {k: [asdict(s) for s in v] for k, v in long["rows"].items()}
-        out["long"] = long
+        out["long"] = _steps_as_dicts(long_bench.run(sweep, plan.seconds, plan.long_concurrency, work))
         seconds["long"] = time.perf_counter() - started
     if "bulk" in parts:
         started = time.perf_counter()

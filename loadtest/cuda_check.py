@@ -136,21 +136,27 @@ def raw_speed(models: Path, texts: list[str], seconds: float) -> None:
             report("raw_cuda", model=name, variant=variant, **figures)
 
 
-def served_speed(url: str, work: Path, texts: list[str], seconds: float, label: str) -> None:
-    # x32: 32 sentences per request, where one request per row would leave the GPU waiting
-    # on the HTTP path of one process.
+def _scripts(work: Path, texts: list[str], routes: tuple[str, ...], prefix: str = "") -> dict[str, Path]:
+    """wrk scripts per route: one text a request, or (`embed x32`) 32 sentences a request,
+    where one request per row would leave the GPU waiting on the HTTP path."""
     groups = [texts[i : i + 32] for i in range(0, len(texts) - 31, 32)]
-    scripts = {
-        "classify": wrk.write_script(work, "classify", "/classify", [{"inputs": t} for t in texts]),
-        "embed": wrk.write_script(work, "embed", "/embed", [{"inputs": t} for t in texts]),
-        "embed x32": wrk.write_script(work, "embed32", "/embed", [{"inputs": g} for g in groups]),
+    bodies = {
+        "classify": ("/classify", [{"inputs": t} for t in texts]),
+        "embed": ("/embed", [{"inputs": t} for t in texts]),
+        "embed x32": ("/embed", [{"inputs": g} for g in groups]),
     }
+    name = {"classify": "classify", "embed": "embed", "embed x32": "embed32"}
+    return {r: wrk.write_script(work, f"{prefix}{name[r]}", *bodies[r]) for r in routes}
+
+
+def _sweep(url: str, scripts: dict[str, Path], seconds: float, kind: str, **labels: Any) -> None:
+    """Each script at c=1, 64 and 256, one `report` row each."""
     for route, script in scripts.items():
         for concurrency in (1, 64, 256):
             got = wrk.run(url, script, concurrency, seconds)
             report(
-                "service_wrk",
-                setting=label,
+                kind,
+                **labels,
                 route=route,
                 concurrency=concurrency,
                 rps=got.rps,
@@ -161,35 +167,22 @@ def served_speed(url: str, work: Path, texts: list[str], seconds: float, label: 
             )
 
 
+def served_speed(url: str, work: Path, texts: list[str], seconds: float, label: str) -> None:
+    _sweep(url, _scripts(work, texts, ("classify", "embed", "embed x32")), seconds, "service_wrk", setting=label)
+
+
 # Front ends around the one engine (BERTSERVE_API_SERVERS): one text a request, the routes
 # where the single event loop was the ceiling.
 FRONT_ENDS = (1, 2, 4, 8)
 
 
 def front_end_speed(models: Path, work: Path, texts: list[str], seconds: float) -> None:
-    groups = [texts[i : i + 32] for i in range(0, len(texts) - 31, 32)]
-    scripts = {
-        "classify": wrk.write_script(work, "fe-classify", "/classify", [{"inputs": t} for t in texts]),
-        "embed x32": wrk.write_script(work, "fe-embed32", "/embed", [{"inputs": g} for g in groups]),
-    }
+    scripts = _scripts(work, texts, ("classify", "embed x32"), prefix="fe-")
     for servers in FRONT_ENDS:
         env = {"BERTSERVE_PROVIDER": "cuda", "BERTSERVE_API_SERVERS": str(servers)}
         proc, url = serve(models, env, work, f"cuda-{servers}-front-ends")
         try:
-            for route, script in scripts.items():
-                for concurrency in (1, 64, 256):
-                    got = wrk.run(url, script, concurrency, seconds)
-                    report(
-                        "service_front_ends",
-                        front_ends=servers,
-                        route=route,
-                        concurrency=concurrency,
-                        rps=got.rps,
-                        p50_ms=got.p50_ms,
-                        p99_ms=got.p99_ms,
-                        errors=got.errors,
-                        cpu_s=procs.tree_cpu_seconds(proc.pid),
-                    )
+            _sweep(url, scripts, seconds, "service_front_ends", front_ends=servers)
         finally:
             procs.stop(proc)
 
