@@ -133,19 +133,37 @@ RERANK_PASSAGES = 32
 
 
 def cpu_variant(model: str) -> str:
-    """int8 when it was built: the bench names the variant it serves (BERTSERVE_VARIANT), and
-    int8 is what `auto` picks on a CPU where it is faster (the service logs "variant timed")."""
-    from service.manifest import Manifest
+    """The variant `auto` serves this model in on this CPU: the model loaded as the service
+    loads it, int8 and fp32 timed when both were built. The bench's raw rows and its labels
+    name it; `check_served` holds the service to the same answer."""
+    from service.runtime.loader import load_model_dir
+    from service.settings import Settings
 
-    return "int8" if "int8" in Manifest.read(MODELS / model).variants else "fp32"
+    loaded = load_model_dir(MODELS / model, Settings(variant="auto", provider="cpu"))
+    try:
+        return loaded.variant
+    finally:
+        loaded.close()
 
 
-def run_service(variant: str, scripts: dict[str, Path], plan: Plan, work: Path) -> tuple[dict[str, list[Step]], float]:
+def check_served(url: str, expected: dict[str, str]) -> None:
+    """Raise when the running service serves a model in another variant than the bench's
+    labels say (an `auto` timing that came out otherwise): no figure is filed under the wrong name."""
+    listed = {m["name"]: m["variant"] for m in httpx.get(f"{url}/models", timeout=10).json()["models"]}
+    wrong = {name: (variant, listed.get(name)) for name, variant in expected.items() if listed.get(name) != variant}
+    if wrong:
+        raise RuntimeError(f"the service serves other variants than the bench labels (label, served): {wrong}")
+
+
+def run_service(
+    variant: str, scripts: dict[str, Path], plan: Plan, work: Path, expected: dict[str, str] | None = None
+) -> tuple[dict[str, list[Step]], float]:
     port = procs.free_port()
     url = f"http://127.0.0.1:{port}"
     env = {"BERTSERVE_VARIANT": variant}  # otherwise the defaults, log level info included
     proc = procs.start(procs.serve_cmd(port), env, f"{url}/health/ready", work / f"service-{variant}.log")
     try:
+        check_served(url, expected or {})
         out = {}
         for name, script in scripts.items():
             print(f"bench: service ({variant}) {ROUTES[name]}", file=sys.stderr, flush=True)
@@ -428,7 +446,10 @@ def main(argv: list[str] | None = None) -> int:
                 MODELS / ROUTE_MODELS["tokens"], tokens_key.split("-")[1], texts, plan.batch_sizes, plan.raw_seconds
             )
         zipf = wrk.write_script(work, "zipf", "/embed", [{"inputs": t} for t in zipf_sentences()])
-        auto, rss = run_service("auto", scripts, plan, work)
+        labels = {ROUTE_MODELS["classify"]: "int8", EMBEDDER: embed}
+        if tagger:
+            labels[ROUTE_MODELS["tokens"]] = tokens_key.split("-")[1]
+        auto, rss = run_service("auto", scripts, plan, work, labels)
         cache = run_cache_compare(zipf, plan, work)
         fp32_routes = ["classify", "embed"] if embed != "fp32" else ["classify"]
         fp32, _ = run_service("fp32", {name: scripts[name] for name in fp32_routes}, plan, work)

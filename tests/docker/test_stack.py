@@ -47,6 +47,23 @@ def test_replicas_healthy_through_the_images_healthcheck(stack: Stack) -> None:
         assert bindings and all(b["HostIp"] == "127.0.0.1" for b in bindings), bindings
 
 
+_MODELS = (
+    "import json, urllib.request; "
+    "print(json.dumps({m['name']: m['variant'] for m in json.load("
+    "urllib.request.urlopen('http://127.0.0.1:8000/models', timeout=5))['models']}))"
+)
+
+
+def test_every_replica_serves_each_model_in_the_same_variant(stack: Stack) -> None:
+    """Each replica times int8 against fp32 for itself (BERTSERVE_VARIANT=auto): they must
+    still agree, or one text gets different vectors depending on the replica that answers."""
+    served = {name: json.loads(d.exec_python(name, _MODELS)) for name in stack.replicas}
+    first, *others = served.values()
+    assert set(first) >= {"all-minilm-l6-v2", "minilm-sentiment"}, first
+    assert all(other == first for other in others), served
+    FIGURES["variants served"] = ", ".join(f"{model} {variant}" for model, variant in sorted(first.items()))
+
+
 def test_classify_and_embed_through_nginx(stack: Stack) -> None:
     with httpx.Client(base_url=d.NGINX_URL, timeout=30) as client:
         r = client.post("/classify", json={"inputs": [POSITIVE, NEGATIVE]}, headers={"X-Request-ID": "docker-test-1"})

@@ -17,8 +17,9 @@ from service.runtime.variants import MARGIN, PROBES, decide, probe_batches
     ("int8_ms", "fp32_ms", "variant"),
     [
         (50.0, 100.0, "int8"),  # a CPU with VNNI: about twice as fast
-        (94.0, 100.0, "int8"),  # 6% less time: past the margin
-        (95.0, 100.0, "fp32"),  # exactly 5% less: within it
+        (79.0, 100.0, "int8"),  # 21% less time: past the margin
+        (80.0, 100.0, "fp32"),  # exactly 20% less: within it
+        (89.0, 100.0, "fp32"),  # the embedding model on a VNNI CPU: about 11% less
         (96.0, 100.0, "fp32"),
         (100.0, 100.0, "fp32"),
         (130.0, 100.0, "fp32"),
@@ -27,7 +28,7 @@ from service.runtime.variants import MARGIN, PROBES, decide, probe_batches
     ],
 )
 def test_int8_serves_only_when_it_saves_more_than_the_margin(int8_ms: float, fp32_ms: float, variant: str) -> None:
-    assert MARGIN == 0.05
+    assert MARGIN == 0.20
     choice = decide(int8_ms, fp32_ms)
     assert choice.variant == variant
     assert (choice.int8_ms, choice.fp32_ms) == (int8_ms, fp32_ms)
@@ -37,7 +38,7 @@ def test_int8_serves_only_when_it_saves_more_than_the_margin(int8_ms: float, fp3
 
 def test_the_reason_says_what_decided() -> None:
     assert decide(50.0, 100.0).reason == "auto: int8 takes 50% less time than fp32 on this CPU"
-    assert decide(98.0, 100.0).reason == "auto: int8 saves 2.0% of fp32's time on this CPU, within 5%: fp32 kept"
+    assert decide(98.0, 100.0).reason == "auto: int8 saves 2.0% of fp32's time on this CPU, within 20%: fp32 kept"
     assert decide(110.0, 100.0).reason == "auto: fp32 as fast as int8 or faster on this CPU"
     assert decide(1.0, 2.0, margin=0.6).variant == "fp32"
 
