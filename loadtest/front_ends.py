@@ -3,8 +3,11 @@
 - The front-end-bound row: /classify on a near-free model (loadtest/tiny_bert.py), so the
   HTTP front ends are the bound, as on a GPU: req/s at c=64, CPU time per request across
   every process of the service, and the c=1 p50, with 1 and with 2 front ends.
-- Memory: each process's resident memory serving the three default models, with 1 and with
-  2 front ends, after a few requests on every route.
+- Memory: each process's resident memory (RSS) and proportional set size (PSS) serving the
+  three default models, with 1 and with 2 front ends, after a few requests on every route.
+  Separate processes share their libraries' code pages: the sum of RSS counts those once per
+  process, the sum of PSS once, and is what the service occupies. The target is held to PSS,
+  and both sums are reported.
 """
 
 from __future__ import annotations
@@ -47,8 +50,17 @@ def tree(pid: int) -> dict[str, list[int]]:
     return roles
 
 
-def memory(pid: int) -> dict[str, list[float]]:
-    return {role: [round(procs.rss_mb(p), 1) for p in pids] for role, pids in tree(pid).items()}
+def memory(pid: int) -> dict[str, dict[str, list[float]]]:
+    """Per measure ("rss", "pss"), each role's processes in MB."""
+    roles = tree(pid)
+    return {
+        measure: {role: [round(read(p), 1) for p in pids] for role, pids in roles.items()}
+        for measure, read in (("rss", procs.rss_mb), ("pss", procs.pss_mb))
+    }
+
+
+def _total(roles: dict[str, list[float]]) -> float:
+    return sum(sum(values) for values in roles.values())
 
 
 def run(sweep: Sweep, concurrency: list[int], seconds: float, work: Path) -> dict[str, Any]:
@@ -100,7 +112,8 @@ def targets(res: dict[str, Any]) -> list[tuple[str, str, bool]]:
     speedup = two["result"]["rps"] / one["result"]["rps"]
     cpu = _cpu_ms_per_request(two) / _cpu_ms_per_request(one)
     c1_one, c1_two = _at(rows["1"], 1)["result"]["p50_ms"], _at(rows["2"], 1)["result"]["p50_ms"]
-    total = {k: sum(sum(v) for v in m.values()) for k, m in res["memory"].items()}
+    pss = {k: _total(m["pss"]) for k, m in res["memory"].items()}
+    rss = {k: _total(m["rss"]) for k, m in res["memory"].items()}
     return [
         (
             f"front-end-bound /classify ({res['model']}) at c={top}: 2 front ends >= {SPEEDUP} x the req/s of 1",
@@ -118,9 +131,10 @@ def targets(res: dict[str, Any]) -> list[tuple[str, str, bool]]:
             c1_two <= c1_one + C1_EXTRA_MS,
         ),
         (
-            f"resident memory, three default models: 2 front ends <= one process + {MEMORY_EXTRA_MB} MB",
-            f"{total['2']:.0f} vs {total['1']:.0f} MB ({total['2'] - total['1']:+.0f} MB)",
-            total["2"] <= total["1"] + MEMORY_EXTRA_MB,
+            f"memory (PSS, every process), three default models: 2 front ends <= one process + {MEMORY_EXTRA_MB} MB",
+            f"{pss['2']:.0f} vs {pss['1']:.0f} MB ({pss['2'] - pss['1']:+.0f} MB); "
+            f"RSS summed {rss['2']:.0f} vs {rss['1']:.0f} MB ({rss['2'] - rss['1']:+.0f} MB)",
+            pss["2"] <= pss["1"] + MEMORY_EXTRA_MB,
         ),
     ]
 
@@ -139,12 +153,15 @@ def section(res: dict[str, Any], table: Callable[[list[dict[str, Any]]], list[st
         lines += ["", f"{title}:", "", *table(res["rows"][servers])]
     lines += [
         "",
-        "Resident memory per process, MB, serving the three default models after a few requests on every route:",
+        "Memory per process, MB, serving the three default models after a few requests on every route:",
+        "resident (RSS) and proportional (PSS: a page shared by n processes, as libraries' code is,",
+        "counted 1/n in each, so the sum is what the service occupies).",
         "",
-        "| setting | processes | total |",
-        "|---|---|---|",
+        "| setting | measure | processes | total |",
+        "|---|---|---|---|",
     ]
-    for servers, roles in res["memory"].items():
-        parts = "; ".join(f"{role} {', '.join(f'{v:.0f}' for v in values)}" for role, values in roles.items())
-        lines.append(f"| {servers} | {parts} | {sum(sum(v) for v in roles.values()):.0f} |")
+    for servers, measures in res["memory"].items():
+        for measure, roles in measures.items():
+            parts = "; ".join(f"{role} {', '.join(f'{v:.0f}' for v in values)}" for role, values in roles.items())
+            lines.append(f"| {servers} | {measure.upper()} | {parts} | {_total(roles):.0f} |")
     return lines

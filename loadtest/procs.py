@@ -19,6 +19,7 @@ __all__ = [
     "cpu_seconds",
     "free_port",
     "launch",
+    "pss_mb",
     "rss_mb",
     "serve_cmd",
     "start",
@@ -50,6 +51,16 @@ def tree_cpu_seconds(pid: int) -> float:
     """CPU time of a process and its children alive now: a supervisor's engine and front ends
     (BERTSERVE_API_SERVERS), or the one process."""
     return _tree(pid, cpu_seconds)
+
+
+def pss_mb(pid: int) -> float:
+    """Proportional set size: resident memory with each page shared among n processes
+    counted 1/n in each (libraries' code, mapped model files), so a process tree's sum is
+    what it occupies, where the sum of resident memory counts a shared page once per process."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no Pss")
 
 
 def tree_rss_mb(pid: int) -> float:

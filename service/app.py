@@ -32,7 +32,7 @@ from service.engine.cache import ResultCache
 from service.engine.client import EngineClient
 from service.engine.model import LocalModel
 from service.errors import ServiceError
-from service.frontend import EngineFollower
+from service.frontend import CatchUp, EngineFollower
 from service.lifecycle import OnLoadError, one_line, release, start_up
 from service.metrics import Metrics
 from service.processes import FRONT_END_VARIABLE
@@ -103,19 +103,20 @@ def create_app(
     state.metrics.ready.set(0)
     traces = tracing.from_environment()  # None unless OTEL_* ask for traces
     engine = EngineClient(engine_dir, state.metrics) if engine_dir is not None else None
+    follower = None
+    if engine is not None and engine_dir is not None:
+        first = os.environ.get(FRONT_END_VARIABLE, "0") == "0"
+        follower = EngineFollower(state, engine, engine_dir, announce=first)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = ThreadPoolExecutor(max_workers=min(4, available_cpus()), thread_name_prefix="tokenize")
         state.tokenize_pool = pool
         loop = asyncio.get_running_loop()
-        if engine is None or engine_dir is None:
+        if follower is None:
             loading = loop.create_task(_load(state, prepare, on_load_error or (lambda _: None)), name="load")
         else:
-            first = os.environ.get(FRONT_END_VARIABLE, "0") == "0"
-            loading = loop.create_task(
-                EngineFollower(state, engine, engine_dir, announce=first).follow(), name="engine"
-            )
+            loading = loop.create_task(follower.follow(), name="engine")
         watchdog = loop.create_task(watch_stalls(state), name="stall-watchdog")
         thresholds = gc.get_threshold()
         collecting = loop.create_task(collector.collect_when_quiet(state.quiet), name="full-collections")
@@ -169,6 +170,8 @@ def create_app(
             allow_headers=["authorization", "content-type", "x-request-id", "x-request-timeout", "x-priority"],
             expose_headers=["x-request-id", "retry-after"],
         )
+    if follower is not None:  # inside the request middleware: the wait is part of the request's time
+        app.add_middleware(CatchUp, follower=follower, state=state)
     # Added last, so outermost: every answer, a refused CORS preflight included, has its id.
     app.add_middleware(RequestMiddleware, state=state, tracing=traces)
     return app

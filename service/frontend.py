@@ -7,6 +7,14 @@ engine's start-up, a reload, a restarted engine) becomes one swap of `state.mode
 from RemoteModels that tokenize here and run there. Readiness is the engine's: 503 with the
 engine's own reason while it loads, stalls or keeps failing, and with the cause when it goes
 silent (service/state.py, `unready_reason`).
+
+Front ends take in each Status on their own, milliseconds apart, and share one port: the
+next request after one front end said ready, or served a new table, may reach another that
+has not yet. So a request that arrives while its front end is not settled (started and not
+yet ready, or told of a table it does not serve yet) waits until it is, CATCH_UP_S at most
+(`CatchUp`), and then meets what its sibling answered with. A front end that waits for an
+engine still loading its models answers 503 after that wait; one whose engine is down
+answers 503 at once. The health routes never wait: they say where this process stands.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import zmq
 import zmq.asyncio
@@ -35,6 +43,9 @@ FRONT_PREFIX = "front-"  # a front end's metrics socket in the run folder: front
 SIBLING_WAIT_S = 0.5  # how long /metrics waits for another process's metrics
 # How long a reload waits for this front end to see the engine's new model table.
 TABLE_WAIT_S = 5.0
+# How long a request waits for its front end to catch up with the engine's table: the first
+# Status comes within 0.1 s of the start, a table takes milliseconds to take in.
+CATCH_UP_S = 2.0
 
 
 class EngineFollower:
@@ -47,6 +58,8 @@ class EngineFollower:
         self._engine = engine
         self._seen: tuple[int, int] | None = None  # (engine pid, table generation) served now
         self._table_changed = asyncio.Event()
+        # Set while this front end is ready and serves the table the engine last announced.
+        self.settled = asyncio.Event()
         state.forward_reload = self.reload
 
     async def follow(self) -> None:
@@ -93,15 +106,20 @@ class EngineFollower:
 
     async def _on_status(self, status: wire.Status) -> None:
         state = self._state
-        if (status.pid, status.generation) != self._seen and status.models:
-            await self._serve(status)
-        state.set_engine_down(self._engine.down)
-        if status.unready is None and state.models and not state.ready:
-            state.mark_ready()
-            if self._announce:
-                count = f"{len(state.models)} model{'s' if len(state.models) != 1 else ''}"
-                where = f" on {state.url}" if state.url else ""
-                log.info(f"ready: serving {count}{where}", extra={"models": sorted(state.models)})
+        try:
+            if (status.pid, status.generation) != self._seen and status.models:
+                self.settled.clear()
+                await self._serve(status)
+        finally:
+            state.set_engine_down(self._engine.down)
+            if status.unready is None and state.models and not state.ready:
+                state.mark_ready()
+                if self._announce:
+                    count = f"{len(state.models)} model{'s' if len(state.models) != 1 else ''}"
+                    where = f" on {state.url}" if state.url else ""
+                    log.info(f"ready: serving {count}{where}", extra={"models": sorted(state.models)})
+            if state.ready:
+                self.settled.set()
         state.check_health(time.monotonic())
 
     async def _serve(self, status: wire.Status) -> None:
@@ -138,3 +156,25 @@ class EngineFollower:
             "removed": reply.removed,
             "unchanged": reply.unchanged,
         }
+
+
+class CatchUp:
+    """ASGI middleware of a front end: a request waits while the front end is not settled
+    (the module's docstring), CATCH_UP_S at most, unless the engine is down; the health
+    routes never wait."""
+
+    def __init__(self, app: Any, follower: EngineFollower, state: AppState) -> None:
+        self.app = app
+        self._settled = follower.settled
+        self._state = state
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if (
+            not self._settled.is_set()
+            and scope["type"] == "http"
+            and not scope["path"].startswith("/health/")
+            and not self._state.engine_down
+        ):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._settled.wait(), CATCH_UP_S)
+        await self.app(scope, receive, send)

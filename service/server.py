@@ -118,7 +118,7 @@ def serve(
             "the service serves them from the export cache with its front ends"
         )
     elif servers > 1:
-        become_supervisor(sock, servers, {**overrides, "models": settings.models})  # does not return
+        become_supervisor(sock, servers, {**overrides, "models": settings.models}, settings)  # does not return
     return run_front(settings, sock, url, prepare=prepare)
 
 

@@ -3,8 +3,8 @@ stopped together (BERTSERVE_API_SERVERS over 1; docs/design.md, "Front ends and 
 
 - The port is bound once, by `bertserve serve` before anything loads, which then becomes
   this process (exec: it keeps none of the serving code's memory, only what it needs to
-  watch: about 30 MB); every front end accepts on that one socket (inherited), so a front
-  end that dies loses no queued connection: the others go on accepting.
+  watch: about 18 MB resident, no pydantic); every front end accepts on that one socket
+  (inherited), so a front end that dies loses no queued connection: the others go on accepting.
 - The engine process (service/engine_process.py) loads the models and serves them over
   ZeroMQ sockets in a private run folder.
 - A front end that dies is started again at once. An engine that dies is started again too
@@ -28,14 +28,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from service import logs
 from service.processes import FRONT_END_VARIABLE, IPC_DIR_VARIABLE
 from service.runtime.cpus import available_cpus
-from service.settings import Settings
+
+if TYPE_CHECKING:  # pydantic and its settings are about 20 MB the supervisor does not hold
+    from service.settings import Settings
 
 log = logging.getLogger("bertserve")
 
@@ -79,6 +82,25 @@ def _die_with_parent() -> None:
         pass
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What the supervisor needs of the settings, handed over on its command line by
+    `become_supervisor` (the settings were read and checked there): reading them again here
+    would load pydantic into a process that only watches."""
+
+    drain_timeout_s: float
+    request_timeout_s: float
+    log_level: str
+
+    def argv(self) -> list[str]:
+        return [str(self.drain_timeout_s), str(self.request_timeout_s), self.log_level]
+
+    @classmethod
+    def parse(cls, args: Sequence[str]) -> Limits:
+        drain, request, level = args
+        return cls(float(drain), float(request), level)
+
+
 @dataclass
 class Child:
     role: str  # "engine" or "front end N"
@@ -105,8 +127,8 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, sock: socket.socket, env: Mapping[str, str], count: int) -> None:
-        self.settings = settings
+    def __init__(self, limits: Limits, sock: socket.socket, env: Mapping[str, str], count: int) -> None:
+        self.limits = limits
         # Short: a Unix socket's path is limited to about 100 bytes.
         self.ipc_dir = Path(tempfile.mkdtemp(prefix="bertserve-"))
         base = {**env, IPC_DIR_VARIABLE: str(self.ipc_dir)}
@@ -181,12 +203,12 @@ class Supervisor:
     def _shut_down(self) -> None:
         """Front ends first, each draining what it accepted; then the engine, which answers
         what is still in flight."""
-        timeout = self.settings.drain_timeout_s + 5
+        timeout = self.limits.drain_timeout_s + 5
         for front_end in self.front_ends:
             front_end.signal(signal.SIGTERM)
         self._wait(self.front_ends, timeout)
         self.engine.signal(signal.SIGTERM)
-        self._wait([self.engine], self.settings.request_timeout_s + 5)
+        self._wait([self.engine], self.limits.request_timeout_s + 5)
 
     @staticmethod
     def _wait(children: list[Child], timeout_s: float) -> None:
@@ -204,24 +226,28 @@ class Supervisor:
         return child.process.pid if child.process is not None else None
 
 
-def become_supervisor(sock: socket.socket, count: int, overrides: Mapping[str, object]) -> None:
+def become_supervisor(sock: socket.socket, count: int, overrides: Mapping[str, object], settings: Settings) -> None:
     """Replace this process (`bertserve serve`, which checked the settings and the repository
     and bound `sock`) with the supervisor: the command line's options become the settings'
-    variables, which every process reads (Settings())."""
+    variables, which every child reads (Settings()); the supervisor's own few values go on its
+    command line."""
     for name, value in overrides.items():
         if value is not None:
             os.environ[f"BERTSERVE_{name.upper()}"] = str(value)
+    limits = Limits(settings.drain_timeout_s, settings.request_timeout_s, settings.log_level)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "service.supervisor", str(sock.fileno()), str(count)])
+    argv = [sys.executable, "-m", "service.supervisor", str(sock.fileno()), str(count), *limits.argv()]
+    os.execv(sys.executable, argv)
 
 
-def main(fd: int, count: int) -> int:
-    settings = Settings()
-    logs.configure(settings.log_level)
-    sock = socket.socket(fileno=fd)
-    return Supervisor(settings, sock, dict(os.environ), count).run()
+def main(args: Sequence[str]) -> int:
+    fd, count, *rest = args
+    limits = Limits.parse(rest)
+    logs.configure(limits.log_level)
+    sock = socket.socket(fileno=int(fd))
+    return Supervisor(limits, sock, dict(os.environ), int(count)).run()
 
 
 if __name__ == "__main__":
-    sys.exit(main(int(sys.argv[1]), int(sys.argv[2])))
+    sys.exit(main(sys.argv[1:]))

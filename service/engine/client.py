@@ -131,7 +131,11 @@ class EngineClient:
             else:  # a restarted engine loads its models again: say why it is loading
                 self.down = f"the engine process restarted: {status.unready}" if self._restarted else status.unready
             for name, model in self.models.items():
-                model.room_now = status.room.get(name, 0)
+                # A model the engine no longer lists is on its way out of this front end's
+                # table (`on_status` swaps it): its room stays as it was, so a request that
+                # meets it meanwhile gets the engine's answer (404 once retired), not a 429.
+                if name in status.room:
+                    model.room_now = status.room[name]
             await on_status(status)
 
     async def _watch(self, on_down: Callable[[str], None]) -> None:

@@ -231,7 +231,9 @@ def test_reload_from_any_front_end_swaps_the_engine_for_all(tmp_path: Path) -> N
 
         def send(client: httpx.Client, worker: int, n: int) -> str:
             path = "/classify" if worker % 2 else "/embed"
-            return f"{path} {client.post(path, json={'inputs': f'{REVIEW} {n}'}).status_code}"
+            r = client.post(path, json={"inputs": f"{REVIEW} {n}"})
+            # The body of an unexpected answer goes into the outcome: the failure then says why.
+            return f"{path} {r.status_code}" + ("" if r.status_code in (200, 404) else f" {r.text}")
 
         with SteadyLoad(send, threads=4, base_url=server.url) as load:
             until(lambda: load.total() >= 40, timeout=60, what="the load to settle")
