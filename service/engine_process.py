@@ -36,6 +36,7 @@ from service.engine import wire
 from service.engine.cache import ResultCache
 from service.engine.client import ENGINE_SILENT_S, endpoints
 from service.engine.model import LocalModel
+from service.engine.seam import ServedModel
 from service.errors import ServiceError, Unavailable
 from service.lifecycle import release, start_up
 from service.metrics import Metrics
@@ -69,6 +70,8 @@ class Engine:
         self._stop_publishing = threading.Event()
         self._generation = 0
         self._table: object = None
+        self._infos: list[wire.ModelInfo] = []
+        self._defaults: dict[str, str] = {}
 
     def bind(self) -> threading.Thread:
         requests, status = endpoints(self._ipc_dir)
@@ -167,30 +170,21 @@ class Engine:
         state = self.state
         table = state.models
         if table is not self._table:  # a start-up or a reload's swap: a new model table
+            models = dict(table)
+            # What a model is does not change while it is served: described once a table,
+            # not in each of the up to 200 Status messages a second of a busy engine.
+            self._infos = [_info(name, served) for name, served in models.items()]
+            self._defaults = {str(kind): name for kind, name in state.defaults.items()}
             self._table = table
             self._generation += 1
-        models = dict(table)
-        infos, room, queued, sick = [], {}, {}, {}
-        for name, served in models.items():
-            limits = served.limits()
-            infos.append(
-                wire.ModelInfo(
-                    name,
-                    served.identity,
-                    str(served.model.directory) if isinstance(served, LocalModel) else "",
-                    served.loaded_at,
-                    served.describe(),
-                    limits.max_batch_size,
-                    limits.max_batch_tokens,
-                    limits.max_queue_items,
-                    served.info_labels,
-                )
-            )
+        room, queued, sick = {}, {}, {}
+        for name, served in dict(table).items():
             room[name], queued[name] = served.room(), served.queued
             if served.sick:
                 sick[name] = served.sick
-        defaults = {str(kind): name for kind, name in state.defaults.items()}
-        return wire.Status(os.getpid(), self._generation, infos, defaults, room, queued, state.unready_reason(), sick)
+        return wire.Status(
+            os.getpid(), self._generation, self._infos, self._defaults, room, queued, state.unready_reason(), sick
+        )
 
     def _publish(self, address: str) -> None:
         """The Status thread: its own socket (a ZeroMQ socket belongs to one thread)."""
@@ -223,6 +217,21 @@ class Engine:
             task.cancel()
         self._router.close()
         self._context.term()
+
+
+def _info(name: str, served: ServedModel) -> wire.ModelInfo:
+    limits = served.limits()
+    return wire.ModelInfo(
+        name,
+        served.identity,
+        str(served.model.directory) if isinstance(served, LocalModel) else "",
+        served.loaded_at,
+        served.describe(),
+        limits.max_batch_size,
+        limits.max_batch_tokens,
+        limits.max_queue_items,
+        served.info_labels,
+    )
 
 
 async def run_engine(settings: Settings, ipc_dir: Path) -> int:
