@@ -7,7 +7,9 @@ Run queues its rows on the model's batcher, so the rows of every front end ride 
 batches, and its reply carries the output rows and the request's queue and batch times.
 
 Its Status goes out on a PUB socket from a thread of its own, every wire.HEARTBEAT_S and
-soon after a change: a busy event loop never makes the engine look dead to the front ends.
+soon after a change that matters (a new table; a run while a queue is past half full, where
+the front ends' fast 429 needs the room as it is): a busy event loop never makes the engine
+look dead to the front ends, and an engine far from full does not send a Status a run.
 SIGHUP reloads the repository; SIGTERM answers what is in flight, then exits.
 """
 
@@ -123,7 +125,7 @@ class Engine:
         model.users += 1
         state.inflight += 1
         state.connections += 1  # for the fast lane: one request in flight is an engine alone
-        self._changed.set()
+        self._room_changed(model)
         try:
             priority = parse_priority(message.priority) or INTERACTIVE
             # Bulk work always queues, as in one process (service/tasks/common.py, run_ids).
@@ -144,6 +146,14 @@ class Engine:
             model.users -= 1
             state.inflight -= 1
             state.connections -= 1
+            self._room_changed(model)
+
+    def _room_changed(self, model: LocalModel) -> None:
+        """A Status soon when the queue is past half full, where a front end's fast 429 turns
+        on the room; below, the heartbeat's is close enough (a front end counts what it sent
+        since, and the engine checks again). A Status a run cost the engine and each front
+        end about as much as the run of a small model."""
+        if model.room() * 2 < model.limits().max_queue_items:
             self._changed.set()
 
     async def _reload(self, sender: bytes, request_id: int) -> None:
@@ -164,7 +174,8 @@ class Engine:
         self._changed.set()
 
     def _reply(self, sender: bytes, reply: wire.Reply) -> None:
-        self._router.send_multipart([sender, wire.encoder.encode(reply)])
+        # The plain socket's send, not the asyncio one's future: a ROUTER never waits to send.
+        zmq.Socket.send_multipart(self._router, [sender, wire.encoder.encode(reply)], zmq.NOBLOCK)
 
     def _status(self) -> wire.Status:
         state = self.state

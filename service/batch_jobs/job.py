@@ -5,6 +5,7 @@ the rest with a bounded pool of workers, one output line written as each answer 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -96,11 +97,12 @@ async def run(job: Job) -> str:
 
 
 async def _remote(job: Job, items: Iterator[Request | Bad], out: Output, progress: Callable[[], Progress]) -> Progress:
-    from service.batch_jobs.remote import Sender, client
+    from service.batch_jobs.remote import Sender, clients
 
     assert job.url is not None
     shown = progress()
-    async with client(job.url, job.concurrency, job.api_key) as http:
+    async with contextlib.AsyncExitStack() as stack:
+        http = [await stack.enter_async_context(one) for one in clients(job.url, job.concurrency, job.api_key)]
         await pump(items, Sender(http), job.concurrency, out, shown)
     return shown
 

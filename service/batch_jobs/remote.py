@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
+from collections.abc import Sequence
 
 import httpx
 import orjson
@@ -24,16 +26,25 @@ RETRIED = frozenset({TABLE["overloaded"].status, TABLE["unavailable"].status})
 READ_TIMEOUT_S = 120.0
 
 
-def client(url: str, concurrency: int, api_key: str | None) -> httpx.AsyncClient:
+def clients(url: str, concurrency: int, api_key: str | None) -> list[httpx.AsyncClient]:
+    """One client of one connection per request in flight. httpcore's pool checks every
+    connection it holds on each request (a poll(2) each, to see whether it was closed): with
+    64 connections in one pool the sender spent 5.3 ms of CPU a line and sent 157 lines/s,
+    a quarter of what the service answered on the same 2 cores."""
     headers = {"content-type": "application/json", "x-priority": "batch"}
     if api_key:
         headers["authorization"] = f"Bearer {api_key}"
-    return httpx.AsyncClient(
-        base_url=url,
-        headers=headers,
-        timeout=httpx.Timeout(READ_TIMEOUT_S, connect=10.0),
-        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-    )
+    tls = ssl.create_default_context()  # one for all: each costs about 20 ms to make
+    return [
+        httpx.AsyncClient(
+            base_url=url,
+            headers=headers,
+            verify=tls,
+            timeout=httpx.Timeout(READ_TIMEOUT_S, connect=10.0),
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+        )
+        for _ in range(max(1, concurrency))
+    ]
 
 
 def backoff(attempt: int, first_s: float = BACKOFF_S) -> float:
@@ -50,18 +61,31 @@ def retry_after(response: httpx.Response) -> float:
 
 
 class Sender:
-    def __init__(self, http: httpx.AsyncClient, attempts: int = ATTEMPTS, backoff_s: float = BACKOFF_S) -> None:
-        self.http = http
+    """Answers a line through whichever of `http` is free: as many clients as requests in flight."""
+
+    def __init__(
+        self, http: Sequence[httpx.AsyncClient], attempts: int = ATTEMPTS, backoff_s: float = BACKOFF_S
+    ) -> None:
+        self._free: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
+        for one in http:
+            self._free.put_nowait(one)
         self.attempts = attempts
         self.backoff_s = backoff_s
 
     async def __call__(self, request: Request) -> tuple[bytes, bool]:
+        http = await self._free.get()
+        try:
+            return await self._send(http, request)
+        finally:
+            self._free.put_nowait(http)
+
+    async def _send(self, http: httpx.AsyncClient, request: Request) -> tuple[bytes, bool]:
         content = orjson.dumps(request.body)
         last: httpx.Response | None = None
         problem = ""
         for attempt in range(self.attempts):
             try:
-                last = await self.http.post(request.url, content=content)
+                last = await http.post(request.url, content=content)
             except httpx.TransportError as exc:
                 last, problem = None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 wait = backoff(attempt, self.backoff_s)

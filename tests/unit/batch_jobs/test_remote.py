@@ -26,7 +26,7 @@ def sender(answers: list[httpx.Response | Exception], seen: list[httpx.Request],
     transport = httpx.MockTransport(handler)
     headers = {"x-priority": "batch"}
     # No backoff of its own: the service's Retry-After (0 here) is the wait.
-    return Sender(httpx.AsyncClient(transport=transport, base_url="http://svc", headers=headers), attempts, 0.0)
+    return Sender([httpx.AsyncClient(transport=transport, base_url="http://svc", headers=headers)], attempts, 0.0)
 
 
 def later(status: int) -> httpx.Response:
