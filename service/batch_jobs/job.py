@@ -5,7 +5,6 @@ the rest with a bounded pool of workers, one output line written as each answer 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -97,13 +96,16 @@ async def run(job: Job) -> str:
 
 
 async def _remote(job: Job, items: Iterator[Request | Bad], out: Output, progress: Callable[[], Progress]) -> Progress:
-    from service.batch_jobs.remote import Sender, clients
+    from service.batch_jobs.remote import Sender, connections
 
     assert job.url is not None
     shown = progress()
-    async with contextlib.AsyncExitStack() as stack:
-        http = [await stack.enter_async_context(one) for one in clients(job.url, job.concurrency, job.api_key)]
+    http = connections(job.url, job.concurrency, job.api_key)
+    try:
         await pump(items, Sender(http), job.concurrency, out, shown)
+    finally:
+        for connection in http:
+            connection.close()
     return shown
 
 

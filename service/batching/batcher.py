@@ -41,6 +41,13 @@ SWEEP_INTERVAL_S = 0.05
 # The defaults of the per-level settings (service/settings.py says why these figures).
 AGING_S = 5.0
 BATCH_SHARE = 0.5
+# While interactive requests came within LIVE_RECENT_S ("beside live traffic"), a live request
+# should neither wait for a bulk batch nor ride in a long one: bulk work alone leaves one runner
+# (session) free for live requests, where a model has two or more, and a batch led by live
+# items carries at most `bulk_beside_live` young batch items (service/batching/sizing.py sets
+# it per provider; with one runner, bulk batches are held to it too). Aged batch items ride as
+# interactive ones. Without live traffic, bulk work runs full batches on every runner.
+LIVE_RECENT_S = 1.0
 
 
 class BatchObserver(Protocol):
@@ -86,10 +93,13 @@ class Batcher(Generic[P, R]):
         window: int | None = None,
         aging_s: float = AGING_S,
         batch_share: float = BATCH_SHARE,
+        bulk_beside_live: int | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         """`aging_s`: a batch item older than this is served as interactive. `batch_share`:
-        the share of `max_queue_items` that batch items may hold. `clock`: when items were
+        the share of `max_queue_items` that batch items may hold. `bulk_beside_live`: how many
+        batch items a batch may hold while interactive ones came within LIVE_RECENT_S (None:
+        no bound). `clock`: when items were
         queued, for their queue wait and their age (perf_counter: uvloop's clock counts
         whole milliseconds, and a queue wait is often less than one)."""
         self._runners: list[Runner[P, R]] = [runners] if callable(runners) else list(runners)
@@ -116,6 +126,8 @@ class Batcher(Generic[P, R]):
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._batches_run = 0  # a batch's number, so a ticket counts each batch once
+        self.bulk_beside_live = max_batch_size if bulk_beside_live is None else max(1, bulk_beside_live)
+        self._live_at = float("-inf")  # self._clock() when an interactive item last came
 
     @property
     def queued(self) -> int:
@@ -199,6 +211,8 @@ class Batcher(Generic[P, R]):
         self.check_room(len(payloads), priority)
         loop = asyncio.get_running_loop()
         now = self._clock()
+        if priority == INTERACTIVE:
+            self._live_at = now
         futures: list[asyncio.Future[R]] = []
         for payload, tokens in payloads:
             future: asyncio.Future[R] = loop.create_future()
@@ -221,7 +235,7 @@ class Batcher(Generic[P, R]):
             return None
         if deadline <= asyncio.get_running_loop().time():
             return None  # the queue answers it with its 504
-        started = self._clock()
+        started = self._live_at = self._clock()
         try:
             (result,) = run([payload])
         except Exception:  # queued by the caller: retried and logged there
@@ -240,6 +254,8 @@ class Batcher(Generic[P, R]):
                 while len(self._running) < len(self._runners) and self._drop_dead_head():
                     if await self._should_wait():
                         continue
+                    if self._keep_runner_for_live():
+                        break  # the running batches' end wakes the loop again
                     batch = self._take_batch()
                     if not batch:
                         continue
@@ -278,18 +294,47 @@ class Batcher(Generic[P, R]):
             await asyncio.wait_for(self._wakeup.wait(), remaining)
         return True
 
+    def _live_recently(self) -> bool:
+        return self._clock() - self._live_at < LIVE_RECENT_S
+
+    def _bulk_alone(self) -> bool:
+        """Only young batch items are queued: the next batch would be bulk work alone."""
+        if self._pending.count(INTERACTIVE):
+            return False
+        head = self._pending.head(BATCH)
+        return head is not None and head.enqueued > self._clock() - self.aging_s
+
+    def _keep_runner_for_live(self) -> bool:
+        """Beside live traffic, bulk work alone does not take the last free runner."""
+        return (
+            len(self._runners) > 1
+            and len(self._running) + 1 >= len(self._runners)
+            and self._live_recently()
+            and self._bulk_alone()
+        )
+
     def _take_batch(self) -> list[Item[P]]:
         """Take the next batch off the queue (service/batching/queues.py says which items);
         dead items met on the way are dropped."""
         now = asyncio.get_running_loop().time()
+        clock = self._clock()
         before = {level: self._pending.count(level) for level in LEVELS}
+        # Beside live traffic, young batch items fill at most bulk_beside_live places in a
+        # batch led by live items, and in one of bulk alone where no runner is kept free (a
+        # single runner); aged ones ride as interactive.
+        max_fill: int | None = None
+        if self._live_recently():
+            if not self._bulk_alone():
+                max_fill = self.bulk_beside_live
+            elif len(self._runners) == 1:
+                max_fill = self.bulk_beside_live - 1  # its oldest item rides besides
         batch = self._pending.take(
             self.window,
             now,
-            self._clock() - self.aging_s,
+            clock - self.aging_s,
             lambda item: self._alive(item, now),
             lambda urgent, fill: select_batch(
-                urgent, self.max_batch_size, self.max_batch_tokens, self.min_fill, self.window, fill
+                urgent, self.max_batch_size, self.max_batch_tokens, self.min_fill, self.window, fill, max_fill
             ),
         )
         self._report_depth(level for level in LEVELS if self._pending.count(level) != before[level])

@@ -91,6 +91,7 @@ def select_batch(
     min_fill: float = 0.0,
     window: int | None = None,
     fill: Sequence[Item[P]] = (),
+    max_fill: int | None = None,
 ) -> list[Item[P]]:
     """Pick the next batch from `pending` (oldest first).
 
@@ -107,6 +108,8 @@ def select_batch(
     Only the oldest `window` items of each are candidates (all of them when None): the work
     is bounded by the window, not the queue, and an item waits at most until it is in the
     window, then until it is the oldest.
+
+    `max_fill`: at most this many items of `fill` (None: no bound).
     """
     if not pending:
         return []
@@ -117,12 +120,19 @@ def select_batch(
     bound = len(pending) if window is None else max(1, window)
     target = oldest.tokens
     longest = real = target
-    for candidates in (pending[1:bound], fill[:bound]):
+    fill_left = max_items if max_fill is None else max_fill
+    for candidates, filling in ((pending[1:bound], False), (fill[:bound], True)):
+        if filling and fill_left <= 0:
+            break
         for item in _by_affinity(candidates, target):
             size = item.tokens
             padded = max(longest, size) * (len(chosen) + 1)
             if padded > max_tokens or real + size < min_fill * padded:
                 continue
+            if filling:
+                if fill_left <= 0:
+                    break
+                fill_left -= 1
             chosen.append(item)
             if len(chosen) >= max_items:
                 return chosen

@@ -54,6 +54,10 @@ class LevelQueues(Generic[P]):
         heads = [lane[0] for lane in self._lanes.values() if lane]
         return min(heads, key=_enqueued) if heads else None
 
+    def head(self, level: Priority) -> Item[P] | None:
+        lane = self._lanes[level]
+        return lane[0] if lane else None
+
     def clear(self) -> None:
         for lane in self._lanes.values():
             lane.clear()
@@ -102,7 +106,8 @@ class LevelQueues(Generic[P]):
         if aged:
             urgent = list(islice(heapq.merge(urgent, bulk[:aged], key=_enqueued), window))
         young = bulk[aged:]
-        batch = select(urgent, young) if urgent else select(young, ())
+        # Bulk work alone: its oldest item rides, the rest fill (as much as `select` lets them).
+        batch = select(urgent, young) if urgent else select(young[:1], young[1:])
         # Only now off the queue: whatever happens above, every item is still in it.
         chosen = set(map(id, batch))
         for level, lane in self._lanes.items():

@@ -19,9 +19,11 @@ import numpy as np
 from service.batching import INTERACTIVE, Batcher, Priority, Ticket
 from service.batching.sizing import (
     CPU_BATCH_SIZE,
+    CPU_BULK_BESIDE_LIVE,
     CPU_MIN_FILL,
     CPU_QUEUE_ITEMS,
     CUDA_BATCH_SIZE,
+    CUDA_BULK_BESIDE_LIVE,
     CUDA_QUEUE_ITEMS,
     batch_tokens_for,
     read_config,
@@ -114,6 +116,7 @@ class LocalModel:
             name=self.name,
             aging_s=settings.batch_max_wait_s,
             batch_share=settings.batch_queue_share,
+            bulk_beside_live=_or_provider_default(None, model, CPU_BULK_BESIDE_LIVE, CUDA_BULK_BESIDE_LIVE),
         )
 
     async def _run(self, instance: int, rows: list[np.ndarray]) -> Sequence[np.ndarray]:

@@ -1,6 +1,8 @@
 """run-batch's --url sender against a service that answers 429 and 503 for a while: it waits
 as told (Retry-After) and tries again, and gives a line the last answer when it runs out of
-tries. The service here is httpx's in-process transport: what is tested is the client."""
+tries. The service here is httpx's in-process transport behind the sender's Poster interface
+(a failed transport raises http1's TransportError, as the real connection does): what is
+tested is the sender."""
 
 from __future__ import annotations
 
@@ -9,8 +11,23 @@ from collections.abc import Callable
 import httpx
 import orjson
 
+from service.batch_jobs.http1 import TransportError
 from service.batch_jobs.lines import Request
 from service.batch_jobs.remote import Sender, retry_after
+
+
+class Posting:
+    """An httpx client as the sender's Poster: transport failures become TransportErrors."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def post(self, url: str, /, *, content: bytes) -> httpx.Response:
+        try:
+            return await self.client.post(url, content=content)
+        except httpx.TransportError as exc:
+            raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+
 
 REQUEST = Request(1, "a", "/classify", {"inputs": "x"}, 10)
 
@@ -26,7 +43,8 @@ def sender(answers: list[httpx.Response | Exception], seen: list[httpx.Request],
     transport = httpx.MockTransport(handler)
     headers = {"x-priority": "batch"}
     # No backoff of its own: the service's Retry-After (0 here) is the wait.
-    return Sender([httpx.AsyncClient(transport=transport, base_url="http://svc", headers=headers)], attempts, 0.0)
+    client = httpx.AsyncClient(transport=transport, base_url="http://svc", headers=headers)
+    return Sender([Posting(client)], attempts, 0.0)
 
 
 def later(status: int) -> httpx.Response:

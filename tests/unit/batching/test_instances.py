@@ -178,3 +178,28 @@ async def test_a_batch_whose_run_is_cancelled_is_answered_whatever_ends_first() 
     later = batcher.submit([("c", 1)], far())
     assert await asyncio.wait_for(asyncio.gather(*later), 5) == ["cc"]
     await batcher.stop()
+
+
+async def test_beside_live_traffic_bulk_alone_leaves_a_runner_free() -> None:
+    """Two runners: while live requests came within LIVE_RECENT_S, bulk work alone runs on one
+    runner and the other waits free, so the next live request runs at once; once live traffic
+    has been quiet that long, bulk work takes both."""
+    now = [1000.0]
+    batcher, runners, journal = make(2, max_batch_size=2, bulk_beside_live=1)
+    batcher._clock = lambda: now[0]  # the batcher's clock, moved by hand
+    for runner in runners:
+        runner.gate.clear()
+    live = batcher.submit([("live", 1)], far())
+    await settle()
+    bulk = [batcher.submit([(name, 1)], far(), priority="batch")[0] for name in "abcd"]
+    await settle()
+    assert journal == [(0, ["live"])]  # runner 1 stays free: bulk alone may not take it
+    late = batcher.submit([("late", 1)], far())
+    await settle()
+    assert journal[-1] == (1, ["late", "a"])  # at once, on the free runner, with one bulk item
+    now[0] += 2.0  # no live request since
+    runners[0].gate.set()
+    runners[1].gate.set()
+    await asyncio.gather(*live, *late, *bulk)
+    assert [batch for _, batch in journal[2:]] == [["b", "c"], ["d"]]  # full batches, live traffic gone
+    await batcher.stop()

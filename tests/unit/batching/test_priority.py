@@ -9,6 +9,7 @@ import asyncio
 import pytest
 
 from service.batching import BATCH, INTERACTIVE, Batcher
+from service.batching import batcher as batching
 from service.errors import DeadlineExceeded, Overloaded, Unavailable
 from tests.sync import until_async
 from tests.unit.batching.test_batcher import FakeRunner, Recorder, far
@@ -25,7 +26,12 @@ class Clock:
 
 
 def make(
-    runner: FakeRunner, clock: Clock, size: int = 2, queue: int = 8, aging_s: float = 5.0
+    runner: FakeRunner,
+    clock: Clock,
+    size: int = 2,
+    queue: int = 8,
+    aging_s: float = 5.0,
+    bulk_beside_live: int | None = None,  # no bound unless a test asks for it
 ) -> tuple[Batcher[str, str], Recorder]:
     rec = Recorder()
     batcher: Batcher[str, str] = Batcher(
@@ -36,6 +42,7 @@ def make(
         observer=rec,
         aging_s=aging_s,
         batch_share=0.5,
+        bulk_beside_live=bulk_beside_live,
         clock=clock,
     )
     batcher.start()
@@ -187,3 +194,44 @@ async def test_stop_answers_every_level_503() -> None:
         with pytest.raises(Unavailable):
             await future
     assert batcher.queued == 0 and rec.depths == {BATCH: 0, INTERACTIVE: 0}
+
+
+async def test_beside_recent_live_traffic_bulk_takes_a_few_rows_of_a_batch_and_alone_the_whole() -> None:
+    """While interactive items came within LIVE_RECENT_S, a batch led by them holds at most
+    `bulk_beside_live` young batch items (here 2), and with a single runner so does a batch of
+    bulk alone; once live traffic has been quiet that long, bulk work runs full batches again."""
+    runner, clock = FakeRunner(), Clock()
+    batcher, _ = make(runner, clock, size=8, queue=64, bulk_beside_live=2)
+    assert batcher.bulk_beside_live == 2
+    busy = await hold(runner, batcher)  # an interactive item: live traffic now
+    bulk = queue(batcher, "bcdef", BATCH)
+    live = queue(batcher, "x", INTERACTIVE)
+    runner.gate.set()  # type: ignore[union-attr]
+    await asyncio.gather(*busy, *bulk, *live)
+    assert runner.calls == [["busy"], ["x", "b", "c"], ["d", "e"], ["f"]]
+
+    runner.calls.clear()
+    clock.now += batching.LIVE_RECENT_S + 0.1  # no live request since
+    runner.gate = asyncio.Event()
+    first = queue(batcher, "g", BATCH)
+    await until_async(lambda: runner.calls == [["g"]])
+    rest = queue(batcher, "hijklm", BATCH)
+    runner.gate.set()
+    await asyncio.gather(*first, *rest)
+    assert runner.calls == [["g"], ["h", "i", "j", "k", "l", "m"]]
+    await batcher.stop()
+
+
+async def test_aged_batch_items_ride_as_interactive_beside_live_traffic() -> None:
+    """The bound is on young batch items: once past the aging bound they ride as interactive
+    ones do, however many, so bulk work progresses whatever the live load."""
+    runner, clock = FakeRunner(), Clock()
+    batcher, _ = make(runner, clock, size=8, queue=64, bulk_beside_live=1)
+    busy = await hold(runner, batcher)
+    bulk = queue(batcher, "bcdef", BATCH)
+    clock.now += 6.0  # past the 5 s bound
+    live = queue(batcher, "x", INTERACTIVE)  # and live traffic now
+    runner.gate.set()  # type: ignore[union-attr]
+    await asyncio.gather(*busy, *bulk, *live)
+    assert runner.calls == [["busy"], ["b", "c", "d", "e", "f", "x"]]
+    await batcher.stop()
