@@ -98,7 +98,9 @@ def _stall_row(st: StallResult) -> str:
 
 
 def _slow_rows(slow: list[SlowClientResult]) -> list[str]:
-    expected = [("408", 3), ("408", 3), ("-", 4), ("503", 1)]
+    # The last, the connection cap, is per process: not run with front ends (BERTSERVE_MAX_CONNECTIONS
+    # caps each front end, so N of them hold N x the cap).
+    expected = [("408", 3), ("408", 3), ("-", 4), ("503", 1)][: len(slow)]
     return [
         f"| Slow client: {r.scenario} | header/body timeout 1 s, keep-alive 2 s, 8 connections max "
         f"| `{r.answer}` after {r.seconds:.2f} s, connection {'closed' if r.closed else 'open'} "

@@ -97,11 +97,12 @@ class Batcher(Generic[P, R]):
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         """`aging_s`: a batch item older than this is served as interactive. `batch_share`:
-        the share of `max_queue_items` that batch items may hold. `bulk_beside_live`: how many
-        batch items a batch may hold while interactive ones came within LIVE_RECENT_S (None:
-        no bound). `clock`: when items were
-        queued, for their queue wait and their age (perf_counter: uvloop's clock counts
-        whole milliseconds, and a queue wait is often less than one)."""
+        the share of `max_queue_items` that batch items may hold. `bulk_beside_live`: while
+        interactive items came within LIVE_RECENT_S, how many young batch items a batch led by
+        interactive ones may hold, and with a single runner a batch of bulk alone (None: no
+        bound). `clock`: when items were queued, for their queue wait and their age
+        (perf_counter: uvloop's clock counts whole milliseconds, and a queue wait is often
+        less than one)."""
         self._runners: list[Runner[P, R]] = [runners] if callable(runners) else list(runners)
         if not self._runners:
             raise ValueError("a batcher needs at least one runner")
