@@ -27,9 +27,9 @@ CPU_MIN_FILL = 0.95
 CPU_BATCH_SIZE, CUDA_BATCH_SIZE = 32, 128
 # Young batch-priority items in a batch led by live ones, while live requests keep coming
 # (service/batching/batcher.py). On a CPU a batch costs about its rows: on 2 cores a MiniLM
-# row of a short sentence took about 3.6 ms of a core, and with 8 bulk rows in each batch a
-# live request waited 35 ms at p50 under bulk load (3-4 ms idle); with one, and a runner kept
-# free of bulk work, 11 ms (docs/benchmarks.md, "Bulk work beside live traffic (`run-batch`)").
+# row of a short sentence took about 3.6 ms of a core, and with up to 8 bulk rows a batch a
+# live request waited 35-38 ms at p50 under bulk load (3-4 ms idle); with one, and a runner
+# kept free of bulk work, 10-11 ms (docs/benchmarks.md, "Bulk work beside live traffic (`run-batch`)").
 # One, not none: under a live load that fills every batch, bulk work still moves before it
 # ages. On CUDA a batch of 32 costs about what a batch of one does.
 CPU_BULK_BESIDE_LIVE, CUDA_BULK_BESIDE_LIVE = 1, CUDA_BATCH_SIZE // 4
