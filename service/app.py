@@ -117,6 +117,7 @@ def create_app(
             loading = loop.create_task(_load(state, prepare, on_load_error or (lambda _: None)), name="load")
         else:
             loading = loop.create_task(follower.follow(), name="engine")
+            await follower.first_status()  # uvicorn takes connections once the lifespan has started
         watchdog = loop.create_task(watch_stalls(state), name="stall-watchdog")
         thresholds = gc.get_threshold()
         collecting = loop.create_task(collector.collect_when_quiet(state.quiet), name="full-collections")

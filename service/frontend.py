@@ -46,6 +46,8 @@ TABLE_WAIT_S = 5.0
 # How long a request waits for its front end to catch up with the engine's table: the first
 # Status comes within 0.1 s of the start, a table takes milliseconds to take in.
 CATCH_UP_S = 2.0
+# How long a starting front end waits for its first Status before it takes connections.
+FIRST_STATUS_S = 10.0
 
 
 class EngineFollower:
@@ -60,6 +62,7 @@ class EngineFollower:
         self._table_changed = asyncio.Event()
         # Set while this front end is ready and serves the table the engine last announced.
         self.settled = asyncio.Event()
+        self._heard = asyncio.Event()  # a first Status taken in
         state.forward_reload = self.reload
 
     async def follow(self) -> None:
@@ -120,7 +123,16 @@ class EngineFollower:
                     log.info(f"ready: serving {count}{where}", extra={"models": sorted(state.models)})
             if state.ready:
                 self.settled.set()
+            self._heard.set()
         state.check_health(time.monotonic())
+
+    async def first_status(self) -> None:
+        """Return once the first Status is taken in (FIRST_STATUS_S at most): the lifespan
+        waits for it, so a front end started beside an engine that serves (one restarted
+        after a crash) takes its first connection ready, on the engine's table; beside an
+        engine still loading, it answers 503 with the engine's reason meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._heard.wait(), FIRST_STATUS_S)
 
     async def _serve(self, status: wire.Status) -> None:
         state, engine = self._state, self._engine
