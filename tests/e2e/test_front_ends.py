@@ -227,6 +227,7 @@ def test_reload_from_any_front_end_swaps_the_engine_for_all(tmp_path: Path) -> N
         _link_model(DEFAULT_MODELS / name, repo / name)
     with Server(repo, env={**TWO, "BERTSERVE_VARIANT": "int8"}) as server:
         assert server.proc is not None
+        _until_every_front_end_ready(server)
         before = _sha(server, CLASSIFIER)
 
         def send(client: httpx.Client, worker: int, n: int) -> str:
@@ -256,6 +257,19 @@ def test_reload_from_any_front_end_swaps_the_engine_for_all(tmp_path: Path) -> N
         bad = {k: v for k, v in load.outcomes.items() if not str(k).endswith(" 200")}
         # /embed requests after the embedder was removed get a 404: the only failures allowed.
         assert set(bad) <= {"/embed 404"}, load.outcomes
+
+
+def _until_every_front_end_ready(server: Server) -> None:
+    """The Server fixture waits for one front end's readiness; each takes in the engine's
+    Status on its own, so wait until ten fresh connections in a row find a ready one."""
+
+    def ready_ten_times() -> bool:
+        return all(
+            httpx.get(f"{server.url}/health/ready", headers={"connection": "close"}).status_code == 200
+            for _ in range(10)
+        )
+
+    until(ready_ten_times, timeout=30, what="every front end ready")
 
 
 def _models(server: Server) -> dict[str, dict[str, object]]:
