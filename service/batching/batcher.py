@@ -255,7 +255,7 @@ class Batcher(Generic[P, R]):
                 while len(self._running) < len(self._runners) and self._drop_dead_head():
                     if await self._should_wait():
                         continue
-                    if self._keep_runner_for_live():
+                    if self._keep_runner_for_live(self._clock()):
                         break  # the running batches' end wakes the loop again
                     batch = self._take_batch()
                     if not batch:
@@ -295,23 +295,23 @@ class Batcher(Generic[P, R]):
             await asyncio.wait_for(self._wakeup.wait(), remaining)
         return True
 
-    def _live_recently(self) -> bool:
-        return self._clock() - self._live_at < LIVE_RECENT_S
+    def _live_recently(self, clock: float) -> bool:
+        return clock - self._live_at < LIVE_RECENT_S
 
-    def _bulk_alone(self) -> bool:
+    def _bulk_alone(self, clock: float) -> bool:
         """Only young batch items are queued: the next batch would be bulk work alone."""
         if self._pending.count(INTERACTIVE):
             return False
         head = self._pending.head(BATCH)
-        return head is not None and head.enqueued > self._clock() - self.aging_s
+        return head is not None and head.enqueued > clock - self.aging_s
 
-    def _keep_runner_for_live(self) -> bool:
+    def _keep_runner_for_live(self, clock: float) -> bool:
         """Beside live traffic, bulk work alone does not take the last free runner."""
         return (
             len(self._runners) > 1
             and len(self._running) + 1 >= len(self._runners)
-            and self._live_recently()
-            and self._bulk_alone()
+            and self._live_recently(clock)
+            and self._bulk_alone(clock)
         )
 
     def _take_batch(self) -> list[Item[P]]:
@@ -324,8 +324,8 @@ class Batcher(Generic[P, R]):
         # batch led by live items, and in one of bulk alone where no runner is kept free (a
         # single runner); aged ones ride as interactive.
         max_fill: int | None = None
-        if self._live_recently():
-            if not self._bulk_alone():
+        if self._live_recently(clock):
+            if not self._bulk_alone(clock):
                 max_fill = self.bulk_beside_live
             elif len(self._runners) == 1:
                 max_fill = self.bulk_beside_live - 1  # its oldest item rides besides
