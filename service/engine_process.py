@@ -153,7 +153,7 @@ class Engine:
         on the room; below, the heartbeat's is close enough (a front end counts what it sent
         since, and the engine checks again). A Status a run cost the engine and each front
         end about as much as the run of a small model."""
-        if model.room() * 2 < model.batcher.max_queue_items:
+        if model.room() * 2 < model.limits().max_queue_items:
             self._changed.set()
 
     async def _reload(self, sender: bytes, request_id: int) -> None:
