@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
 
 from service.batching import INTERACTIVE, Priority, Ticket
 from service.batching.policy import BatchRun
@@ -99,6 +100,7 @@ class EngineClient:
             asyncio.ensure_future(self._read_replies()),
             asyncio.ensure_future(self._read_status(on_status)),
             asyncio.ensure_future(self._watch(on_down)),
+            asyncio.ensure_future(self._watch_socket(on_down)),
         ]
         try:
             done, _ = await asyncio.wait(readers, return_when=asyncio.FIRST_EXCEPTION)
@@ -142,12 +144,30 @@ class EngineClient:
         while True:
             await asyncio.sleep(ENGINE_SILENT_S / 4)
             if self._engine_pid is not None and time.monotonic() - self._heard > ENGINE_SILENT_S:
-                reason = f"the engine process is not answering (silent for over {ENGINE_SILENT_S:.0f}s): restarting"
-                self.down = reason
-                self._engine_pid = None
-                self._restarted = True
-                self._fail_pending(Unavailable("the engine process stopped while this request ran: retry"))
-                on_down(reason)
+                self._lost(
+                    f"the engine process is not answering (silent for over {ENGINE_SILENT_S:.0f}s): restarting", on_down
+                )
+
+    async def _watch_socket(self, on_down: Callable[[str], None]) -> None:
+        """A dead engine's socket closes at once: every front end hears it within
+        milliseconds, where the silence takes ENGINE_SILENT_S and each front end's own
+        timer (so for a moment one front end says ready while its sibling says 503)."""
+        monitor = self._status.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        try:
+            while True:
+                parse_monitor_message(await monitor.recv_multipart())
+                if self._engine_pid is not None:
+                    self._lost("the engine process stopped: restarting", on_down)
+        finally:
+            self._status.disable_monitor()
+            monitor.close()
+
+    def _lost(self, reason: str, on_down: Callable[[str], None]) -> None:
+        self.down = reason
+        self._engine_pid = None
+        self._restarted = True
+        self._fail_pending(Unavailable("the engine process stopped while this request ran: retry"))
+        on_down(reason)
 
     def _fail_pending(self, error: ServiceError) -> None:
         pending, self._pending = self._pending, {}
