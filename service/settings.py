@@ -65,8 +65,8 @@ class Settings(BaseSettings):
     provider: Provider = Field("auto", description="execution provider: auto (CUDA if available), cpu or cuda")
     variant: Variant = Field(
         "auto",
-        description="graph variant: auto = fp16 on CUDA when present; on the CPU int8 or fp32, "
-        "whichever is faster when both are timed at load (fp32 unless int8 saves over 20%)",
+        description="graph variant: auto = fp16 on CUDA when present; on the CPU int8 where the CPU has int8 "
+        "dot-product instructions (VNNI), else fp32 (by the timing at load where its flags cannot be read)",
     )
     instances: int = Field(
         0,

@@ -21,8 +21,8 @@ def provider() -> str:
 
 def variants(model_dir: Path) -> tuple[str, ...]:
     """The variants the service may serve for the model directory: the one asked for; under
-    `auto` fp16 on CUDA when the model has it, and on the CPU int8 or fp32, whichever was
-    faster when timed at load, when the model has both (service/runtime/variants.py)."""
+    `auto` fp16 on CUDA when the model has it, and on the CPU int8 or fp32 by the CPU's
+    instructions, when the model has both (service/runtime/variants.py)."""
     wanted = os.environ.get("BERTSERVE_VARIANT", "auto")
     if wanted != "auto":
         return (wanted,)

@@ -15,7 +15,7 @@ from service.runtime.cpus import available_cpus
 from service.runtime.session import CUDA, InferenceError, OnnxSession, SessionError, resolve_providers
 from service.runtime.shared_weights import SharedWeights, shared_initializers
 from service.runtime.tokenizer import TextEncoder, TokenizerError
-from service.runtime.variants import TIMED, VariantChoice, probe_batches, serve_faster
+from service.runtime.variants import TIMED, VariantChoice, int8_instructions, probe_batches, serve_faster
 from service.settings import Settings
 
 log = logging.getLogger("bertserve")
@@ -88,8 +88,8 @@ def graph_sha256(manifest: Manifest, variant: str) -> str:
 def identity(manifest: Manifest, variants: Sequence[str]) -> str:
     """What the result cache keys on and a reload compares: another graph (its checksum) or
     another variant of the same name is another model. `variants` are the ones the setting
-    allows (`_candidates`): when int8 and fp32 are timed at load, a rescan cannot know which
-    serves, so the model is the same while neither graph changes (and one loaded model
+    allows (`_candidates`): when int8 and fp32 are both candidates, a rescan does not decide
+    again which serves, so the model is the same while neither graph changes (and one loaded model
     serves one of them for its whole life)."""
     shas = "+".join(graph_sha256(manifest, v) for v in variants)
     return f"{manifest.name}/{'+'.join(variants)}/{shas}"
@@ -195,7 +195,7 @@ def load_model_dir(directory: Path, settings: Settings) -> LoadedModel:
     try:
         if len(candidates) > 1:
             batches = probe_batches(manifest.max_length, manifest.pad_token_id + 1)
-            first, choice = serve_faster(open_first, batches)
+            first, choice = serve_faster(open_first, batches, int8_instructions())
             log.info("variant timed", extra={"model": manifest.name, "variant": choice.variant, **choice.as_dict()})
         else:
             first, choice = open_first(candidates[0]), VariantChoice(candidates[0], reason, candidates)
@@ -307,7 +307,8 @@ def file_stamps(directory: Path, manifest: Manifest) -> dict[str, FileStamp]:
 
 def _candidates(manifest: Manifest, wanted: str, on_cuda: bool, directory: Path) -> tuple[tuple[str, ...], str]:
     """The variants the setting allows for this model, and why: one, or int8 and fp32 to be
-    timed at load (`auto` on the CPU with both exported: service/runtime/variants.py)."""
+    timed at load and chosen between (`auto` on the CPU with both exported:
+    service/runtime/variants.py)."""
     if wanted != "auto":
         if wanted == "fp16" and not on_cuda:
             raise ModelLoadError(

@@ -39,8 +39,8 @@ LOAD = [
     ("/embed", {"inputs": ["a moving, beautifully acted film", "tedious and flat"], "model": EMBEDDER}),
 ]
 CLIENTS_PER_ROUTE = 3
-# The graph replaced is the one served: int8, named, since under auto the CPU's variant is
-# the faster of int8 and fp32 as timed at load.
+# The graph replaced is the one served: int8, named, since under auto the CPU's variant
+# depends on its instructions.
 VARIANT = "int8"
 
 

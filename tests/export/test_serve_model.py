@@ -22,7 +22,7 @@ from tests.sync import until
 from tests.tiny import make_checkpoint
 
 TEXTS = ["a tiny model, served from its checkpoint", "the same bytes as its export"]
-# The variant is fixed: left to `auto`, each start times fp32 against int8 and serves the faster.
+# The variant is fixed: left to `auto`, the CPU's instructions would pick it.
 # The CPU provider: its default variants (int8, no fp16) are those of the `bertserve export --int8`
 # the answers are compared with.
 ENV = {"BERTSERVE_VARIANT": "fp32", "BERTSERVE_PROVIDER": "cpu", "BERTSERVE_LOG_LEVEL": "info"}

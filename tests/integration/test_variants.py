@@ -1,8 +1,9 @@
 """BERTSERVE_VARIANT=auto on the CPU times int8 against fp32 at load, on real sessions of the
-tiny classifier (which has both), serves the faster, and frees the other; /models says which
-and why. Which one wins depends on the machine: what is checked is that the choice follows
-the timings (service/runtime/variants.py's `decide`, pinned on given figures in
-tests/unit/runtime/test_variants.py) and that the loser is gone."""
+tiny classifier (which has both), serves the one the CPU's instructions call for (the timing
+where they are unknown), and frees the other; /models says which and why. Which one serves
+depends on the machine: what is checked is that the choice follows `decide` on this CPU's
+flags and timings (pinned on given figures in tests/unit/runtime/test_variants.py) and that
+the other session is gone."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pytest
 from service.manifest import Manifest
 from service.runtime.loader import load_model_dir
 from service.runtime.session import CPU, OnnxSession
-from service.runtime.variants import decide, probe_batches, serve_faster
+from service.runtime.variants import decide, int8_instructions, probe_batches, serve_faster
 from service.settings import Settings
 from tests.integration.conftest import Client
 
@@ -54,13 +55,13 @@ def _opener(directory: Path, opened: dict[str, weakref.ref[Any]], held: list[Onn
 def test_the_faster_is_kept_and_the_other_freed(repo: Path) -> None:
     opened: dict[str, weakref.ref[Any]] = {}
     held: list[OnnxSession] = []
-    kept, choice = serve_faster(_opener(repo / "tiny-clf", opened, held), probe_batches(64, 5))
+    kept, choice = serve_faster(_opener(repo / "tiny-clf", opened, held), probe_batches(64, 5), int8_instructions())
     assert sorted(opened) == ["fp32", "int8"]
     # Closed, not merely dropped: freed even while something still refers to the loser.
     (loser_session,) = [s for s in held if s is not kept]
     assert "_session" not in loser_session.__dict__
     assert choice.int8_ms is not None and choice.fp32_ms is not None
-    assert choice == decide(choice.int8_ms, choice.fp32_ms)
+    assert choice == decide(choice.int8_ms, choice.fp32_ms, int8_instructions())
     loser = "fp32" if choice.variant == "int8" else "int8"
     gc.collect()
     assert opened[loser]() is None, "the slower variant's session is still alive"
@@ -79,7 +80,7 @@ def test_when_the_second_does_not_open_the_first_is_freed(repo: Path) -> None:
         return open_variant(variant)  # type: ignore[no-any-return]
 
     with pytest.raises(RuntimeError, match="fp32 does not open"):
-        serve_faster(failing, probe_batches(64, 5))
+        serve_faster(failing, probe_batches(64, 5), int8_instructions())
     gc.collect()
     assert list(opened) == ["int8"] and opened["int8"]() is None
 
@@ -90,7 +91,7 @@ def test_the_loader_serves_every_session_from_the_chosen_graph(repo: Path) -> No
     try:
         assert model.choice is not None and model.choice.variant == model.variant
         assert model.choice.int8_ms is not None and model.choice.fp32_ms is not None
-        assert model.choice == decide(model.choice.int8_ms, model.choice.fp32_ms)
+        assert model.choice == decide(model.choice.int8_ms, model.choice.fp32_ms, int8_instructions())
         assert len(model.sessions) == 2
         weights = [[v.data_ptr() for _, v in s.shared_weights] for s in model.every_session]
         assert weights[0] and weights.count(weights[0]) == len(weights)
@@ -111,7 +112,7 @@ async def test_models_reports_the_choice_and_its_timings(
         assert clf["variant"] in ("int8", "fp32")
         assert choice["int8_ms"] > 0 and choice["fp32_ms"] > 0
         made = c.app.state.bertserve.models["tiny-clf"].model.choice  # type: ignore[attr-defined]
-        assert made == decide(made.int8_ms, made.fp32_ms) and made.variant == clf["variant"]
+        assert made == decide(made.int8_ms, made.fp32_ms, int8_instructions()) and made.variant == clf["variant"]
         assert choice == {"int8_ms": round(made.int8_ms, 3), "fp32_ms": round(made.fp32_ms, 3), "reason": made.reason}
         assert choice["reason"].startswith("auto: ")
         assert listed["tiny-emb"]["variant"] == "fp32"

@@ -1,6 +1,7 @@
-"""Which variant a model serves: the setting's, or under `auto` on the CPU the faster of int8
-and fp32 as timed at load. The decision from timings to a choice is pinned here on given
-figures; the timing itself, on real sessions, is in tests/integration/test_variants.py."""
+"""Which variant a model serves: the setting's, or under `auto` on the CPU int8 where the CPU
+has int8 dot-product instructions and fp32 where it has none, by the timing at load where its
+instructions are unknown. The decision is pinned here on given figures and /proc/cpuinfo
+texts; the timing itself, on real sessions, is in tests/integration/test_variants.py."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from service.manifest import Manifest, VariantInfo
 from service.runtime.loader import ModelLoadError, _candidates, identity
-from service.runtime.variants import MARGIN, PROBES, decide, probe_batches
+from service.runtime.variants import MARGIN, PROBES, decide, int8_instructions, probe_batches
 
 
 @pytest.mark.parametrize(
@@ -36,7 +37,40 @@ def test_int8_serves_only_when_it_saves_more_than_the_margin(int8_ms: float, fp3
     assert choice.reason.startswith("auto: ")
 
 
+X86_VNNI = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni avx_vnni\n"
+X86_AVX2 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n"
+ARM_DOT = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes crc32 atomics asimddp\n"
+ARM_PLAIN = "processor\t: 0\nFeatures\t: fp asimd evtstrm\n"
+
+
+@pytest.mark.parametrize(
+    ("cpuinfo", "found"),
+    [(X86_VNNI, "avx512_vnni"), (X86_AVX2, ""), (ARM_DOT, "asimddp"), (ARM_PLAIN, ""), ("processor\t: 0\n", None)],
+)
+def test_the_cpus_int8_instructions_are_read_from_its_flags(tmp_path: Path, cpuinfo: str, found: str | None) -> None:
+    (tmp_path / "cpuinfo").write_text(cpuinfo)
+    assert int8_instructions(tmp_path / "cpuinfo") == found
+    assert int8_instructions(tmp_path / "absent") is None
+
+
+@pytest.mark.parametrize(("int8_ms", "fp32_ms"), [(50.0, 100.0), (89.0, 100.0), (99.0, 100.0), (130.0, 100.0)])
+def test_known_instructions_decide_whatever_the_timings(int8_ms: float, fp32_ms: float) -> None:
+    """Two replicas of one host type must serve one variant: the timings, noisy on a shared
+    host, only inform."""
+    with_vnni = decide(int8_ms, fp32_ms, "avx512_vnni")
+    without = decide(int8_ms, fp32_ms, "")
+    assert (with_vnni.variant, without.variant) == ("int8", "fp32")
+    assert (with_vnni.int8_ms, with_vnni.fp32_ms) == (int8_ms, fp32_ms)
+    assert with_vnni.candidates == without.candidates == ("int8", "fp32")
+
+
 def test_the_reason_says_what_decided() -> None:
+    assert decide(89.0, 100.0, "avx_vnni").reason == (
+        "auto: this CPU has avx_vnni (int8 dot products): int8; int8 took 11% less time than fp32 here"
+    )
+    assert decide(110.0, 100.0, "").reason == (
+        "auto: this CPU has no int8 dot-product instructions (VNNI): fp32; int8 was no faster here"
+    )
     assert decide(50.0, 100.0).reason == "auto: int8 takes 50% less time than fp32 on this CPU"
     assert decide(98.0, 100.0).reason == "auto: int8 saves 2.0% of fp32's time on this CPU, within 20%: fp32 kept"
     assert decide(110.0, 100.0).reason == "auto: fp32 as fast as int8 or faster on this CPU"
