@@ -62,9 +62,12 @@ test-export: $(STAMP)
 	$(BIN)/python -m pytest -q -ra tests/export
 
 ## test-docker: build the images from Debian's packages and PyPI alone (no image registry), then run
-## docker-compose.yml (two replicas, nginx, Prometheus) and test it; starts a Docker engine if none runs
+## docker-compose.yml (two replicas, nginx, Prometheus) and test it, and the export image on a mounted
+## checkpoint; starts a Docker engine if none runs
 test-docker: $(STAMP) models
 	bash tests/docker/engine.sh
+	$(BIN)/pip download -q --no-deps -d deploy/docker/wheels '$(TORCH)' 2>/dev/null \
+		|| $(BIN)/pip download -q --no-deps -d deploy/docker/wheels --extra-index-url '$(TORCH_INDEX_URL)' '$(TORCH)'
 	TEST_DOCKER=1 $(BIN)/python -m pytest -q -ra tests/docker
 
 ## bench: the service against the raw engine and the per-request baseline -> docs/benchmarks.md

@@ -140,4 +140,9 @@ def train_and_save(
     model.eval()
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
+    # safetensors writes its weights owner-only (0600): readable by all, as the other files
+    # are, so the checkpoint mounted into a container serves whatever user the image runs as.
+    for path in out.iterdir():
+        if path.is_file():
+            path.chmod(0o644)
     return seconds
