@@ -24,7 +24,7 @@ from service.export.data import (
     verification_texts,
 )
 from service.export.errors import ExportError
-from service.export.graph import build_graph, export_onnx
+from service.export.graph import build_graph, export_onnx, output_names
 from service.export.pairs import (
     CrossEncoderReference,
     PairSet,
@@ -100,6 +100,8 @@ class _Context:
     output: str
     pad_token_id: int
     pairs: bool
+    # An embedding graph's per-token output.
+    token_output: str | None = None
     example: Batch = field(default_factory=dict)
     rows: Rows = field(default_factory=list)
     reference: np.ndarray = field(default_factory=lambda: np.empty(0))
@@ -175,6 +177,7 @@ def _export(ckpt: Checkpoint, opts: ExportOptions, log: Log, stage: Stage) -> Ma
             multi_label=getattr(model.config, "problem_type", None) == "multi_label_classification",
             dimension=int(ctx.reference.shape[1]) if opts.task == "embed" else None,
             pooling=pooling if opts.task == "embed" else None,
+            token_output=ctx.token_output,
             variants=variants,
             versions=_versions(),
             evaluation=_evaluation(ctx, variants, time.perf_counter() - started),
@@ -202,11 +205,13 @@ def _reference(
     log: Log,
 ) -> _Context:
     """Both sides' inputs from the same texts, the token ids checked equal, and PyTorch's answers."""
+    outputs = output_names(opts.task)
     ctx = _Context(
         task=opts.task,
-        output="sentence_embedding" if opts.task == "embed" else "logits",
+        output=outputs[0],
         pad_token_id=int(tokenizer.pad_token_id or 0),
         pairs=opts.takes_pairs,
+        token_output=outputs[1] if len(outputs) > 1 else None,
     )
     encoder = TextEncoder(staging / "tokenizer.json", max_length)
     eval_data = opts.eval_data if labels else None
@@ -287,7 +292,7 @@ def _variants(
     asked for, kept only if one of its recipes passes the variant gate."""
     stage("export")
     log("export: writing the fp32 ONNX graph")
-    export_onnx(graph, ctx.example, ctx.output, staging / "model.onnx", max_length)
+    export_onnx(graph, ctx.example, output_names(ctx.task), staging / "model.onnx", max_length)
     stage("verify fp32")
     fp32 = _verify(ctx, staging / "model.onnx")
     check_fp32(ctx.task, fp32)

@@ -63,11 +63,20 @@ def encode_batches(
 
 def torch_outputs(graph: torch.nn.Module, batches: list[Batch], per_token: bool = False) -> np.ndarray:
     """One row per input; `per_token`: one row per real (unpadded) token, inputs in order."""
-    with torch.inference_mode():
-        outs = [graph(*(torch.from_numpy(b[n]) for n in b)).float().numpy() for b in batches]
+    outs = [_torch_run(graph, b)[0] for b in batches]
     if per_token:
-        outs = [out[b["attention_mask"].astype(bool)] for out, b in zip(outs, batches, strict=True)]
+        outs = [_real_tokens(out, b) for out, b in zip(outs, batches, strict=True)]
     return np.concatenate(outs)
+
+
+def _torch_run(graph: torch.nn.Module, batch: Batch) -> tuple[np.ndarray, ...]:
+    with torch.inference_mode():
+        out = graph(*(torch.from_numpy(batch[n]) for n in batch))
+    return tuple(o.float().numpy() for o in (out if isinstance(out, tuple) else (out,)))
+
+
+def _real_tokens(out: np.ndarray, batch: Batch) -> np.ndarray:
+    return np.asarray(out[batch["attention_mask"].astype(bool)])
 
 
 def served_rows(encoder: TextEncoder, tokenizer: Any, texts: Sequence[str], max_length: int, what: str) -> Rows:
