@@ -53,8 +53,9 @@ def test_export_each_architecture_and_task(tmp_path: Path, arch: str, task: str)
     outputs = [o.name for o in onnx.load(str(out / "model.onnx")).graph.output]
     if task == "classify":
         assert outputs == ["logits"] and on_disk.token_output is None
-    else:  # the per-token output too (late chunking)
+    else:  # the per-token output too (late chunking), held to the same fp32 gate
         assert outputs == ["sentence_embedding", "token_embeddings"] and on_disk.token_output == outputs[1]
+        assert fp32["token_cosine_min"] >= 0.9999
 
 
 def test_the_graph_does_not_depend_on_where_it_was_exported(tmp_path: Path) -> None:
