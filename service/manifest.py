@@ -59,6 +59,9 @@ class Manifest(BaseModel):
     dimension: int | None = None
     # Pooling runs inside the graph (always): the runtime only normalises and truncates.
     pooling: Pooling | None = None
+    # Embedding models: the graph's per-token output (last hidden state), for late chunking; None
+    # for other tasks and for exports made before it existed.
+    token_output: str | None = None
     variants: dict[str, VariantInfo]
     files: dict[str, str] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)

@@ -52,7 +52,7 @@ def broken_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         None,
     )
     example = {n: np.ones((2, 4), dtype=np.int64) for n in ("input_ids", "attention_mask", "token_type_ids")}
-    export_onnx(graph, example, "logits", model_dir / "model.onnx", 128)
+    export_onnx(graph, example, ["logits"], model_dir / "model.onnx", 128)
     for name in TOKENIZER_FILES:
         shutil.copyfile(ckpt / name, model_dir / name)
     shutil.copyfile(ckpt / "config.json", model_dir / "config.json")

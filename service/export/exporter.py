@@ -24,7 +24,7 @@ from service.export.data import (
     verification_texts,
 )
 from service.export.errors import ExportError
-from service.export.graph import build_graph, export_onnx
+from service.export.graph import build_graph, export_onnx, output_names
 from service.export.pairs import (
     CrossEncoderReference,
     PairSet,
@@ -45,6 +45,9 @@ from service.export.verify import (
     parity,
     served_outputs,
     served_rows,
+    served_token_embeddings,
+    token_parity,
+    torch_embeddings,
     torch_outputs,
     variant_gate,
 )
@@ -100,6 +103,10 @@ class _Context:
     output: str
     pad_token_id: int
     pairs: bool
+    # An embedding graph's per-token output, and PyTorch's last hidden state for every real
+    # token of the verification texts, inputs in order.
+    token_output: str | None = None
+    token_reference: np.ndarray = field(default_factory=lambda: np.empty(0))
     example: Batch = field(default_factory=dict)
     rows: Rows = field(default_factory=list)
     reference: np.ndarray = field(default_factory=lambda: np.empty(0))
@@ -175,6 +182,7 @@ def _export(ckpt: Checkpoint, opts: ExportOptions, log: Log, stage: Stage) -> Ma
             multi_label=getattr(model.config, "problem_type", None) == "multi_label_classification",
             dimension=int(ctx.reference.shape[1]) if opts.task == "embed" else None,
             pooling=pooling if opts.task == "embed" else None,
+            token_output=ctx.token_output,
             variants=variants,
             versions=_versions(),
             evaluation=_evaluation(ctx, variants, time.perf_counter() - started),
@@ -202,11 +210,13 @@ def _reference(
     log: Log,
 ) -> _Context:
     """Both sides' inputs from the same texts, the token ids checked equal, and PyTorch's answers."""
+    outputs = output_names(opts.task)
     ctx = _Context(
         task=opts.task,
-        output="sentence_embedding" if opts.task == "embed" else "logits",
+        output=outputs[0],
         pad_token_id=int(tokenizer.pad_token_id or 0),
         pairs=opts.takes_pairs,
+        token_output=outputs[1] if len(outputs) > 1 else None,
     )
     encoder = TextEncoder(staging / "tokenizer.json", max_length)
     eval_data = opts.eval_data if labels else None
@@ -232,7 +242,10 @@ def _reference(
         batches = _text_inputs(ctx, encoder, tokenizer, ckpt.input_names, max_length, eval_data, labels or [])
     log(f"export: PyTorch reference on {len(ctx.rows)} {'pairs' if ctx.pairs else 'inputs'}")
     ctx.example = batches[0]
-    ctx.reference = torch_outputs(graph, batches, per_token=ctx.per_token)
+    if ctx.token_output is not None:
+        ctx.reference, ctx.token_reference = torch_embeddings(graph, batches)
+    else:
+        ctx.reference = torch_outputs(graph, batches, per_token=ctx.per_token)
     return ctx
 
 
@@ -287,7 +300,7 @@ def _variants(
     asked for, kept only if one of its recipes passes the variant gate."""
     stage("export")
     log("export: writing the fp32 ONNX graph")
-    export_onnx(graph, ctx.example, ctx.output, staging / "model.onnx", max_length)
+    export_onnx(graph, ctx.example, output_names(ctx.task), staging / "model.onnx", max_length)
     stage("verify fp32")
     fp32 = _verify(ctx, staging / "model.onnx")
     check_fp32(ctx.task, fp32)
@@ -306,6 +319,11 @@ def _verify(ctx: _Context, path: Path) -> dict[str, float]:
     sets = [ctx.rows, ctx.eval_rows] if ctx.eval_rows else [ctx.rows]
     outputs = served_outputs(path, sets, output=ctx.output, pad_token_id=ctx.pad_token_id, per_token=ctx.per_token)
     figures = parity(ctx.task, ctx.reference, outputs[0])
+    if ctx.token_output is not None:
+        tokens = served_token_embeddings(
+            path, ctx.rows, output=ctx.output, token_output=ctx.token_output, pad_token_id=ctx.pad_token_id
+        )
+        figures.update(token_parity(ctx.token_reference, tokens))
     if ctx.per_token:
         figures.update({"rows": float(len(ctx.rows)), "tokens": float(len(ctx.reference))})
     if ctx.entity_eval is not None:
@@ -377,6 +395,11 @@ def _evaluation(ctx: _Context, variants: dict[str, VariantInfo], seconds: float)
         out["eval_rows"] = len(ctx.eval_labels)
         for name, info in variants.items():
             out[f"eval_accuracy_{name}"] = round(info.verification["eval_accuracy"], 4)
+    if ctx.token_output is not None:
+        # Six places, not four: the fp32 gate is 0.9999, which four would round away.
+        for name, info in variants.items():
+            for figure in ("token_cosine_min", "token_cosine_mean"):
+                out[f"{figure}_{name}"] = round(info.verification[figure], 6)
     return out
 
 

@@ -32,7 +32,9 @@ class ClassifierGraph(torch.nn.Module):
 
 
 class EmbeddingGraph(torch.nn.Module):
-    """Pools inside the graph: the output is one unnormalised vector per row."""
+    """Pools inside the graph: the first output is one unnormalised vector per row. The second
+    is the encoder's last hidden state, (batch, sequence, hidden), for late chunking: a chunk's
+    vector pooled from the tokens of a whole window, which saw the text around the chunk."""
 
     def __init__(self, model: torch.nn.Module, input_names: list[str], pooling: str) -> None:
         super().__init__()
@@ -42,13 +44,13 @@ class EmbeddingGraph(torch.nn.Module):
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         feeds = _feeds(self.input_names, input_ids, attention_mask, token_type_ids)
         hidden = self.model(**feeds).last_hidden_state
         if self.pooling == "cls":
-            return torch.as_tensor(hidden[:, 0])
+            return torch.as_tensor(hidden[:, 0]), hidden
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return torch.as_tensor((hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9))
+        return torch.as_tensor((hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)), hidden
 
 
 def _feeds(
@@ -60,16 +62,28 @@ def _feeds(
     return feeds
 
 
+# The graph's outputs, in the order its forward returns them; the first is the one served.
+SENTENCE_OUTPUT = "sentence_embedding"
+TOKEN_OUTPUT = "token_embeddings"
+
+
+def output_names(task: str) -> list[str]:
+    return [SENTENCE_OUTPUT, TOKEN_OUTPUT] if task == "embed" else ["logits"]
+
+
 def build_graph(model: torch.nn.Module, task: str, input_names: list[str], pooling: str | None) -> torch.nn.Module:
     if task in ("classify", "rerank", "entities"):
         return ClassifierGraph(model, input_names).eval()
     return EmbeddingGraph(model, input_names, pooling or "mean").eval()
 
 
-def export_onnx(graph: torch.nn.Module, example: dict[str, Any], output_name: str, path: Path, max_length: int) -> None:
+def export_onnx(
+    graph: torch.nn.Module, example: dict[str, Any], outputs: list[str], path: Path, max_length: int
+) -> None:
     """Export with the dynamo exporter: the TorchScript tracer bakes the attention-mask shape
     of recent transformers releases into the graph and gives wrong numbers on other shapes.
-    The example must have batch >= 2 and sequence >= 2, or the exporter specialises them."""
+    The example must have batch >= 2 and sequence >= 2, or the exporter specialises them.
+    `outputs`: one name for each output of the graph, in the order it returns them."""
     names = list(example)
     args = tuple(torch.as_tensor(example[n]) for n in names)
     batch = torch.export.Dim("batch", min=1, max=4096)
@@ -83,7 +97,7 @@ def export_onnx(graph: torch.nn.Module, example: dict[str, Any], output_name: st
                 graph,
                 args,
                 input_names=names,
-                output_names=[output_name],
+                output_names=outputs,
                 dynamic_shapes=shapes,
                 opset_version=18,
                 dynamo=True,

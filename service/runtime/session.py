@@ -110,6 +110,7 @@ class OnnxSession:
         if output not in outputs:
             raise SessionError(f"{path.name} has no output {output!r} (it has {outputs})")
         self.output = output
+        self.output_names = outputs
         self.output_shape = next(o.shape for o in self._session.get_outputs() if o.name == output)
         self.pad_token_id = pad_token_id
         self.threads = threads
@@ -151,6 +152,21 @@ class OnnxSession:
         except Exception as exc:  # the one place onnxruntime's run failures are mapped
             first = str(exc).strip().splitlines()
             raise InferenceError(f"{type(exc).__name__}: {first[0] if first else 'no message'}") from exc
+
+    def run_outputs(self, rows: Sequence[np.ndarray], names: Sequence[str]) -> list[np.ndarray]:
+        """As `run`, but fetching the graph outputs `names` (an embedding graph's per-token
+        output beside its pooled one), in that order. onnxruntime allocates them, whatever the
+        provider: their shapes follow the batch's longest row, so no buffer is kept for them."""
+        missing = [n for n in names if n not in self.output_names]
+        if missing:
+            raise SessionError(f"the graph has no output {missing[0]!r} (it has {self.output_names})")
+        feeds = self.pad(rows)
+        try:
+            outs = self._session.run(list(names), feeds)
+        except Exception as exc:  # mapped as `run` maps them
+            first = str(exc).strip().splitlines()
+            raise InferenceError(f"{type(exc).__name__}: {first[0] if first else 'no message'}") from exc
+        return [np.asarray(out, dtype=np.float32) for out in outs]
 
     def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         if not self.io_binding:

@@ -27,7 +27,8 @@ from typing import Any
 
 # Raised whenever what `bertserve export` writes, or how it is asked, changes in a way that
 # makes an older entry wrong: every entry made before it is then exported again.
-EXPORT_FORMAT = 1
+# 2: embedding graphs give their per-token output too (token_embeddings, for late chunking).
+EXPORT_FORMAT = 2
 CHUNK = 1 << 20
 
 

@@ -50,6 +50,12 @@ def test_export_each_architecture_and_task(tmp_path: Path, arch: str, task: str)
         assert fp32["cosine_min"] >= 0.9999
     expected_inputs = ["input_ids", "attention_mask"] + (["token_type_ids"] if arch == "bert" else [])
     assert on_disk.inputs == expected_inputs
+    outputs = [o.name for o in onnx.load(str(out / "model.onnx")).graph.output]
+    if task == "classify":
+        assert outputs == ["logits"] and on_disk.token_output is None
+    else:  # the per-token output too (late chunking), held to the same fp32 gate
+        assert outputs == ["sentence_embedding", "token_embeddings"] and on_disk.token_output == outputs[1]
+        assert fp32["token_cosine_min"] >= 0.9999
 
 
 def test_the_graph_does_not_depend_on_where_it_was_exported(tmp_path: Path) -> None:
