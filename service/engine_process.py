@@ -129,10 +129,11 @@ class Engine:
         try:
             priority = parse_priority(message.priority) or INTERACTIVE
             # Bulk work always queues, as in one process (service/tasks/common.py, run_ids).
-            rows = await model.run_now(ids, deadline, ticket) if priority == INTERACTIVE else None
+            live = priority == INTERACTIVE and not message.states
+            rows = await model.run_now(ids, deadline, ticket) if live else None
             if rows is None:
                 model.check_admission(len(ids), "input", priority)
-                rows = await model.submit(ids, deadline, ticket, priority)
+                rows = await model.submit(ids, deadline, ticket, priority, message.states)
             runs = [wire.BatchRun(r.started, r.seconds, r.items) for r in ticket.runs]
             self._reply(sender, wire.Done(message.id, wire.Rows.pack(rows), ticket.queue_s, runs, ticket.queued_at))
         except ServiceError as exc:

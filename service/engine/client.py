@@ -278,6 +278,7 @@ class RemoteModel:
         deadline: float,
         ticket: Ticket | None = None,
         priority: Priority = INTERACTIVE,
+        states: bool = False,
     ) -> Awaitable[list[np.ndarray]]:
         """Send the rows to the engine now at their priority level (Overloaded when they do
         not fit, as far as this front end knows; the engine checks again, the room of each
@@ -286,7 +287,7 @@ class RemoteModel:
         loop = asyncio.get_running_loop()
         request_id = self._client.next_id()
         timeout = max(0.0, deadline - loop.time())
-        message = wire.Run(request_id, self.name, self.identity, wire.Rows.pack(ids), timeout, priority)
+        message = wire.Run(request_id, self.name, self.identity, wire.Rows.pack(ids), timeout, priority, states)
         reply = self._client.ask(message)
         self.room_now -= len(ids)
         return self._answer(request_id, reply, deadline, ticket)

@@ -38,7 +38,7 @@ from service.manifest import Manifest
 from service.metrics import Metrics
 from service.runtime.loader import LoadedModel
 from service.runtime.priority import lower_this_thread
-from service.runtime.session import CUDA
+from service.runtime.session import CUDA, OnnxSession
 from service.runtime.tokenizer import Encoded, TextEncoder
 from service.settings import Settings
 
@@ -56,6 +56,23 @@ def _batch_tokens(settings: Settings, model: LoadedModel) -> int:
     if settings.max_batch_tokens is not None:
         return settings.max_batch_tokens
     return batch_tokens_for(read_config(model.directory))
+
+
+class States:
+    """A row to answer with its token states, for late chunking: the graph's pooled row first,
+    then one row per token of its own (no padding), an array of (1 + tokens, hidden)."""
+
+    __slots__ = ("ids",)
+
+    def __init__(self, ids: np.ndarray) -> None:
+        self.ids = ids
+
+
+Payload = np.ndarray | States
+
+
+def _ids(row: Payload) -> np.ndarray:
+    return row.ids if isinstance(row, States) else row
 
 
 class LocalModel:
@@ -105,7 +122,7 @@ class LocalModel:
         self._alone = alone  # and has one client at most (AppState.alone): batches may run on the loop
         self._tokenize_seconds = metrics.tokenize.labels(self.name)
         self.health = RunHealth(self.name)
-        self.batcher: Batcher[np.ndarray, np.ndarray] = Batcher(
+        self.batcher: Batcher[Payload, np.ndarray] = Batcher(
             [partial(self._run, i) for i in range(len(model.sessions))],
             max_batch_size=_or_provider_default(settings.max_batch_size, model, CPU_BATCH_SIZE, CUDA_BATCH_SIZE),
             max_batch_tokens=_batch_tokens(settings, model),
@@ -119,7 +136,7 @@ class LocalModel:
             bulk_beside_live=_or_provider_default(None, model, CPU_BULK_BESIDE_LIVE, CUDA_BULK_BESIDE_LIVE),
         )
 
-    async def _run(self, instance: int, rows: list[np.ndarray]) -> Sequence[np.ndarray]:
+    async def _run(self, instance: int, rows: list[Payload]) -> Sequence[np.ndarray]:
         try:
             out = await self._run_on(instance, rows)
         except Exception as exc:
@@ -128,7 +145,7 @@ class LocalModel:
         self.health.ran()
         return out
 
-    async def _run_on(self, instance: int, rows: list[np.ndarray]) -> Sequence[np.ndarray]:
+    async def _run_on(self, instance: int, rows: list[Payload]) -> Sequence[np.ndarray]:
         session = self.model.sessions[instance]
         # The fast lane: at low load (a batch that leaves nothing queued, runs alone, and the
         # service quiet) a spinning session answers sooner (docs/design.md, "The fast lane").
@@ -138,13 +155,26 @@ class LocalModel:
         if fast is not None and instance == 0 and not self.batcher.queued and self.batcher.busy == 1 and self._quiet():
             session = fast
             self.fast_batches += 1
-            if self._fits_inline(rows):
+            if self._fits_inline([_ids(r) for r in rows]):
                 # Short enough to run here, on the loop's own thread: no hop to a thread and
                 # back (service/engine/inline.py).
                 self.inline_batches += 1
-                return list(fast.run(rows))
-        out = await asyncio.get_running_loop().run_in_executor(self._runtime_pools[instance], session.run, rows)
-        return list(out)
+                return self._execute(fast, rows)
+        pool = self._runtime_pools[instance]
+        return await asyncio.get_running_loop().run_in_executor(pool, self._execute, session, rows)
+
+    def _execute(self, session: OnnxSession, rows: list[Payload]) -> list[np.ndarray]:
+        """One batch: the graph's output row per item, or for an item that asks for its token
+        states (`States`) its pooled row and its tokens' rows, from the same run."""
+        if not any(isinstance(r, States) for r in rows):
+            return list(session.run(rows))  # type: ignore[arg-type]
+        token_output = self.manifest.token_output
+        assert token_output is not None, "the task checks the model has token states"
+        pooled, states = session.run_outputs([_ids(r) for r in rows], [session.output, token_output])
+        return [
+            np.concatenate([pooled[i : i + 1], states[i, : r.ids.shape[-1]]]) if isinstance(r, States) else pooled[i]
+            for i, r in enumerate(rows)
+        ]
 
     async def run_now(
         self, ids: Sequence[np.ndarray], deadline: float, ticket: Ticket | None
@@ -163,7 +193,7 @@ class LocalModel:
             return None
         fast = self.model.fast
         assert fast is not None
-        row = self.batcher.run_now(ids[0], ids[0].shape[-1], deadline, ticket, lambda rows: list(fast.run(rows)))
+        row = self.batcher.run_now(ids[0], ids[0].shape[-1], deadline, ticket, lambda rows: self._execute(fast, rows))
         if row is None:
             return None
         self.fast_batches += 1
@@ -231,10 +261,15 @@ class LocalModel:
         deadline: float,
         ticket: Ticket | None = None,
         priority: Priority = INTERACTIVE,
+        states: bool = False,
     ) -> Awaitable[list[np.ndarray]]:
         """Queue the rows now at a priority level, batched with whatever else is queued
         (Overloaded when they do not fit), and give back what waits for them: one row of model
-        output per input (a row of a per-token output keeps its batch's padded length)."""
+        output per input (a row of a per-token output keeps its batch's padded length); with
+        `states`, per input its pooled row and its token states (`States`), never cached."""
+        if states:
+            items: list[tuple[Payload, int]] = [(States(row), row.shape[-1]) for row in ids]
+            return _within(self.batcher.submit(items, deadline, ticket, priority), deadline)
         if self._cache is None:
             rows = [(row, row.shape[-1]) for row in ids]
             return _within(self.batcher.submit(rows, deadline, ticket, priority), deadline)
@@ -246,8 +281,9 @@ class LocalModel:
         deadline: float,
         ticket: Ticket | None = None,
         priority: Priority = INTERACTIVE,
+        states: bool = False,
     ) -> list[np.ndarray]:
-        return await self.submit(ids, deadline, ticket, priority)
+        return await self.submit(ids, deadline, ticket, priority, states)
 
     def _queue_cached(
         self,

@@ -68,7 +68,12 @@ class ServedModel(Protocol):
         deadline: float,
         ticket: Ticket | None = None,
         priority: Priority = INTERACTIVE,
-    ) -> Awaitable[list[np.ndarray]]: ...
+        states: bool = False,
+    ) -> Awaitable[list[np.ndarray]]:
+        """One output row per input; with `states` (a model whose manifest has a
+        `token_output`), per input an array of (1 + tokens, hidden): the graph's pooled row,
+        then its tokens' states (late chunking)."""
+        ...
 
     def check_admission(self, items: int, param: str, priority: Priority = INTERACTIVE) -> None: ...
 

@@ -56,6 +56,7 @@ class Run(msgspec.Struct, tag="run", array_like=True):
     ids: Rows
     timeout_s: float
     priority: str = "interactive"
+    states: bool = False  # answer each row with its token states (ServedModel.submit)
 
 
 class Cancel(msgspec.Struct, tag="cancel", array_like=True):

@@ -243,17 +243,19 @@ def too_long(texts: Texts, exc: InputTooLong) -> InvalidInput:
     )
 
 
-async def run_ids(call: Call, admitted: Admitted, ids: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Step 9 for items already tokenized: one output row per item, in order."""
+async def run_ids(call: Call, admitted: Admitted, ids: Sequence[np.ndarray], states: bool = False) -> list[np.ndarray]:
+    """Step 9 for items already tokenized: one output row per item, in order (with `states`,
+    each item's pooled row and token states: ServedModel.submit)."""
     # At low load a single short input may run at once on this thread (the fast lane's inline
     # run): nothing to wait for but one turn of the loop, so no disconnect watcher either.
     # Bulk work always queues: the shortcut is for live latency, and bulk comes many at once.
     model, ticket, priority = admitted.model, call.timing.ticket, admitted.priority
-    now = await model.run_now(ids, admitted.deadline, ticket) if priority == INTERACTIVE else None
+    live = priority == INTERACTIVE and not states
+    now = await model.run_now(ids, admitted.deadline, ticket) if live else None
     if now is not None:
         call.queued()  # ran: any room reserved for the request is free again
         return now
-    pending = model.submit(ids, admitted.deadline, ticket, priority)
+    pending = model.submit(ids, admitted.deadline, ticket, priority, states)
     call.queued()
     return await until_disconnect(call, pending)
 

@@ -33,6 +33,8 @@ class Windowed:
     rows: list[np.ndarray]
     splits: list[Split]
     tokens: int  # every token run, overlaps counted
+    # Asked with `states`: per text, per window, its pooled row then its tokens' states.
+    states: list[list[np.ndarray]] | None = None
 
 
 def check_stride(served: ServedModel, stride: int) -> None:
@@ -43,10 +45,17 @@ def check_stride(served: ServedModel, stride: int) -> None:
 
 
 async def read_whole(
-    call: Call, admitted: Admitted, texts: Texts, stride: int | None, max_windows: int, truncate: bool = True
+    call: Call,
+    admitted: Admitted,
+    texts: Texts,
+    stride: int | None,
+    max_windows: int,
+    truncate: bool = True,
+    states: bool = False,
 ) -> Windowed:
     """Steps 6 to 9 for single texts split into windows: every window counts as an item.
-    Without a stride, each text is its first window (cut, or refused with `truncate` off)."""
+    Without a stride, each text is its first window (cut, or refused with `truncate` off).
+    With `states`, each window's token states come back too (late chunking)."""
     served = admitted.model
     items: list[str] = texts.items  # type: ignore[assignment]
     check_queue(served, len(items), texts.param)  # a window per text at least: refuse before tokenizing
@@ -67,9 +76,12 @@ async def read_whole(
     ids = [w.ids for split in splits for w in split.windows]
     if len(ids) > len(items):
         check_queue(served, len(ids), texts.param)
-    flat = iter(await run_ids(call, admitted, ids))
-    rows = [np.stack([next(flat) for _ in split.windows]) for split in splits]
-    return Windowed(rows, splits, sum(len(i) for i in ids))
+    flat = iter(await run_ids(call, admitted, ids, states))
+    answers = [[next(flat) for _ in split.windows] for split in splits]
+    tokens = sum(len(i) for i in ids)
+    if not states:
+        return Windowed([np.stack(rows) for rows in answers], splits, tokens)
+    return Windowed([np.stack([a[0] for a in rows]) for rows in answers], splits, tokens, answers)
 
 
 def check_windows(texts: Texts, splits: list[Split], max_windows: int) -> None:

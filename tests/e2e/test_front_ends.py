@@ -40,6 +40,7 @@ CALLS = [
     ("/classify", {"inputs": REVIEW, "top_k": 1, "function": "sigmoid"}),
     ("/embed", {"inputs": [REVIEW, "tedious and flat"]}),
     ("/embed", {"inputs": REVIEW, "encoding_format": "base64", "dimensions": 64}),
+    ("/embed", {"inputs": [REVIEW, "tedious and flat"], "chunk_tokens": 6}),  # token states over IPC
     ("/v1/embeddings", {"input": [REVIEW, "tedious"], "model": "all-minilm-l6-v2"}),
     ("/rerank", {"query": "a film worth seeing", "texts": [REVIEW, "tedious and flat", "a cat"]}),
     ("/v2/rerank", {"model": "all-minilm-l6-v2", "query": "a good film", "documents": [REVIEW, "a cat"]}),

@@ -15,7 +15,16 @@ async def embed_route(body: EmbedRequest, state: AppState, call: Call) -> Reply:
     """Embed one text or a batch of texts."""
     texts = Texts.of(body.inputs, "inputs")
     out = await embed(
-        state, call, texts, body.model, body.normalize, body.dimensions, body.truncate, body.stride, body.return_chunks
+        state,
+        call,
+        texts,
+        body.model,
+        body.normalize,
+        body.dimensions,
+        body.truncate,
+        body.stride,
+        body.return_chunks,
+        body.chunk_tokens,
     )
     answer: dict[str, object] = {
         "model": out.model,
@@ -24,9 +33,10 @@ async def embed_route(body: EmbedRequest, state: AppState, call: Call) -> Reply:
         "truncated": out.truncated,
         "covered": out.covered,
     }
-    if body.stride is not None or body.return_chunks:
+    chunks = body.return_chunks or body.chunk_tokens is not None
+    if body.stride is not None or chunks:
         answer["windows"] = out.windows
-    if body.return_chunks:
+    if chunks:
         answer["chunks"] = out.encoded_chunks(body.encoding_format)
     return Reply({**answer, "usage": {"input_tokens": out.tokens}})
 

@@ -22,11 +22,19 @@ class EmbedRequest(Prioritised):
         description="also give, per input, one vector per chunk (a window of the model's max length; with "
         "stride, every window) with the characters it covers: input[start:end]",
     )
+    chunk_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="chunks of about this many tokens, cut at word boundaries inside the windows, each "
+        "late-chunked: the mean of its tokens' states from the whole window around it (implies "
+        "return_chunks; an embedding model exported with token states)",
+    )
 
 
 class EmbedChunk(BaseModel):
     start: int | None = Field(description="where the chunk's first token starts in the input (None: no offsets)")
     end: int | None = Field(description="where its last token ends")
+    window: int = Field(description="the window it was read in (0: the first)")
     embedding: list[float] | str
 
 
