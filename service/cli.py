@@ -371,6 +371,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:2] == ["serve", "serve"]:
+        # The images' entrypoint is `bertserve serve`: `docker run <image> serve --model ...`,
+        # the command named again as a container's arguments often do, means the same.
+        argv = argv[1:]
     parser, commands = _build()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # said by the command they were given to: its help is the one to read

@@ -21,8 +21,9 @@ CHECKPOINT = d.REPO / ".build" / "minilm-sentiment-checkpoint"
 TEXTS = ["A gripping, beautifully shot film.", "Dull and far too long."]
 
 
-def _serve(checkpoint: Path, port: int) -> tuple[float, dict[str, object]]:
-    """One container of the README's line; seconds to healthy and its /classify answer."""
+def _serve(checkpoint: Path, port: int, command: tuple[str, ...] = ()) -> tuple[float, dict[str, object]]:
+    """One container of the README's line (`command`: what comes before --model, the command
+    named again); seconds to healthy and its /classify answer."""
     args = ["docker", "run", "-d", "--name", NAME, "--label", d.TEST_LABEL, "-p", f"127.0.0.1:{port}:8000"]
     args += [
         "-v",
@@ -30,6 +31,7 @@ def _serve(checkpoint: Path, port: int) -> tuple[float, dict[str, object]]:
         "-v",
         f"{CACHE_VOLUME}:/cache",
         EXPORT_IMAGE,
+        *command,
         "--model",
         "/checkpoint",
     ]
@@ -74,7 +76,8 @@ def test_a_mounted_checkpoint_is_served_then_served_from_the_cache_volume(images
         assert labels == ["positive", "negative"], cold
         d.run(["docker", "rm", "-f", NAME])
 
-        warm_s, warm = _serve(checkpoint, port)
+        # The form with the command named (`<image> serve --model ...`) serves the same.
+        warm_s, warm = _serve(checkpoint, port, ("serve",))
         second = _messages(NAME)
         assert any("from the export cache" in m for m in second), second[-20:]
         assert not any("into the cache" in m for m in second), second[-20:]

@@ -46,6 +46,14 @@ def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str], argv: lis
     assert lines[0].endswith("--help)")
 
 
+def test_serve_named_twice_is_serve(capsys: pytest.CaptureFixture[str]) -> None:
+    """An image's entrypoint is `bertserve serve`, and `docker run <image> serve --model ...`
+    names the command again: the same usage error as `serve` alone proves it was read so."""
+    twice = _run(capsys, ["serve", "serve", "--port", "eighty"])
+    once = _run(capsys, ["serve", "--port", "eighty"])
+    assert twice == once and twice[0] == 2 and "argument --port" in str(twice[2])
+
+
 @pytest.mark.parametrize(
     ("argv", "command", "unknown"),
     [
