@@ -151,7 +151,9 @@ def measure_service(url: str, count: int, size: int, pool: int) -> dict[str, obj
             late.append(np.asarray([c["embedding"] for c in chunks], dtype=np.float32))
             texts = [case.document[a:b] for a, b in spans]
             naive.append(np.asarray(embed({"inputs": texts})["embeddings"], dtype=np.float32))
-        queries = np.asarray(embed({"inputs": [c.query for c in found]})["embeddings"], dtype=np.float32)
+        texts = [c.query for c in found]  # in requests of 32: a request takes 64 inputs at most by default
+        rows = [row for i in range(0, len(texts), 32) for row in embed({"inputs": texts[i : i + 32]})["embeddings"]]
+        queries = np.asarray(rows, dtype=np.float32)
     return _ranked(len(found), naive, late, right, queries, size, pool)
 
 
