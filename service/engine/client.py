@@ -15,6 +15,7 @@ turns 503 naming the cause, and every request waiting on it is answered 503 at o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -89,9 +90,9 @@ class EngineClient:
 
     def close(self) -> None:
         self._fail_pending(Unavailable("the service is shutting down"))
-        self._requests.close()
-        self._status.close()
-        self._context.term()
+        # Every socket of the context closed, the status monitor's included, then ended:
+        # `term` alone waits for a socket left open.
+        self._context.destroy(linger=0)
 
     async def follow(self, on_status: Callable[[wire.Status], Awaitable[None]], on_down: Callable[[str], None]) -> None:
         """Read replies and Status messages until cancelled; `on_status` hears each Status,
@@ -109,6 +110,8 @@ class EngineClient:
         finally:
             for task in readers:
                 task.cancel()
+            # Their own `finally` runs now, before the sockets they use are closed.
+            await asyncio.gather(*readers, return_exceptions=True)
 
     async def _read_replies(self) -> None:
         while True:
@@ -159,7 +162,8 @@ class EngineClient:
                 if self._engine_pid is not None:
                     self._lost("the engine process stopped: restarting", on_down)
         finally:
-            self._status.disable_monitor()
+            with contextlib.suppress(zmq.ZMQError):  # the status socket may be closed already
+                self._status.disable_monitor()
             monitor.close()
 
     def _lost(self, reason: str, on_down: Callable[[str], None]) -> None:
