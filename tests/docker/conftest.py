@@ -43,11 +43,24 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Images:
     assert built, "no built model under models/: run make models first"
     log = tmp_path_factory.mktemp("docker") / "build.log"
     FIGURES["build log"] = str(log)
+    # Each build labels its images: the ones a rebuild has since untagged (code changed) are
+    # removed first, so repeated runs do not fill the disk; the tagged ones stay, as cache.
+    d.run(["docker", "image", "prune", "-f", "--filter", f"label={d.TEST_LABEL}"], check=False, timeout=300)
     FIGURES["base image"] = f"{d.run_logged(['deploy/docker/base-image.sh'], log, timeout=900):.0f} s"
     for name, image in (("nginx", d.NGINX_IMAGE), ("prometheus", d.PROMETHEUS_IMAGE)):
-        args = ["docker", "build", "-f", f"deploy/docker/{name}.Dockerfile", "-t", image, "deploy/docker"]
+        args = ["docker", "build", "--label", d.TEST_LABEL, "-f", f"deploy/docker/{name}.Dockerfile", "-t", image]
+        args += ["deploy/docker"]
         FIGURES[f"{name} image"] = f"{d.run_logged(args, log, timeout=600):.0f} s"
-    args = ["docker", "build", "--target", "runtime", "--build-arg", f"PYTHON_IMAGE={d.BASE_IMAGE}"]
+    args = [
+        "docker",
+        "build",
+        "--label",
+        d.TEST_LABEL,
+        "--target",
+        "runtime",
+        "--build-arg",
+        f"PYTHON_IMAGE={d.BASE_IMAGE}",
+    ]
     args += ["--build-arg", "MODELS_FROM=context", "-t", "bertserve", "."]
     FIGURES["runtime image"] = f"{d.run_logged(args, log, timeout=900):.0f} s, models {', '.join(built)}"
     FIGURES["runtime image size"] = f"{d.image_size(d.RUNTIME_IMAGE) / 1e6:.0f} MB"

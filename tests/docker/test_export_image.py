@@ -58,7 +58,7 @@ def test_a_mounted_checkpoint_is_served_then_served_from_the_cache_volume(images
     for path in [checkpoint, *checkpoint.iterdir()]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     # As the README types it, with the base image built from Debian's packages.
-    args = ["docker", "build", "--target", "export", "--build-arg", "MODELS_FROM=none"]
+    args = ["docker", "build", "--label", d.TEST_LABEL, "--target", "export", "--build-arg", "MODELS_FROM=none"]
     args += ["--build-arg", f"PYTHON_IMAGE={d.BASE_IMAGE}", "-t", EXPORT_IMAGE, "."]
     FIGURES["export image"] = f"{d.run_logged(args, images.log, timeout=1500):.0f} s"
     FIGURES["image sizes"] = (
