@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 import zmq
 import zmq.asyncio
-from zmq.utils.monitor import parse_monitor_message
 
 from service.batching import INTERACTIVE, Priority, Ticket
 from service.batching.policy import BatchRun
@@ -158,7 +157,7 @@ class EngineClient:
         monitor = self._status.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         try:
             while True:
-                parse_monitor_message(await monitor.recv_multipart())
+                await monitor.recv_multipart()  # an event: the only kind asked for, a disconnect
                 if self._engine_pid is not None:
                     self._lost("the engine process stopped: restarting", on_down)
         finally:

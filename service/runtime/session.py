@@ -149,9 +149,8 @@ class OnnxSession:
         feeds = self.pad(rows)
         try:
             return self._run(feeds)
-        except Exception as exc:  # the one place onnxruntime's run failures are mapped
-            first = str(exc).strip().splitlines()
-            raise InferenceError(f"{type(exc).__name__}: {first[0] if first else 'no message'}") from exc
+        except Exception as exc:  # a plain try on the hot path: no context manager to enter
+            raise _inference_error(exc) from exc
 
     def run_outputs(self, rows: Sequence[np.ndarray], names: Sequence[str]) -> list[np.ndarray]:
         """As `run`, but fetching the graph outputs `names` (an embedding graph's per-token
@@ -163,9 +162,8 @@ class OnnxSession:
         feeds = self.pad(rows)
         try:
             outs = self._session.run(list(names), feeds)
-        except Exception as exc:  # mapped as `run` maps them
-            first = str(exc).strip().splitlines()
-            raise InferenceError(f"{type(exc).__name__}: {first[0] if first else 'no message'}") from exc
+        except Exception as exc:
+            raise _inference_error(exc) from exc
         return [np.asarray(out, dtype=np.float32) for out in outs]
 
     def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
@@ -196,3 +194,10 @@ class OnnxSession:
             buffer = ort.OrtValue.ortvalue_from_shape_and_type([rows, width], np.float32, self._device, 0)
             self._outputs[rows] = buffer
         return buffer
+
+
+def _inference_error(exc: Exception) -> InferenceError:
+    """The one place onnxruntime's run failures are mapped: its own, unexported exception
+    types become InferenceError, with the first line of their message."""
+    first = str(exc).strip().splitlines()
+    return InferenceError(f"{type(exc).__name__}: {first[0] if first else 'no message'}")

@@ -21,7 +21,7 @@ from service.export.exporter import ExportOptions, export_checkpoint
 from service.export.quantize import Recipe
 from service.export.verify import VARIANT_ARGMAX_AGREEMENT, VARIANT_MIN_COSINE, variant_gate
 from service.manifest import Manifest, sha256_file
-from tests.recipes import copy_graph, negated_output
+from tests.recipes import copy_graph, edit_exports, negated_output
 from tests.tiny import make_checkpoint
 
 quiet = {"log": lambda _: None}
@@ -153,19 +153,13 @@ def test_embedding_variant_gate_figures() -> None:
 def test_corrupted_export_fails_verification_and_writes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_export = exporter.export_onnx
-
-    def corrupting_export(*args: object, **kwargs: object) -> None:
-        real_export(*args, **kwargs)  # type: ignore[arg-type]
-        path = Path(str(args[3]))
-        model = onnx.load(str(path))
+    def corrupt(model: onnx.ModelProto) -> None:
         weight = max(model.graph.initializer, key=lambda i: int(np.prod(i.dims)) if len(i.dims) == 2 else 0)
         array = numpy_helper.to_array(weight).copy()
         array[:, : array.shape[1] // 2] *= 1.5
         weight.CopyFrom(numpy_helper.from_array(array, weight.name))
-        onnx.save(model, str(path))
 
-    monkeypatch.setattr(exporter, "export_onnx", corrupting_export)
+    edit_exports(monkeypatch, corrupt)
     ckpt = make_checkpoint(tmp_path / "ckpt", "bert", head=True)
     with pytest.raises(ExportError, match="verification failed"):
         export_checkpoint(ExportOptions(ckpt, tmp_path / "model", "classify"), **quiet)

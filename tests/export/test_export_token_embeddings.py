@@ -11,7 +11,6 @@ import pytest
 import torch
 from transformers import AutoModel
 
-from service.export import exporter
 from service.export.checkpoint import inspect_checkpoint, load_torch_model
 from service.export.errors import ExportError
 from service.export.exporter import ExportOptions, export_checkpoint
@@ -25,6 +24,7 @@ from service.export.verify import (
 from service.manifest import Manifest
 from service.runtime.session import CPU, OnnxSession, SessionError
 from service.runtime.tokenizer import TextEncoder
+from tests.recipes import edit_exports, negate
 from tests.tiny import make_checkpoint
 
 quiet = {"log": lambda _: None}
@@ -135,22 +135,7 @@ def test_wrong_token_embeddings_fail_the_export_and_write_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The pooled output right, the per-token output not (negated): the fp32 gate refuses it."""
-    real_export = exporter.export_onnx
-
-    def negating_tokens(*args: object, **kwargs: object) -> None:
-        real_export(*args, **kwargs)  # type: ignore[arg-type]
-        path = Path(str(args[3]))
-        model = onnx.load(str(path))
-        out = model.graph.output[1].name
-        for node in model.graph.node:  # the pooling reads the hidden state too: it keeps the raw one
-            for names in (node.input, node.output):
-                for i, name in enumerate(names):
-                    if name == out:
-                        names[i] = f"{out}_raw"
-        model.graph.node.append(onnx.helper.make_node("Neg", [f"{out}_raw"], [out]))
-        onnx.save(model, str(path))
-
-    monkeypatch.setattr(exporter, "export_onnx", negating_tokens)
+    edit_exports(monkeypatch, lambda model: negate(model, index=1))
     ckpt = make_checkpoint(tmp_path / "ckpt", "bert", head=False)
     with pytest.raises(ExportError, match="verification failed: fp32 token embedding cosine to PyTorch is -1"):
         export_checkpoint(ExportOptions(ckpt, tmp_path / "model", "embed"), **quiet)
