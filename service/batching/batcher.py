@@ -47,6 +47,9 @@ BATCH_SHARE = 0.5
 # items carries at most `bulk_beside_live` young batch items (service/batching/sizing.py sets
 # it per provider; with one runner, bulk batches are held to it too). Aged batch items ride as
 # interactive ones. Without live traffic, bulk work runs full batches on every runner.
+# A batch led by live items carries no young batch item at all while bulk work already runs on
+# another runner: there bulk moves anyway, and on a CPU each rider lengthens the live batch
+# (on 2 cores one rider made a live request's run 1.8 x as long).
 LIVE_RECENT_S = 1.0
 
 
@@ -122,6 +125,7 @@ class Batcher(Generic[P, R]):
         self._pending: LevelQueues[P] = LevelQueues()
         self._swept_at = float("-inf")
         self._running: dict[int, list[Item[P]]] = {}  # runner -> its batch; resolved on stop too
+        self._bulk_running: set[int] = set()  # the runners whose batch is batch-priority items alone
         self._started: dict[int, float] = {}  # runner -> monotonic start of its batch, for stall checks
         self._executions: set[asyncio.Task[None]] = set()
         self._wakeup = asyncio.Event()
@@ -156,6 +160,12 @@ class Batcher(Generic[P, R]):
     def busy(self) -> int:
         """Runners with a batch now."""
         return len(self._running)
+
+    def beside_bulk(self, runner: int) -> bool:
+        """Whether the batch on `runner` holds a live (interactive) item while another runner
+        runs bulk work alone: its runner may then give it more of the machine (the model's
+        choice: service/engine/model.py)."""
+        return runner in self._running and runner not in self._bulk_running and bool(self._bulk_running)
 
     def running_since(self) -> dict[int, float]:
         """Runner -> monotonic start of its batch, for the runners busy now (stalls are per runner)."""
@@ -263,6 +273,8 @@ class Batcher(Generic[P, R]):
                     # The lowest-numbered free runner: the same session first, while one is enough.
                     runner = next(i for i in range(len(self._runners)) if i not in self._running)
                     self._running[runner] = batch
+                    if all(item.priority == BATCH for item in batch):
+                        self._bulk_running.add(runner)
                     task = asyncio.get_running_loop().create_task(self._run_on(runner, batch))
                     self._executions.add(task)
                     task.add_done_callback(self._executions.discard)
@@ -279,6 +291,7 @@ class Batcher(Generic[P, R]):
             raise
         finally:
             del self._running[runner]
+            self._bulk_running.discard(runner)
             self._wakeup.set()  # the loop may have items waiting for a free runner
 
     async def _should_wait(self) -> bool:
@@ -321,12 +334,12 @@ class Batcher(Generic[P, R]):
         clock = self._clock()
         before = {level: self._pending.count(level) for level in LEVELS}
         # Beside live traffic, young batch items fill at most bulk_beside_live places in a
-        # batch led by live items, and in one of bulk alone where no runner is kept free (a
-        # single runner); aged ones ride as interactive.
+        # batch led by live items (none while bulk runs on another runner), and in one of bulk
+        # alone where no runner is kept free (a single runner); aged ones ride as interactive.
         max_fill: int | None = None
         if self._live_recently(clock):
             if not self._bulk_alone(clock):
-                max_fill = self.bulk_beside_live
+                max_fill = 0 if self._bulk_running else self.bulk_beside_live
             elif len(self._runners) == 1:
                 max_fill = self.bulk_beside_live - 1  # its oldest item rides besides
         batch = self._pending.take(

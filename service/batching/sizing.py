@@ -31,7 +31,8 @@ CPU_BATCH_SIZE, CUDA_BATCH_SIZE = 32, 128
 # live request waited 35-38 ms at p50 under bulk load (3-4 ms idle); with one, and a runner
 # kept free of bulk work, 10-11 ms (docs/benchmarks.md, "Bulk work beside live traffic (`run-batch`)").
 # One, not none: under a live load that fills every batch, bulk work still moves before it
-# ages. On CUDA a batch of 32 costs about what a batch of one does.
+# ages (none while bulk runs on another session: the batcher). On CUDA a batch of 32 costs
+# about what a batch of one does.
 CPU_BULK_BESIDE_LIVE, CUDA_BULK_BESIDE_LIVE = 1, CUDA_BATCH_SIZE // 4
 CPU_QUEUE_ITEMS, CUDA_QUEUE_ITEMS = 1024, 8192
 REFERENCE_TOKENS = 8192

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 
 from service.engine.model import LocalModel
 from service.metrics import Metrics
+from service.runtime.cpus import available_cpus
 from service.runtime.loader import load_repository
 from service.runtime.session import CUDA
 from service.settings import Settings
@@ -49,6 +51,35 @@ async def test_a_second_instance_serves_while_the_first_is_busy(make_client: Cli
         assert not held.done()
         release.set()
         assert (await held).status_code == 200
+
+
+async def test_a_live_batch_beside_bulk_runs_on_the_fast_lane_where_a_session_has_one_thread(
+    make_client: Client,
+) -> None:
+    """One session per CPU, so each has a single thread and the fast lane has them all: a live
+    request that runs while a bulk batch holds another session takes the fast lane, on its
+    own session's thread, and answers as the plain session does."""
+    cpus = available_cpus()
+    if cpus < 2:
+        pytest.skip("with one CPU there is no fast lane")
+    async with make_client(instances=1, intra_op_threads=1, fast_lane=False, variant="fp32") as c:
+        plain = (await c.post("/classify", json={"inputs": TEXTS[0], "function": "none"})).json()
+    async with make_client(instances=cpus, intra_op_threads=0, variant="fp32") as c:
+        served = _served(c)
+        assert served.model.sessions[0].threads == 1 and served.model.fast is not None
+        threads = _record_threads(served.model.fast)
+        served._quiet = lambda: False  # under load: alone at low load, the bulk batch would take the fast lane
+        release = hold_runtime(served)  # instance 0's thread is held: the bulk batch waits there
+        bulk = asyncio.ensure_future(c.post("/classify", json={"inputs": TEXTS[1], "priority": "batch"}))
+        await until_async(lambda: served.batcher.busy == 1)
+        assert not served.batcher.beside_bulk(0)
+        live = await asyncio.wait_for(c.post("/classify", json={"inputs": TEXTS[0], "function": "none"}), 10)
+        assert live.status_code == 200 and live.json()["predictions"] == plain["predictions"]
+        assert served.fast_batches == 1 and len(threads) == 1 and threads[0] != threading.get_ident()
+        assert not bulk.done()
+        release.set()
+        assert (await bulk).status_code == 200
+        assert served.fast_batches == 1  # the bulk batch ran on its own session
 
 
 async def test_every_instance_gives_the_same_answers(make_client: Client) -> None:

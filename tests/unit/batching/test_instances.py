@@ -203,3 +203,26 @@ async def test_beside_live_traffic_bulk_alone_leaves_a_runner_free() -> None:
     await asyncio.gather(*live, *late, *bulk)
     assert [batch for _, batch in journal[2:]] == [["b", "c"], ["d"]]  # full batches, live traffic gone
     await batcher.stop()
+
+
+async def test_a_live_batch_carries_no_bulk_item_while_bulk_runs_on_another_runner() -> None:
+    """Bulk work already runs on runner 0: the live batch on runner 1 takes no batch item
+    (each would lengthen its run), and `beside_bulk` says so of that runner alone."""
+    batcher, runners, journal = make(2, max_batch_size=4, bulk_beside_live=1)
+    for runner in runners:
+        runner.gate.clear()
+    first = [batcher.submit([(name, 1)], far(), priority="batch")[0] for name in "abcd"]
+    await settle()
+    assert journal == [(0, ["a", "b", "c", "d"])]  # no live traffic yet: bulk takes a runner
+    assert not batcher.beside_bulk(0) and not batcher.beside_bulk(1)
+    more = [batcher.submit([(name, 1)], far(), priority="batch")[0] for name in "efg"]
+    live = batcher.submit([("x", 1)], far())
+    await settle()
+    assert journal[-1] == (1, ["x"])
+    assert batcher.beside_bulk(1) and not batcher.beside_bulk(0)
+    runners[1].gate.set()
+    await asyncio.gather(*live)
+    runners[0].gate.set()
+    await asyncio.gather(*first, *more)
+    assert not batcher.beside_bulk(0) and not batcher.beside_bulk(1)
+    await batcher.stop()
