@@ -161,6 +161,15 @@ class Batcher(Generic[P, R]):
         """Runners with a batch now."""
         return len(self._running)
 
+    def bulk_only(self) -> bool:
+        """Batches run, each of bulk work alone, and no interactive item waits: a live item
+        run now would wait for nothing but cores."""
+        return (
+            bool(self._running)
+            and len(self._bulk_running) == len(self._running)
+            and not self._pending.count(INTERACTIVE)
+        )
+
     def beside_bulk(self, runner: int) -> bool:
         """Whether the batch on `runner` holds a live (interactive) item while another runner
         runs bulk work alone: its runner may then give it more of the machine (the model's
@@ -238,11 +247,12 @@ class Batcher(Generic[P, R]):
         self, payload: P, tokens: int, deadline: float, ticket: Ticket | None, run: Callable[[list[P]], Sequence[R]]
     ) -> R | None:
         """Run one item at once with `run`, on the calling (event loop's) thread, when no item
-        is queued and no batch runs: the bookkeeping of a batch of one without the trip through
-        the queue, the loop task and back (docs/design.md, "Inline runs on the event loop").
-        None when that does not hold, or when the run fails: the caller then queues the item,
-        so a failure is retried and reported as any batch's is."""
-        if self._pending or self._running or self._task is None:
+        is queued and no batch runs, or only bulk work does (`bulk_only`): the bookkeeping of
+        a batch of one without the trip through the queue, the loop task and back
+        (docs/design.md, "Inline runs on the event loop"). None when that does not hold, or
+        when the run fails: the caller then queues the item, so a failure is retried and
+        reported as any batch's is."""
+        if self._task is None or ((self._pending or self._running) and not self.bulk_only()):
             return None
         if deadline <= asyncio.get_running_loop().time():
             return None  # the queue answers it with its 504

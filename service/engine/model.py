@@ -115,6 +115,7 @@ class LocalModel:
         ]
         self.fast_batches = 0  # batches run by the fast lane (tests and metrics read it)
         self._fast_runs = 0  # fast-lane runs on a runtime thread now
+        self._live_now = 0  # live single inputs in run_now, taking their turn of the loop
         self.inline_batches = 0  # those of them run on the event loop's thread
         # Padded tokens up to which a fast-lane batch runs on the event loop's thread, set by
         # warm_up from timed runs (service/engine/inline.py); 0 until then, or when off.
@@ -210,9 +211,13 @@ class LocalModel:
         # same pass) enter the app and queue meanwhile, so the service is no longer quiet and
         # they are batched together, instead of running one by one here, each finding the
         # app as quiet as the first did.
-        await asyncio.sleep(0)
-        if not self._may_run_now(ids):
-            return None
+        self._live_now += 1
+        try:
+            await asyncio.sleep(0)
+            if not self._may_run_now(ids):
+                return None
+        finally:
+            self._live_now -= 1
         fast = self.model.fast
         assert fast is not None
         row = self.batcher.run_now(ids[0], ids[0].shape[-1], deadline, ticket, lambda rows: self._execute(fast, rows))
@@ -224,14 +229,21 @@ class LocalModel:
 
     def _may_run_now(self, ids: Sequence[np.ndarray]) -> bool:
         # Not with BERTSERVE_MAX_WAIT_MS set: an item is then meant to wait for company.
+        if not (self.model.fast is not None and self._cache is None and self.batcher.max_wait_s <= 0 and len(ids) == 1):
+            return False
+        if not self.batcher.queued and not self.batcher.busy:
+            return self._fits_inline(ids)
+        # Beside bulk work, where each session has one thread: a lone live input runs here on
+        # the fast lane rather than queue for a runner and wait for the loop's turn twice more
+        # (to start, and to hear its end) behind the bulk requests' work. Only one at a
+        # time: live requests that came together queue and ride together (docs/design.md,
+        # "Bulk work beside live traffic").
         return (
-            self.model.fast is not None
-            and self._cache is None
-            and self.batcher.max_wait_s <= 0
-            and len(ids) == 1
-            and not self.batcher.queued
-            and not self.batcher.busy
-            and self._fits_inline(ids)
+            self.batcher.bulk_only()
+            and self._live_now <= 1
+            and not self._fast_runs
+            and self.model.sessions[0].threads == 1
+            and padded_tokens(ids) <= self.inline_max_tokens
         )
 
     def _fits_inline(self, rows: Sequence[np.ndarray]) -> bool:

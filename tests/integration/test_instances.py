@@ -53,33 +53,43 @@ async def test_a_second_instance_serves_while_the_first_is_busy(make_client: Cli
         assert (await held).status_code == 200
 
 
-async def test_a_live_batch_beside_bulk_runs_on_the_fast_lane_where_a_session_has_one_thread(
+async def test_live_requests_beside_bulk_run_on_the_fast_lane_where_a_session_has_one_thread(
     make_client: Client,
 ) -> None:
-    """One session per CPU, so each has a single thread and the fast lane has them all: a live
-    request that runs while a bulk batch holds another session takes the fast lane, on its
-    own session's thread, and answers as the plain session does."""
+    """One session per CPU, so each has a single thread and the fast lane has them all. While a
+    bulk batch holds a session, a lone live request runs at once on the event loop on the fast
+    lane; two that come together ride one batch, on the fast lane on a free session's thread.
+    Both answer as the plain session does."""
     cpus = available_cpus()
     if cpus < 2:
         pytest.skip("with one CPU there is no fast lane")
+    body = {"inputs": TEXTS[0], "function": "none"}
     async with make_client(instances=1, intra_op_threads=1, fast_lane=False, variant="fp32") as c:
-        plain = (await c.post("/classify", json={"inputs": TEXTS[0], "function": "none"})).json()
+        plain = (await c.post("/classify", json=body)).json()["predictions"]
     async with make_client(instances=cpus, intra_op_threads=0, variant="fp32") as c:
         served = _served(c)
         assert served.model.sessions[0].threads == 1 and served.model.fast is not None
         threads = _record_threads(served.model.fast)
         served._quiet = lambda: False  # under load: alone at low load, the bulk batch would take the fast lane
         release = hold_runtime(served)  # instance 0's thread is held: the bulk batch waits there
+        served.inline_max_tokens = served.manifest.max_length  # hold_runtime turned inline runs off
         bulk = asyncio.ensure_future(c.post("/classify", json={"inputs": TEXTS[1], "priority": "batch"}))
         await until_async(lambda: served.batcher.busy == 1)
-        assert not served.batcher.beside_bulk(0)
-        live = await asyncio.wait_for(c.post("/classify", json={"inputs": TEXTS[0], "function": "none"}), 10)
-        assert live.status_code == 200 and live.json()["predictions"] == plain["predictions"]
-        assert served.fast_batches == 1 and len(threads) == 1 and threads[0] != threading.get_ident()
+        assert served.batcher.bulk_only() and not served.batcher.beside_bulk(0)
+
+        lone = await asyncio.wait_for(c.post("/classify", json=body), 10)
+        assert lone.status_code == 200 and lone.json()["predictions"] == plain
+        assert threads == [threading.get_ident()]  # the test runs on the app's event loop
+        assert (served.inline_batches, served.fast_batches) == (1, 1)
+
+        together = await asyncio.wait_for(asyncio.gather(*[c.post("/classify", json=body) for _ in range(2)]), 10)
+        assert all(r.status_code == 200 and r.json()["predictions"] == plain for r in together)
+        assert len(threads) == 2 and threads[1] != threading.get_ident()  # one batch, on a session's thread
+        assert (served.inline_batches, served.fast_batches) == (1, 2)
         assert not bulk.done()
         release.set()
         assert (await bulk).status_code == 200
-        assert served.fast_batches == 1  # the bulk batch ran on its own session
+        assert served.fast_batches == 2  # the bulk batch ran on its own session
 
 
 async def test_every_instance_gives_the_same_answers(make_client: Client) -> None:

@@ -226,3 +226,31 @@ async def test_a_live_batch_carries_no_bulk_item_while_bulk_runs_on_another_runn
     await asyncio.gather(*first, *more)
     assert not batcher.beside_bulk(0) and not batcher.beside_bulk(1)
     await batcher.stop()
+
+
+async def test_a_live_item_runs_now_beside_bulk_work_alone_but_not_beside_live_work() -> None:
+    """`run_now` takes a live item at once while only bulk batches run and no live item waits;
+    not while a live batch runs or a live item is queued (those it would overtake)."""
+    batcher, runners, journal = make(2, max_batch_size=4, bulk_beside_live=1)
+    for runner in runners:
+        runner.gate.clear()
+    bulk = [batcher.submit([(name, 1)], far(), priority="batch")[0] for name in "ab"]
+    await settle()
+    assert journal == [(0, ["a", "b"])] and batcher.bulk_only()
+    assert batcher.run_now("x", 1, far(), None, lambda rows: [r * 3 for r in rows]) == "xxx"
+    live = batcher.submit([("y", 1)], far())
+    await settle()
+    assert journal[-1] == (1, ["y"]) and not batcher.bulk_only()  # a live batch runs
+    assert batcher.run_now("z", 1, far(), None, lambda rows: [r * 3 for r in rows]) is None
+    runners[1].gate.set()
+    await asyncio.gather(*live)
+    runners[1].gate.clear()
+    queued = batcher.submit([("w", 1)], far())  # runner 1 is free: it runs w at once
+    await settle()
+    waiting = batcher.submit([("v", 1)], far())  # no runner free: v waits, live, in the queue
+    assert not batcher.bulk_only()
+    assert batcher.run_now("u", 1, far(), None, lambda rows: [r * 3 for r in rows]) is None
+    for runner in runners:
+        runner.gate.set()
+    await asyncio.gather(*bulk, *queued, *waiting)
+    await batcher.stop()
