@@ -20,7 +20,7 @@ Answer = Callable[[Request], Awaitable[tuple[bytes, bool]]]  # the output line, 
 # Requests in flight: enough to keep a service's batches full without holding much of its
 # queue (a quarter of a CPU model's default 1,024 items at one input a line). On 2 cores the
 # service runs two sessions a model, each a batch of 32 at a time with the next one queued:
-# 64 in flight sent 0.80 x the lines/s that wrk's c=256 got answered, 128 sent 0.95 x.
+# 64 in flight sent 0.80 x the lines/s that wrk's c=256 got answered, 128 sent 0.91-0.99 x.
 DEFAULT_CONCURRENCY = 128
 
 
