@@ -2,9 +2,11 @@
 
 Started by the supervisor (service/supervisor.py) when BERTSERVE_API_SERVERS is over 1. It
 loads the model repository as a single-process service does (service/lifecycle.py), then
-answers the front ends' requests (service/engine/wire.py) on a ZeroMQ ROUTER socket: each
-Run queues its rows on the model's batcher, so the rows of every front end ride in the same
-batches, and its reply carries the output rows and the request's queue and batch times.
+answers the front ends' requests (service/engine/wire.py) on a Unix stream socket, one
+connection per front end (service/engine/channel.py): each Run queues its rows on the model's
+batcher, so the rows of every front end ride in the same batches, and its reply carries the
+output rows and the request's queue and batch times. A front end whose connection ends (it
+died) has its requests cancelled: their clients are gone with it.
 
 Its Status goes out on a PUB socket from a thread of its own, every wire.HEARTBEAT_S and
 soon after a change that matters (a new table; a run while a queue is past half full, where
@@ -29,13 +31,13 @@ from functools import partial
 from pathlib import Path
 
 import zmq
-import zmq.asyncio
 from prometheus_client import generate_latest
 
 from service import logs
 from service.batching import Ticket
 from service.engine import wire
 from service.engine.cache import ResultCache
+from service.engine.channel import Channel
 from service.engine.client import ENGINE_SILENT_S, endpoints
 from service.engine.model import LocalModel
 from service.engine.seam import ServedModel
@@ -59,11 +61,10 @@ STATUS_COALESCE_S = 0.005
 class Engine:
     def __init__(self, state: AppState, ipc_dir: Path) -> None:
         self.state = state
-        self._context = zmq.asyncio.Context()
-        self._router = self._context.socket(zmq.ROUTER)
-        self._router.setsockopt(zmq.LINGER, 0)
         self._ipc_dir = ipc_dir
-        self._running: dict[tuple[bytes, int], asyncio.Task[None]] = {}
+        self._server: asyncio.AbstractServer | None = None
+        self._channels: set[Channel] = set()
+        self._running: dict[tuple[Channel, int], asyncio.Task[None]] = {}
         self._chores: set[asyncio.Task[None]] = set()  # reloads under way: held until done
         # Every model served since start, by identity, while anything holds it: a Run admitted
         # by a front end just before a reload's swap still finds the model it was admitted on.
@@ -75,36 +76,43 @@ class Engine:
         self._infos: list[wire.ModelInfo] = []
         self._defaults: dict[str, str] = {}
 
-    def bind(self) -> threading.Thread:
+    async def bind(self) -> threading.Thread:
         requests, status = endpoints(self._ipc_dir)
-        self._router.bind(requests)
+        with contextlib.suppress(FileNotFoundError):  # a dead engine's socket file
+            os.unlink(requests)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_unix_server(lambda: Channel(self._received, self._lost), requests)
         publisher = threading.Thread(target=self._publish, args=(status,), name="engine-status", daemon=True)
         publisher.start()
         return publisher
 
-    async def serve(self) -> None:
-        while True:
-            identity, payload = await self._router.recv_multipart(copy=False)
-            message = wire.requests.decode(payload.buffer)
-            sender = identity.bytes
-            if isinstance(message, wire.Run):
-                key = (sender, message.id)
-                task = asyncio.ensure_future(self._run(sender, message))
-                self._running[key] = task
-                task.add_done_callback(partial(self._finished, key))
-            elif isinstance(message, wire.Cancel):
-                running = self._running.pop((sender, message.id), None)
-                if running is not None:
-                    running.cancel()
-            elif isinstance(message, wire.Reload):
-                reloading = asyncio.ensure_future(self._reload(sender, message.id))
-                self._chores.add(reloading)
-                reloading.add_done_callback(self._chores.discard)
-            else:
-                text = generate_latest(self.state.metrics.registry).decode()
-                self._reply(sender, wire.MetricsText(message.id, text))
+    def _received(self, sender: Channel, payload: memoryview) -> None:
+        self._channels.add(sender)
+        message = wire.requests.decode(payload)
+        if isinstance(message, wire.Run):
+            key = (sender, message.id)
+            task = asyncio.ensure_future(self._run(sender, message))
+            self._running[key] = task
+            task.add_done_callback(partial(self._finished, key))
+        elif isinstance(message, wire.Cancel):
+            running = self._running.pop((sender, message.id), None)
+            if running is not None:
+                running.cancel()
+        elif isinstance(message, wire.Reload):
+            reloading = asyncio.ensure_future(self._reload(sender, message.id))
+            self._chores.add(reloading)
+            reloading.add_done_callback(self._chores.discard)
+        else:
+            text = generate_latest(self.state.metrics.registry).decode()
+            self._reply(sender, wire.MetricsText(message.id, text))
 
-    def _finished(self, key: tuple[bytes, int], _: asyncio.Task[None]) -> None:
+    def _lost(self, sender: Channel) -> None:
+        """A front end's connection ended: it died, and its clients with it."""
+        self._channels.discard(sender)
+        for key in [k for k in self._running if k[0] is sender]:
+            self._running.pop(key).cancel()
+
+    def _finished(self, key: tuple[Channel, int], _: asyncio.Task[None]) -> None:
         self._running.pop(key, None)
 
     def _model(self, name: str, identity: str) -> LocalModel | None:
@@ -113,7 +121,7 @@ class Engine:
             return served
         return self._known.get(identity)
 
-    async def _run(self, sender: bytes, message: wire.Run) -> None:
+    async def _run(self, sender: Channel, message: wire.Run) -> None:
         state = self.state
         model = self._model(message.model, message.identity)
         if model is None:
@@ -157,7 +165,7 @@ class Engine:
         if model.room() * 2 < model.limits().max_queue_items:
             self._changed.set()
 
-    async def _reload(self, sender: bytes, request_id: int) -> None:
+    async def _reload(self, sender: Channel, request_id: int) -> None:
         try:
             changes = await reload(self.state)
         except ServiceError as exc:
@@ -174,9 +182,8 @@ class Engine:
                 self._known[model.identity] = model
         self._changed.set()
 
-    def _reply(self, sender: bytes, reply: wire.Reply) -> None:
-        # The plain socket's send, not the asyncio one's future: a ROUTER never waits to send.
-        zmq.Socket.send_multipart(self._router, [sender, wire.encoder.encode(reply)], zmq.NOBLOCK)
+    def _reply(self, sender: Channel, reply: wire.Reply) -> None:
+        sender.send(wire.encoder.encode(reply))
 
     def _status(self) -> wire.Status:
         state = self.state
@@ -227,8 +234,10 @@ class Engine:
         self._stop_publishing.set()
         for task in self._running.values():
             task.cancel()
-        self._router.close()
-        self._context.term()
+        if self._server is not None:
+            self._server.close()
+        for channel in list(self._channels):
+            channel.close()
 
 
 def _info(name: str, served: ServedModel) -> wire.ModelInfo:
@@ -252,7 +261,7 @@ async def run_engine(settings: Settings, ipc_dir: Path) -> int:
     state.retire_after_s = ENGINE_SILENT_S  # every front end has a Status of the new table by then
     state.tokenize_pool = ThreadPoolExecutor(max_workers=min(4, available_cpus()), thread_name_prefix="tokenize")
     engine = Engine(state, ipc_dir)
-    engine.bind()
+    await engine.bind()
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     failed: list[str] = []
@@ -278,7 +287,6 @@ async def run_engine(settings: Settings, ipc_dir: Path) -> int:
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
     tasks = [
         loop.create_task(start_up(state, on_load_error), name="load"),
-        loop.create_task(engine.serve(), name="engine"),
         loop.create_task(watch_stalls(state), name="stall-watchdog"),
     ]
     ready = loop.create_task(_remember_when_ready(state, engine))

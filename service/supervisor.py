@@ -6,7 +6,7 @@ stopped together (BERTSERVE_API_SERVERS over 1; docs/design.md, "Front ends and 
   watch: about 18 MB resident, no pydantic); every front end accepts on that one socket
   (inherited), so a front end that dies loses no queued connection: the others go on accepting.
 - The engine process (service/engine_process.py) loads the models and serves them over
-  ZeroMQ sockets in a private run folder.
+  Unix sockets in a private run folder (service/engine/channel.py).
 - A front end that dies is started again at once. An engine that dies is started again too
   (the front ends answer 503 meanwhile, naming the cause); one that fails its start-up
   (exit code 2: a model that cannot be loaded) stops the service with its one-line reason,

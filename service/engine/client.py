@@ -3,13 +3,15 @@
 A front end does HTTP, validation, tokenization and post-processing; the engine process
 (service/engine_process.py) holds the sessions, the batchers and the result cache, so that
 every front end's requests meet in one batch. A request's token ids go to the engine as one
-buffer (service/engine/wire.py) and its output rows come back the same way.
+buffer (service/engine/wire.py) over this front end's own stream connection
+(service/engine/channel.py), and its output rows come back the same way.
 
 What a front end knows of the engine comes from its Status messages, a few a second: the
 models and their identities, the room in each queue (so the fast 429 needs no round trip;
 the engine refuses what does not fit anyway), and its health. When none has come for
 ENGINE_SILENT_S, or the engine's socket closes, the engine is taken for dead: readiness
-turns 503 naming the cause, and every request waiting on it is answered 503 at once.
+turns 503 naming the cause, and every request waiting on it is answered 503 at once. The
+front end connects again, every CONNECT_RETRY_S, until a new engine listens.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import zmq.asyncio
 from service.batching import INTERACTIVE, Priority, Ticket
 from service.batching.policy import BatchRun
 from service.engine import wire
+from service.engine.channel import Channel
 from service.engine.seam import BatchLimits
 from service.engine.tokenizing import tokenize
 from service.errors import (
@@ -55,12 +58,16 @@ ENGINE_SILENT_S = 1.0
 # Past a request's deadline, how long a front end waits for the engine's own 504 before it
 # answers one itself (the engine drops the items at the deadline; this covers a lost reply).
 DEADLINE_SLACK_S = 0.5
+# How often a front end tries to connect to an engine that does not listen yet (starting or
+# restarting: it binds before it loads its models, so this is never what readiness waits on).
+CONNECT_RETRY_S = 0.01
+NOT_CONNECTED = "the engine process is starting"
 
 
 def endpoints(ipc_dir: Path) -> tuple[str, str]:
-    """The engine's request socket and status socket: Unix sockets in the supervisor's run
-    folder (ZeroMQ's ipc transport)."""
-    return f"ipc://{ipc_dir}/engine.sock", f"ipc://{ipc_dir}/status.sock"
+    """The engine's request socket (a Unix stream socket's path) and status socket (ZeroMQ's
+    ipc transport), both in the supervisor's run folder."""
+    return str(ipc_dir / "engine.sock"), f"ipc://{ipc_dir}/status.sock"
 
 
 class EngineClient:
@@ -68,8 +75,7 @@ class EngineClient:
         self._ipc_dir = ipc_dir
         self._metrics = metrics
         self._context = zmq.asyncio.Context()
-        self._requests = self._context.socket(zmq.DEALER)
-        self._requests.setsockopt(zmq.LINGER, 0)
+        self._channel: Channel | None = None
         self._status = self._context.socket(zmq.SUB)
         self._status.setsockopt(zmq.SUBSCRIBE, b"")
         self._status.setsockopt(zmq.LINGER, 0)
@@ -77,18 +83,19 @@ class EngineClient:
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self.status: wire.Status | None = None
         self._heard = 0.0  # monotonic time of the last Status
-        self.down: str | None = "the engine process is starting"
+        self.down: str | None = NOT_CONNECTED
         self.models: dict[str, RemoteModel] = {}
         self._engine_pid: int | None = None
         self._restarted = False  # the engine died since it last served: until it serves again
 
     def connect(self) -> None:
-        requests, status = endpoints(self._ipc_dir)
-        self._requests.connect(requests)
+        _, status = endpoints(self._ipc_dir)
         self._status.connect(status)
 
     def close(self) -> None:
         self._fail_pending(Unavailable("the service is shutting down"))
+        if self._channel is not None:
+            self._channel.close()
         # Every socket of the context closed, the status monitor's included, then ended:
         # `term` alone waits for a socket left open.
         self._context.destroy(linger=0)
@@ -97,7 +104,7 @@ class EngineClient:
         """Read replies and Status messages until cancelled; `on_status` hears each Status,
         `on_down` that the engine went silent."""
         readers = [
-            asyncio.ensure_future(self._read_replies()),
+            asyncio.ensure_future(self._keep_connected(on_down)),
             asyncio.ensure_future(self._read_status(on_status)),
             asyncio.ensure_future(self._watch(on_down)),
             asyncio.ensure_future(self._watch_socket(on_down)),
@@ -112,13 +119,39 @@ class EngineClient:
             # Their own `finally` runs now, before the sockets they use are closed.
             await asyncio.gather(*readers, return_exceptions=True)
 
-    async def _read_replies(self) -> None:
+    async def _keep_connected(self, on_down: Callable[[str], None]) -> None:
+        """Hold the request connection: connect while the engine listens, and again after it
+        ends (the engine died: what waited on it is answered 503 at once)."""
+        path, _ = endpoints(self._ipc_dir)
+        loop = asyncio.get_running_loop()
         while True:
-            frames = await self._requests.recv_multipart(copy=False)
-            reply = wire.replies.decode(frames[-1].buffer)
-            future = self._pending.pop(reply.id, None)
-            if future is not None and not future.done():
-                future.set_result(reply)
+            ended: asyncio.Future[None] = loop.create_future()
+
+            def end(_: Channel, ended: asyncio.Future[None] = ended) -> None:
+                if not ended.done():
+                    ended.set_result(None)
+
+            try:
+                _, channel = await loop.create_unix_connection(lambda: Channel(self._received, end), path)
+            except OSError:  # not listening yet
+                await asyncio.sleep(CONNECT_RETRY_S)
+                continue
+            self._channel = channel
+            try:
+                await ended
+            finally:
+                self._channel = None
+                channel.close()
+            if self._engine_pid is not None:
+                self._lost("the engine process stopped: restarting", on_down)
+            else:
+                self._fail_pending(Unavailable("the engine process stopped while this request ran: retry"))
+
+    def _received(self, _: Channel, payload: memoryview) -> None:
+        reply = wire.replies.decode(payload)
+        future = self._pending.pop(reply.id, None)
+        if future is not None and not future.done():
+            future.set_result(reply)
 
     async def _read_status(self, on_status: Callable[[wire.Status], Awaitable[None]]) -> None:
         while True:
@@ -129,7 +162,9 @@ class EngineClient:
                 self._restarted = True
             self._engine_pid = status.pid
             self.status = status
-            if status.unready is None:
+            if status.unready is None and self._channel is None:
+                self.down = NOT_CONNECTED  # ready once this front end's connection is made too
+            elif status.unready is None:
                 self.down = None
                 self._restarted = False
             else:  # a restarted engine loads its models again: say why it is loading
@@ -182,16 +217,17 @@ class EngineClient:
     def ask(self, message: wire.Run | wire.Reload | wire.Metrics) -> asyncio.Future[Any]:
         """Send a request now (queued in order on the socket) and give back what waits for its
         reply."""
-        if self.down is not None:
-            raise Unavailable(self.down)
+        channel = self._channel
+        if self.down is not None or channel is None:
+            raise Unavailable(self.down or NOT_CONNECTED)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[message.id] = future
-        self._requests.send(wire.encoder.encode(message))
+        channel.send(wire.encoder.encode(message))
         return future
 
     def cancel(self, request_id: int) -> None:
-        if self._pending.pop(request_id, None) is not None and self.down is None:
-            self._requests.send(wire.encoder.encode(wire.Cancel(request_id)))
+        if self._pending.pop(request_id, None) is not None and self._channel is not None:
+            self._channel.send(wire.encoder.encode(wire.Cancel(request_id)))
 
     def next_id(self) -> int:
         return next(self._ids)

@@ -7,8 +7,9 @@ without a Python object per number, and a front end gets numpy arrays back that 
 received buffer (np.frombuffer), with no copy.
 
 Two channels:
-- requests and their replies: each front end's DEALER socket to the engine's ROUTER, so the
-  engine answers the front end that asked;
+- requests and their replies: each front end's own Unix stream connection to the engine,
+  messages framed by their length (service/engine/channel.py), so the engine answers the
+  front end that asked;
 - the engine's state: a PUB socket the front ends subscribe to, a Status a few times a
   second and at once on a change (the models served, the room in each queue, health), so a
   front end refuses with a fast 429 or 503 from what it knows, without a round trip.
