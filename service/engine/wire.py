@@ -17,6 +17,7 @@ Two channels:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import msgspec
@@ -41,7 +42,7 @@ class Rows(msgspec.Struct, array_like=True):
         flat = np.frombuffer(self.data, dtype=dtype)
         out, at = [], 0
         for shape in self.shapes:
-            size = int(np.prod(shape)) if shape else 1
+            size = math.prod(shape)
             out.append(flat[at : at + size].reshape(shape))
             at += size
         return out
