@@ -90,6 +90,10 @@ class Engine:
         self._channels.add(sender)
         message = wire.requests.decode(payload)
         if isinstance(message, wire.Run):
+            # Counted as it arrives, before any request read in this pass runs: the first one
+            # that runs already sees the others (the fast lane runs a request alone at once).
+            self.state.inflight += 1
+            self.state.connections += 1
             key = (sender, message.id)
             task = asyncio.ensure_future(self._run(sender, message))
             self._running[key] = task
@@ -113,6 +117,9 @@ class Engine:
             self._running.pop(key).cancel()
 
     def _finished(self, key: tuple[Channel, int], _: asyncio.Task[None]) -> None:
+        # Here, not in _run: a task cancelled before its first step never runs its body.
+        self.state.inflight -= 1
+        self.state.connections -= 1
         self._running.pop(key, None)
 
     def _model(self, name: str, identity: str) -> LocalModel | None:
@@ -122,7 +129,6 @@ class Engine:
         return self._known.get(identity)
 
     async def _run(self, sender: Channel, message: wire.Run) -> None:
-        state = self.state
         model = self._model(message.model, message.identity)
         if model is None:
             self._reply(sender, wire.Failed(message.id, "unavailable", "the model was replaced or removed: retry"))
@@ -131,14 +137,12 @@ class Engine:
         ticket = Ticket()
         deadline = asyncio.get_running_loop().time() + message.timeout_s
         model.users += 1
-        state.inflight += 1
-        state.connections += 1  # for the fast lane: one request in flight is an engine alone
         self._room_changed(model)
         try:
             priority = parse_priority(message.priority) or INTERACTIVE
             # Bulk work always queues, as in one process (service/tasks/common.py, run_ids).
             live = priority == INTERACTIVE and not message.states
-            rows = await model.run_now(ids, deadline, ticket) if live else None
+            rows = await model.run_now(ids, deadline, ticket, counted=True) if live else None
             if rows is None:
                 model.check_admission(len(ids), "input", priority)
                 rows = await model.submit(ids, deadline, ticket, priority, message.states)
@@ -153,8 +157,6 @@ class Engine:
             self._reply(sender, wire.Failed(message.id, "internal", "internal error"))
         finally:
             model.users -= 1
-            state.inflight -= 1
-            state.connections -= 1
             self._room_changed(model)
 
     def _room_changed(self, model: LocalModel) -> None:

@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,8 @@ class EngineClient:
         self._status.setsockopt(zmq.SUBSCRIBE, b"")
         self._status.setsockopt(zmq.LINGER, 0)
         self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[Any]] = {}
+        # What waits for each reply: a future, or for a Run the _RunReply that resolves its rows.
+        self._pending: dict[int, asyncio.Future[Any] | _RunReply] = {}
         self.status: wire.Status | None = None
         self._heard = 0.0  # monotonic time of the last Status
         self.down: str | None = NOT_CONNECTED
@@ -214,16 +216,22 @@ class EngineClient:
                 future.set_exception(error)
                 future.exception()  # retrieved: a request that left must not log it
 
-    def ask(self, message: wire.Run | wire.Reload | wire.Metrics) -> asyncio.Future[Any]:
+    def ask(self, message: wire.Reload | wire.Metrics) -> asyncio.Future[Any]:
         """Send a request now (queued in order on the socket) and give back what waits for its
         reply."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._send(message, future)
+        return future
+
+    def ask_run(self, message: wire.Run, waiter: _RunReply) -> None:
+        self._send(message, waiter)
+
+    def _send(self, message: wire.Run | wire.Reload | wire.Metrics, waiter: asyncio.Future[Any] | _RunReply) -> None:
         channel = self._channel
         if self.down is not None or channel is None:
             raise Unavailable(self.down or NOT_CONNECTED)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[message.id] = future
+        self._pending[message.id] = waiter
         channel.send(wire.encoder.encode(message))
-        return future
 
     def cancel(self, request_id: int) -> None:
         if self._pending.pop(request_id, None) is not None and self._channel is not None:
@@ -262,6 +270,43 @@ class EngineClient:
 def _error(failed: wire.Failed) -> ServiceError:
     cls = BY_KIND.get(failed.kind, ServiceError)  # type: ignore[call-overload]
     return cls(failed.message, failed.param)  # type: ignore[no-any-return]
+
+
+class _RunReply:
+    """What waits for a Run's reply in the client's pending table: it turns the reply into the
+    request's rows (or its error) as the reply is read."""
+
+    __slots__ = ("_overdue", "_rows", "_ticket")
+
+    def __init__(
+        self, rows: asyncio.Future[list[np.ndarray]], ticket: Ticket | None, overdue: asyncio.TimerHandle
+    ) -> None:
+        self._rows = rows
+        self._ticket = ticket
+        self._overdue = overdue
+
+    def done(self) -> bool:
+        return self._rows.done()
+
+    def set_result(self, reply: wire.Reply) -> None:
+        self._overdue.cancel()
+        if isinstance(reply, wire.Failed):
+            self._rows.set_exception(_error(reply))
+            return
+        assert isinstance(reply, wire.Done)
+        ticket = self._ticket
+        if ticket is not None:
+            ticket.queue_s = max(ticket.queue_s, reply.queue_s)
+            ticket.queued_at = reply.queued_at
+            ticket.runs.extend(BatchRun(r.started, r.seconds, r.items) for r in reply.runs)
+        self._rows.set_result(reply.rows.unpack())
+
+    def set_exception(self, error: BaseException) -> None:
+        self._overdue.cancel()
+        self._rows.set_exception(error)
+
+    def exception(self) -> BaseException | None:
+        return self._rows.exception()
 
 
 class RemoteModel:
@@ -321,36 +366,35 @@ class RemoteModel:
     ) -> Awaitable[list[np.ndarray]]:
         """Send the rows to the engine now at their priority level (Overloaded when they do
         not fit, as far as this front end knows; the engine checks again, the room of each
-        level included) and give back what waits for its reply."""
+        level included) and give back what waits for its reply: a future resolved by the
+        callback that reads the reply (no task, no turn of the loop between), failed with a
+        504 when even the engine's own 504 is overdue, and cancelling it (the client left)
+        tells the engine to drop the items."""
         self._check_room(len(ids), priority)
         loop = asyncio.get_running_loop()
         request_id = self._client.next_id()
         timeout = max(0.0, deadline - loop.time())
         message = wire.Run(request_id, self.name, self.identity, wire.Rows.pack(ids), timeout, priority, states)
-        reply = self._client.ask(message)
-        self.room_now -= len(ids)
-        return self._answer(request_id, reply, deadline, ticket)
-
-    async def _answer(
-        self, request_id: int, reply: asyncio.Future[Any], deadline: float, ticket: Ticket | None
-    ) -> list[np.ndarray]:
-        remaining = deadline - asyncio.get_running_loop().time() + DEADLINE_SLACK_S
+        rows: asyncio.Future[list[np.ndarray]] = loop.create_future()
+        overdue = loop.call_at(deadline + DEADLINE_SLACK_S, self._overdue, request_id, rows)
         try:
-            done = await asyncio.wait_for(reply, timeout=max(remaining, 0.0))
-        except TimeoutError as exc:
-            self._client.cancel(request_id)
-            raise DeadlineExceeded(DEADLINE_PASSED + " before it finished") from exc
-        except asyncio.CancelledError:
-            self._client.cancel(request_id)  # the client left: the engine drops the items
+            self._client.ask_run(message, _RunReply(rows, ticket, overdue))
+        except ServiceError:
+            overdue.cancel()
             raise
-        if isinstance(done, wire.Failed):
-            raise _error(done)
-        assert isinstance(done, wire.Done)
-        if ticket is not None:
-            ticket.queue_s = max(ticket.queue_s, done.queue_s)
-            ticket.queued_at = done.queued_at
-            ticket.runs.extend(BatchRun(r.started, r.seconds, r.items) for r in done.runs)
-        return done.rows.unpack()
+        self.room_now -= len(ids)
+        rows.add_done_callback(partial(self._settled, request_id, overdue))
+        return rows
+
+    def _overdue(self, request_id: int, rows: asyncio.Future[list[np.ndarray]]) -> None:
+        if not rows.done():
+            self._client.cancel(request_id)
+            rows.set_exception(DeadlineExceeded(DEADLINE_PASSED + " before it finished"))
+
+    def _settled(self, request_id: int, overdue: asyncio.TimerHandle, rows: asyncio.Future[list[np.ndarray]]) -> None:
+        overdue.cancel()
+        if rows.cancelled():
+            self._client.cancel(request_id)  # the client left: the engine drops the items
 
     def _check_room(self, items: int, priority: Priority) -> None:
         # The engine's Status gives the room of the whole queue: a batch-priority request

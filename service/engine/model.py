@@ -200,24 +200,27 @@ class LocalModel:
         ]
 
     async def run_now(
-        self, ids: Sequence[np.ndarray], deadline: float, ticket: Ticket | None
+        self, ids: Sequence[np.ndarray], deadline: float, ticket: Ticket | None, counted: bool = False
     ) -> list[np.ndarray] | None:
         """A single input that the fast lane would run on the event loop anyway, run at once,
         here, without queueing (Batcher.run_now); None when it must go through `run`. Not with
-        the cache: a cached model looks its rows up first."""
+        the cache: a cached model looks its rows up first. `counted`: the caller counted every
+        request that arrived with this one before any of them got here (the engine process
+        does, as it reads them), so no turn of the loop is needed to see them."""
         if not self._may_run_now(ids):
             return None
-        # One turn of the loop first: requests that arrived with this one (a burst read in the
-        # same pass) enter the app and queue meanwhile, so the service is no longer quiet and
-        # they are batched together, instead of running one by one here, each finding the
-        # app as quiet as the first did.
-        self._live_now += 1
-        try:
-            await asyncio.sleep(0)
-            if not self._may_run_now(ids):
-                return None
-        finally:
-            self._live_now -= 1
+        if not counted:
+            # One turn of the loop first: requests that arrived with this one (a burst read in
+            # the same pass) enter the app and queue meanwhile, so the service is no longer
+            # quiet and they are batched together, instead of running one by one here, each
+            # finding the app as quiet as the first did.
+            self._live_now += 1
+            try:
+                await asyncio.sleep(0)
+                if not self._may_run_now(ids):
+                    return None
+            finally:
+                self._live_now -= 1
         fast = self.model.fast
         assert fast is not None
         row = self.batcher.run_now(ids[0], ids[0].shape[-1], deadline, ticket, lambda rows: self._execute(fast, rows))
