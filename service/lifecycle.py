@@ -28,6 +28,7 @@ from pathlib import Path
 
 from service import collector
 from service.defaults import DefaultsError, choose_defaults
+from service.engine import heap
 from service.engine.model import LocalModel
 from service.kinds import ModelKind
 from service.manifest import MANIFEST_FILE
@@ -186,6 +187,10 @@ async def start_up(state: AppState, on_error: OnLoadError) -> None:
     # docs/design.md, "Other measured choices").
     gc.freeze()
     collector.defer_full_collections()  # to quiet moments: service/collector.py
+    # What loading and warming up freed (the parsed graphs, each session's first runs) back
+    # to the system: glibc otherwise keeps it, and how much it kept varied by 50 MB from one
+    # start to the next of the same models.
+    heap.trim()
     state.mark_ready()
     count = f"{len(models)} model{'s' if len(models) != 1 else ''}"
     where = f" on {state.url}" if state.url else ""
