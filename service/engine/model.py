@@ -206,14 +206,15 @@ class LocalModel:
         here, without queueing (Batcher.run_now); None when it must go through `run`. Not with
         the cache: a cached model looks its rows up first. `counted`: the caller counted every
         request that arrived with this one before any of them got here (the engine process
-        does, as it reads them), so no turn of the loop is needed to see them."""
+        does, as it reads them), so an idle service needs no turn of the loop to see them."""
         if not self._may_run_now(ids):
             return None
-        if not counted:
+        if not counted or self.batcher.queued or self.batcher.busy:
             # One turn of the loop first: requests that arrived with this one (a burst read in
             # the same pass) enter the app and queue meanwhile, so the service is no longer
             # quiet and they are batched together, instead of running one by one here, each
-            # finding the app as quiet as the first did.
+            # finding the app as quiet as the first did. Beside bulk work the live inputs
+            # taking this turn are what keeps them to one at a time (`_live_now`), counted or not.
             self._live_now += 1
             try:
                 await asyncio.sleep(0)
