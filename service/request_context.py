@@ -2,9 +2,10 @@
 ASGI scope's state, instead of loose string keys.
 
 The protocol adapter (service/uvicorn_adapter.py) creates it when a request's headers are
-complete, and marks a request that waited its turn after a fast 429 (`resumed`); the
-middleware fills in the id, the entry time and what the response says; the route's `Call`
-hangs off it (its timing for the headers and traces, the models it uses until the answer).
+complete, with its `Departure` (told when the connection ends), and marks a request that
+waited its turn after a fast 429 (`resumed`); the middleware fills in the id, the entry time
+and what the response says; the route's `Call` hangs off it (its timing for the headers
+and traces, the models it uses until the answer).
 """
 
 from __future__ import annotations
@@ -17,6 +18,28 @@ if TYPE_CHECKING:
     from service.tasks.common import Call
 
 KEY = "bertserve"
+
+
+class Departure:
+    """The client's connection ended, as the server that holds it tells (the protocol adapter,
+    service/uvicorn_adapter.py): a request waiting on its rows is told by a callback, so it
+    needs no task of its own watching ASGI's receive channel for `http.disconnect`."""
+
+    __slots__ = ("_then", "left")
+
+    def __init__(self) -> None:
+        self.left = False
+        self._then: Callable[[], object] | None = None
+
+    def happened(self) -> None:
+        self.left = True
+        then, self._then = self._then, None
+        if then is not None:
+            then()
+
+    def on_leave(self, then: Callable[[], object] | None) -> None:
+        """What to call when the client leaves (one at a time; None: nothing)."""
+        self._then = then
 
 
 @dataclass(slots=True)
@@ -35,6 +58,9 @@ class RequestContext:
     hold_for: str | None = None
     model: str = ""  # the model that served it, for metrics, the access log and traces
     call: Call | None = None
+    # Set by the protocol adapter, which tells it when the connection ends; None under another
+    # ASGI server (the route then watches `receive` for the disconnect).
+    departure: Departure | None = None
 
 
 def context_of(scope: Any) -> RequestContext:

@@ -32,6 +32,7 @@ import inspect
 import logging
 import signal
 import time
+from collections import deque
 from functools import partial
 from types import FrameType
 from typing import Any
@@ -42,7 +43,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from service.backpressure import HeldConnections
 from service.errors import RequestTimeout, Unavailable
 from service.http_errors import raw_http
-from service.request_context import context_of
+from service.request_context import Departure, context_of
 from service.request_ids import new_request_id
 from service.state import AppState
 
@@ -58,6 +59,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._header_timer: asyncio.TimerHandle | None = None
+        # The requests read and not yet answered, oldest first (pipelined ones are answered in
+        # order): each told when the connection ends.
+        self._unanswered: deque[Departure] = deque()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -76,12 +80,17 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm()
         super().on_headers_complete()
+        context = context_of(self.scope)
+        context.departure = Departure()
+        self._unanswered.append(context.departure)
         if self.held is not None and self.held.request_started(self):
             # It waited its turn: the middleware lets it in; its promise of room ends once queued.
-            context_of(self.scope).resumed = partial(self.held.release, self)
+            context.resumed = partial(self.held.release, self)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        if self._unanswered:
+            self._unanswered.popleft()
         if self.held is None:
             return
         task = context_of(self.scope).hold_for  # set with a fast 429
@@ -96,6 +105,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self.held.release(self)
         super().connection_lost(exc)
         self._count()
+        while self._unanswered:
+            self._unanswered.popleft().happened()
 
     def _count(self) -> None:
         if self.state is not None:

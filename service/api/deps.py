@@ -78,7 +78,9 @@ def new_call(context: RequestContext, headers: dict[bytes, bytes], receive: Rece
     def on_model(name: str) -> None:
         context.model = name
 
-    call = Call(entered_at=context.entered_at, disconnected=disconnected, on_model=on_model)
+    call = Call(
+        entered_at=context.entered_at, disconnected=disconnected, departure=context.departure, on_model=on_model
+    )
     timeout = headers.get(TIMEOUT_HEADER)
     if timeout is not None:
         call.timeout_s, call.timeout_error = _timeout(timeout)

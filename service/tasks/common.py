@@ -24,7 +24,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from service.priorities import INTERACTIVE, Priority
 from service.runtime.tokenizer import Cut, InputTooLong
 from service.settings import env_name
 from service.state import AppState
+
+if TYPE_CHECKING:
+    from service.request_context import Departure
 
 T = TypeVar("T")
 Pair = tuple[str, str]
@@ -70,6 +73,9 @@ class Call:
     # When the request entered the app (monotonic): one accepted before a drain is served.
     entered_at: float = field(default_factory=time.monotonic)
     disconnected: Callable[[], Awaitable[None]] = _never
+    # Told when the client leaves, where the server says so itself (bertserve's protocol
+    # adapter); None: `disconnected` is watched instead.
+    departure: Departure | None = None
     # Told the resolved model's name as soon as it is known, for metrics and the access log.
     on_model: Callable[[str], None] = field(default=lambda _: None)
     timing: Timing = field(default_factory=Timing)
@@ -308,6 +314,28 @@ def too_many_chars(where: str, chars: int, max_chars: int) -> str:
 async def until_disconnect(call: Call, work: Awaitable[T]) -> T:
     """Await `work`, but give up as soon as the client goes away: its queued items are then
     cancelled and the batcher drops them before they cost compute."""
+    departure = call.departure
+    if departure is None:
+        return await _watching(call, work)
+    # The server tells of the departure: it cancels this task, as asyncio.timeout does, and
+    # the cancellation reaches what `work` waits on. No watcher task and no asyncio.wait: a
+    # request pays about 8 us less for being watched (docs/design.md, "The request path").
+    task = asyncio.current_task()
+    assert task is not None
+    departure.on_leave(task.cancel)
+    if departure.left:  # gone already: the cancellation meets `work` at its first wait
+        task.cancel()
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if departure.left and task.uncancel() == 0:  # ours alone, not the server's own cancel
+            raise ClientClosed("client closed the connection") from None
+        raise
+    finally:
+        departure.on_leave(None)
+
+
+async def _watching(call: Call, work: Awaitable[T]) -> T:
     task = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(call.disconnected())
     try:

@@ -168,8 +168,13 @@ def test_the_priority_travels_to_the_engine(two: Server) -> None:
 
 
 def test_a_client_that_leaves_has_its_items_dropped_in_the_engine(two: Server) -> None:
+    a_leaving_client_has_its_items_dropped(two)
+
+
+def a_leaving_client_has_its_items_dropped(server: Server) -> None:
+    """Shared with the single process's test (tests/e2e/test_serve.py)."""
     series = 'bertserve_rejections_total{model="all-minilm-l6-v2",priority="interactive",reason="cancelled"}'
-    text = _scrape(two)
+    text = _scrape(server)
     before = _sample(text, series) if series in text else 0.0
     long_texts = [f"{REVIEW} " * 12 + str(i) for i in range(64)]  # BERTSERVE_MAX_INPUTS
     busy = json.dumps({"inputs": long_texts}).encode()
@@ -177,19 +182,19 @@ def test_a_client_that_leaves_has_its_items_dropped_in_the_engine(two: Server) -
     # A long request ahead: the second waits behind it, and its client leaves meanwhile (its
     # items are dropped when they reach the head of the queue). One session takes 32 of the
     # first's 64 items at once, so a queue over 32 holds the second's.
-    ahead = [socket.create_connection(("127.0.0.1", two.port))]
+    ahead = [socket.create_connection(("127.0.0.1", server.port))]
     for conn in ahead:
         conn.sendall(head.encode() + busy)
-    leaving = socket.create_connection(("127.0.0.1", two.port))
+    leaving = socket.create_connection(("127.0.0.1", server.port))
     leaving.sendall(head.encode() + busy)
     until(
-        lambda: _sample(_scrape(two), 'bertserve_queue_depth{model="all-minilm-l6-v2",priority="interactive"}') > 32,
+        lambda: _sample(_scrape(server), 'bertserve_queue_depth{model="all-minilm-l6-v2",priority="interactive"}') > 32,
         timeout=60,
         what="the second request's items queued",
     )
     leaving.close()
     until(
-        lambda: series in (text := _scrape(two)) and _sample(text, series) > before,
+        lambda: series in (text := _scrape(server)) and _sample(text, series) > before,
         timeout=120,
         what="the departed client's items dropped",
     )

@@ -10,6 +10,7 @@ import pytest
 
 from tests import expect
 from tests.e2e.procs import DEFAULT_MODELS, Server
+from tests.e2e.test_front_ends import a_leaving_client_has_its_items_dropped
 
 pytestmark = pytest.mark.e2e
 
@@ -39,6 +40,12 @@ def reference() -> np.ndarray:
 
     model = SentenceTransformer(str(get_model_path()), device="cpu")
     return np.asarray(model.encode(SENTENCES, normalize_embeddings=True))
+
+
+def test_a_client_that_leaves_has_its_queued_items_dropped(server: Server) -> None:
+    """The protocol adapter tells the waiting request that its connection ended; its items
+    are cancelled and dropped before they run (in one process, as across processes)."""
+    a_leaving_client_has_its_items_dropped(server)
 
 
 def test_classifies_clear_sentiment(server: Server) -> None:
